@@ -1,0 +1,40 @@
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install predictd with dev extras
+
+demo: $(STAMP) ## train the demo model and serve it on 127.0.0.1:8000 (SQLite)
+	$(BIN)/predictd demo --host 127.0.0.1 --port 8000
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint ## lint, type-check and run the whole test suite
+	$(BIN)/python -m pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/run.py
+
+format: $(STAMP) ## apply ruff formatting and fixes
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .predictd predictd.db .mypy_cache .pytest_cache .ruff_cache
+
+.PHONY: help install demo lint test bench format clean

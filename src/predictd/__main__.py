@@ -1,0 +1,3 @@
+from predictd.cli import main
+
+main()

@@ -1,0 +1,10 @@
+"""The HTTP layer: thin routes, dependencies, middleware and error rendering."""
+
+from predictd.api.deps import Services
+from predictd.api.errors import install_error_handlers
+from predictd.api.middleware import ServingMiddleware
+from predictd.api.routes import analytics, health, metrics, predict
+
+ROUTERS = (predict.router, health.router, analytics.router, metrics.router)
+
+__all__ = ["ROUTERS", "Services", "ServingMiddleware", "install_error_handlers"]

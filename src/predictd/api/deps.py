@@ -1,0 +1,46 @@
+"""Typed access to what the lifespan built, for route handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from predictd.analytics.service import AnalyticsService
+from predictd.db.engine import Database
+from predictd.health import ReadinessProbe
+from predictd.inference.service import InferenceService, RequestContext
+from predictd.observability import Metrics
+from predictd.recording.recorder import PredictionRecorder
+from predictd.registry.service import ModelRegistry
+from predictd.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    db: Database
+    registry: ModelRegistry
+    recorder: PredictionRecorder
+    inference: InferenceService
+    analytics: AnalyticsService
+    readiness: ReadinessProbe
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_context(request: Request) -> RequestContext:
+    return RequestContext(
+        request_id=getattr(request.state, "request_id", None),
+        client_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(get_context)]

@@ -1,0 +1,142 @@
+"""One pure-ASGI middleware for the per-request chores: request id, body limit, metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) because it runs on every prediction and must cost
+microseconds. The body is read here, bounded by ``max_body_bytes`` on the bytes actually
+received (Content-Length is not trusted alone), then replayed to the app.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictd.observability import Metrics, request_id_var
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def send_json_error(
+    send: Send, status: int, code: str, message: str, request_id: str
+) -> None:
+    body = orjson.dumps(
+        {"error": {"code": code, "message": message, "field": None, "request_id": request_id}}
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServingMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self._request_id(scope)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status_holder = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            if scope["method"] in _BODY_METHODS:
+                body = await self._read_body(scope, receive)
+                if body is None:
+                    status_holder[0] = 413
+                    self.metrics.rejected_inputs.labels("payload_too_large").inc()
+                    await send_json_error(
+                        send,
+                        413,
+                        "payload_too_large",
+                        f"request body exceeds {self.max_body_bytes} bytes",
+                        request_id,
+                    )
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            request_id_var.reset(token)
+            self._observe(scope, status_holder[0], time.perf_counter() - started)
+
+    @staticmethod
+    def _request_id(scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate: str = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    return candidate
+                break
+        return uuid.uuid4().hex
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        return None
+                except ValueError:
+                    return None
+                break
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _observe(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
+        route = scope.get("route")
+        endpoint = getattr(route, "path", None) or "unmatched"
+        code = str(status)
+        self.metrics.http_requests.labels(endpoint, scope["method"], code).inc()
+        self.metrics.http_latency.labels(endpoint, code).observe(seconds)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for disconnect like the server would
+
+    return replay

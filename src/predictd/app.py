@@ -1,0 +1,140 @@
+"""The app factory. Nothing happens at import; the lifespan builds and disposes everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from predictd import __version__
+from predictd.analytics.service import AnalyticsService
+from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
+from predictd.db import migrate
+from predictd.db.engine import Database
+from predictd.errors import PredictdError
+from predictd.health import ReadinessProbe
+from predictd.inference.service import InferenceService
+from predictd.observability import Metrics, configure_logging
+from predictd.recording.recorder import PredictionRecorder
+from predictd.recording.repository import PredictionWriter
+from predictd.registry.models import ModelVersion
+from predictd.registry.service import ModelRegistry
+from predictd.settings import Settings
+
+log = logging.getLogger("predictd.app")
+
+RETRY_S = 2.0
+
+
+async def _migrate_until_done(db: Database) -> None:
+    """Auto-migrate, retrying while the database is unreachable."""
+    while True:
+        try:
+            await migrate.upgrade(db)
+            log.info("database schema is up to date")
+            return
+        except Exception as exc:
+            log.warning("migration failed; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(RETRY_S)
+
+
+class ModelLoader:
+    """Serve something as soon as possible (a local fallback while the database is down),
+    then keep trying until the served model is the registry's production version."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._candidate: ModelVersion | None = None
+
+    async def attempt(self) -> bool:
+        """One try; True once the registry's version is being served."""
+        registry, inference = self.services.registry, self.services.inference
+        try:
+            if self._candidate is None:
+                self._candidate = await registry.candidate_from_path()
+            resolved = await registry.resolve_serving(self._candidate)
+            if resolved is None:
+                return False
+            version, source = resolved
+            if inference.runtime is None or source == "registry":
+                inference.set_runtime(await registry.load(version, source))
+            return source == "registry"
+        except PredictdError as exc:
+            log.warning("model not loaded; retrying", extra={"error": exc.message})
+        except Exception as exc:
+            log.exception("model load failed; retrying", extra={"error": repr(exc)})
+        return False
+
+    async def until_registered(self) -> None:
+        while True:
+            if await self.attempt():
+                return
+            await asyncio.sleep(RETRY_S)
+
+
+def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = metrics or Metrics.create()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_format)
+        db = Database(settings)
+        recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
+        inference = InferenceService(settings, recorder, metrics)
+        services = Services(
+            settings=settings,
+            metrics=metrics,
+            db=db,
+            registry=ModelRegistry(settings, db),
+            recorder=recorder,
+            inference=inference,
+            analytics=AnalyticsService(db),
+            readiness=ReadinessProbe(db, recorder, inference),
+        )
+        app.state.services = services
+        tasks: list[asyncio.Task[None]] = []
+        if settings.migrate_on_startup:
+            try:
+                async with asyncio.timeout(settings.db_connect_timeout_s + 5):
+                    await migrate.upgrade(db)
+            except Exception as exc:
+                log.warning("database not migrated at startup", extra={"error": repr(exc)})
+                tasks.append(asyncio.create_task(_migrate_until_done(db)))
+        recorder.start()
+        loader = ModelLoader(services)
+        if not await loader.attempt():  # a healthy start is ready at once
+            tasks.append(asyncio.create_task(loader.until_registered()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await recorder.close()
+            inference.close()
+            await db.dispose()
+            log.info("predictd stopped")
+
+    app = FastAPI(
+        title="predictd",
+        version=__version__,
+        description="Serve trained models over HTTP; every prediction is kept.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app, metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-worker serving (settings from the env)."""
+    return create_app()

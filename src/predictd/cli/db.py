@@ -1,0 +1,117 @@
+"""`predictd db ...`: schema migrations and operator chores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from predictd.cli.output import fail
+from predictd.db import maintenance, migrate
+from predictd.db.engine import Database
+from predictd.settings import Settings
+
+db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` against the configured database; a failure is one line and exit 1."""
+
+    async def runner() -> T:
+        db = Database(Settings())
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except (OSError, TimeoutError) as exc:
+        fail(f"database unreachable: {exc}")
+    except Exception as exc:
+        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "alembic", "sqlite3")):
+            fail(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        raise
+
+
+@db_app.command()
+def upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    _run(lambda db: migrate.upgrade(db, revision))
+    typer.echo(f"upgraded to {revision}")
+
+
+@db_app.command()
+def downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")]) -> None:
+    """Revert migrations down to REVISION."""
+    _run(lambda db: migrate.downgrade(db, revision))
+    typer.echo(f"downgraded to {revision}")
+
+
+@db_app.command()
+def current() -> None:
+    """Print the database's current revision."""
+    typer.echo(_run(migrate.current_revision) or "<base>")
+
+
+@db_app.command()
+def history() -> None:
+    """List the migrations predictd ships, newest first."""
+    for line in migrate.history():
+        typer.echo(line)
+
+
+def _spool_backlog(spool_dir: Path) -> tuple[int, int]:
+    files = list(spool_dir.glob("w*/*.seg")) if spool_dir.exists() else []
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+@db_app.command()
+def status() -> None:
+    """Database URL (no password), reachability, revision, row counts and spool backlog."""
+    settings = Settings()
+    db = Database(settings)
+    typer.echo(f"database:  {db.display_url}")
+    segments, spooled = _spool_backlog(settings.spool_dir)
+    typer.echo(f"spool:     {spooled} bytes in {segments} segment(s) under {settings.spool_dir}")
+
+    async def probe(db: Database) -> tuple[str | None, dict[str, int] | None]:
+        revision = await migrate.current_revision(db)
+        counts = await maintenance.row_counts(db) if revision else None
+        return revision, counts
+
+    try:
+        revision, counts = _run(probe)
+    except typer.Exit:
+        typer.echo("reachable: no")
+        raise
+    head = migrate.head_revision()
+    typer.echo("reachable: yes")
+    state = "up to date" if revision == head else f"behind head {head}: run `predictd db upgrade`"
+    typer.echo(f"revision:  {revision or '<base>'} ({state})")
+    for table, count in (counts or {}).items():
+        typer.echo(f"rows:      {table}={count}")
+
+
+@db_app.command()
+def cleanup(
+    days: Annotated[int, typer.Option(min=1, help="Keep this many days of predictions.")],
+) -> None:
+    """Delete predictions older than DAYS, in bounded chunks."""
+    deleted = _run(lambda db: maintenance.cleanup(db, days))
+    typer.echo(f"deleted {deleted} prediction(s) older than {days} day(s)")
+
+
+@db_app.command()
+def backup(path: Annotated[Path, typer.Argument(help="Where to write the backup.")]) -> None:
+    """Back up the database (SQLite online backup; pg_dump on PostgreSQL)."""
+
+    async def work(db: Database) -> str:
+        return await asyncio.to_thread(maintenance.backup, db, path)
+
+    typer.echo(_run(work))

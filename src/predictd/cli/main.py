@@ -1,0 +1,89 @@
+"""Entry point: `predictd serve`, `predictd demo`, `predictd db ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from predictd.cli.db import db_app
+from predictd.cli.output import fail
+from predictd.errors import PredictdError
+from predictd.settings import Settings
+
+app = typer.Typer(
+    name="predictd",
+    help="Serve trained Python models over HTTP and keep every prediction.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+
+Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
+    # Settings travel through the environment so every worker process builds the same ones.
+    os.environ["DATABASE_URL"] = settings.database_url
+    if settings.model_path is not None:
+        os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
+    if settings.model_name is not None:
+        os.environ["PREDICTD_MODEL_NAME"] = settings.model_name
+    uvicorn.run(
+        "predictd.app:create_app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def serve(
+    host: Host = None,
+    port: Port = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Serve this skops artifact (registered on startup).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+) -> None:
+    """Serve the registered production model (or the artifact given with --model)."""
+    settings = Settings()
+    if model is not None:
+        if not model.is_file():
+            fail(f"no artifact at {model}")
+        settings = settings.model_copy(update={"model_path": model.resolve()})
+    _serve(settings, host, port, workers)
+
+
+@app.command()
+def demo(
+    tabular: Annotated[
+        bool, typer.Option("--tabular", help="The RandomForest on breast-cancer data.")
+    ] = False,
+    host: Host = None,
+    port: Port = None,
+) -> None:
+    """Train and register the demo model (reused when already registered), then serve it."""
+    from predictd.cli.demo import prepare_demo
+
+    settings = Settings()
+    try:
+        name = asyncio.run(prepare_demo(settings, tabular=tabular))
+    except PredictdError as exc:
+        fail(exc.message)
+    settings = settings.model_copy(update={"model_name": name})
+    _serve(settings, host, port, workers=1)
+
+
+def main() -> None:
+    app()

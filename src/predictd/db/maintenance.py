@@ -1,0 +1,66 @@
+"""Operator chores on the database: status counts, retention, backup."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import make_url
+
+from predictd.db.engine import Database
+from predictd.db.tables import model_versions, predictions
+
+CLEANUP_CHUNK = 10_000
+
+
+async def row_counts(db: Database) -> dict[str, int]:
+    async with db.engine.connect() as conn:
+        return {
+            table.name: int(
+                (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            )
+            for table in (predictions, model_versions)
+        }
+
+
+async def cleanup(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> int:
+    """Delete predictions older than ``days`` in bounded chunks (short locks, small WAL)."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    total = 0
+    while True:
+        doomed = select(predictions.c.id).where(predictions.c.ts < cutoff).limit(chunk)
+        async with db.engine.begin() as conn:
+            result = await conn.execute(delete(predictions).where(predictions.c.id.in_(doomed)))
+        deleted = int(result.rowcount)
+        total += deleted
+        if deleted < chunk:
+            return total
+
+
+def backup(db: Database, target: Path) -> str:
+    """Copy the database to ``target``; returns what was done, for the CLI to print."""
+    raw = make_url(db.settings.database_url)
+    if db.dialect == "sqlite":
+        source = sqlite3.connect(raw.database or ":memory:")
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                source.backup(dest)  # the online backup API: consistent while serving
+            finally:
+                dest.close()
+        finally:
+            source.close()
+        return f"SQLite backup written to {target}"
+    pg_dump = shutil.which("pg_dump")
+    plain = raw.set(drivername="postgresql").render_as_string(hide_password=False)
+    if pg_dump is None:
+        return (
+            "pg_dump is not installed here. Install the PostgreSQL client tools and run:\n"
+            f"  pg_dump --format=custom --file {target} '<your DATABASE_URL>'"
+        )
+    subprocess.run([pg_dump, "--format=custom", "--file", str(target), plain], check=True)
+    return f"pg_dump backup written to {target}"

@@ -1,0 +1,50 @@
+"""Run Alembic programmatically on our async engine (no alembic.ini needed by users)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from predictd.db.engine import Database
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config(connection: Connection | None = None, out: io.StringIO | None = None) -> Config:
+    cfg = Config(stdout=out) if out is not None else Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    async with db.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    async with db.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), revision))
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def history() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return [
+        f"{rev.down_revision or '<base>'} -> {rev.revision}: {rev.doc}"
+        for rev in script.walk_revisions()
+    ]

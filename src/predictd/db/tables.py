@@ -1,0 +1,80 @@
+"""The schema as SQLAlchemy Core tables. Alembic owns changes; this mirrors the head revision."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+JsonValue = JSON().with_variant(JSONB(), "postgresql")
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Uuid(as_uuid=True), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("variant", String(20), nullable=False),
+    Column("request_id", String(64)),
+    Column("batch_id", Uuid(as_uuid=True)),
+    Column("input", JsonValue),
+    Column("output", JsonValue),
+    Column("confidence", Float),
+    Column("probabilities", JsonValue),
+    Column("latency_ms", Float, nullable=False),
+    Column("cache_hit", Boolean, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("error", Text),
+    Column("client_ip", String(64)),
+    Column("user_agent", String(512)),
+    Index("ix_predictions_ts", "ts"),
+    Index("ix_predictions_model_ts", "model_name", "model_version", "ts"),
+    Index("ix_predictions_batch_id", "batch_id"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(50), nullable=False),
+    Column("algorithm", String(200)),
+    Column("task", String(20), nullable=False),
+    Column("input_kind", String(20), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("feature_names", JsonValue),
+    Column("classes", JsonValue),
+    Column("metrics", JsonValue),
+    Column("training_samples", Integer),
+    Column("stage", String(20), nullable=False),
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("promoted_at", DateTime(timezone=True)),
+    UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+)

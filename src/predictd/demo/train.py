@@ -1,0 +1,98 @@
+"""Train the demo models from data that ships with the package (no downloads)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from skops.io import dump
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str
+    path: Path
+    metrics: dict[str, float]
+    training_samples: int
+    feature_names: tuple[str, ...] | None
+    description: str
+
+
+def load_sentiment_data() -> tuple[list[str], list[str]]:
+    source = resources.files("predictd.demo").joinpath("data/sentiment.csv")
+    with source.open("r", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
+    """TF-IDF + LogisticRegression on the bundled labelled sentences."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+
+    texts, labels = load_sentiment_data()
+    x_train, x_test, y_train, y_test = train_test_split(
+        texts, labels, test_size=0.2, random_state=seed, stratify=labels
+    )
+    pipeline = Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+            ("clf", LogisticRegression(max_iter=1000, C=10.0)),
+        ]
+    )
+    pipeline.fit(x_train, y_train)
+    predicted = pipeline.predict(x_test)
+    metrics = {
+        "accuracy": float(accuracy_score(y_test, predicted)),
+        "f1_macro": float(f1_score(y_test, predicted, average="macro")),
+    }
+    pipeline.fit(texts, labels)  # ship the model trained on everything
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "sentiment.skops"
+    dump(pipeline, path)
+    return DemoModel(
+        "sentiment",
+        path,
+        metrics,
+        len(texts),
+        None,
+        "Demo 3-class sentiment classifier (TF-IDF + LogisticRegression)",
+    )
+
+
+def train_tabular(out_dir: Path, seed: int = 0) -> DemoModel:
+    """RandomForest on scikit-learn's bundled breast-cancer data."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    names = tuple(str(n).replace(" ", "_") for n in data.feature_names)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.2, random_state=seed, stratify=data.target
+    )
+    model = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+    model.fit(x_train, y_train)
+    predicted = model.predict(x_test)
+    metrics = {
+        "accuracy": float(accuracy_score(y_test, predicted)),
+        "f1_macro": float(f1_score(y_test, predicted, average="macro")),
+        "roc_auc": float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "breast_cancer.skops"
+    dump(model, path)
+    return DemoModel(
+        "breast_cancer",
+        path,
+        metrics,
+        len(x_train),
+        names,
+        "Demo tabular classifier (RandomForest, breast-cancer data; 0=malignant 1=benign)",
+    )

@@ -1,0 +1,82 @@
+"""predictd's error tree. Every expected failure is one of these; one handler renders them.
+
+PredictdError (500 internal_error)
+├── InvalidInput (422 invalid_input)            bad request content, names the field
+├── PayloadTooLarge (413 payload_too_large)
+├── NotFound (404 not_found)
+│   └── ModelNotFound (404 model_not_found)
+├── Unavailable (503 unavailable)               retry later; carries Retry-After
+│   ├── ModelNotReady (503 model_not_ready)
+│   ├── StorageUnavailable (503 storage_unavailable)   database unreachable
+│   ├── SpoolFull (503 spool_full)                     no-loss promise would break
+│   └── NotDurable (503 not_durable)                   fsync failed in strict mode
+├── PredictionTimeout (504 prediction_timeout)
+└── ModelFailure (500 model_error)              the model raised; no trace leaves
+ArtifactError (500 artifact_error)              an artifact can't be stored or trusted
+"""
+
+from __future__ import annotations
+
+
+class PredictdError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after_s: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInput(PredictdError):
+    status, code = 422, "invalid_input"
+
+
+class PayloadTooLarge(PredictdError):
+    status, code = 413, "payload_too_large"
+
+
+class NotFound(PredictdError):
+    status, code = 404, "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Unavailable(PredictdError):
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field, retry_after_s=retry_after_s)
+
+
+class ModelNotReady(Unavailable):
+    code = "model_not_ready"
+
+
+class StorageUnavailable(Unavailable):
+    code = "storage_unavailable"
+
+
+class SpoolFull(Unavailable):
+    code = "spool_full"
+
+
+class NotDurable(Unavailable):
+    code = "not_durable"
+
+
+class PredictionTimeout(PredictdError):
+    status, code = 504, "prediction_timeout"
+
+
+class ModelFailure(PredictdError):
+    status, code = 500, "model_error"
+
+
+class ArtifactError(PredictdError):
+    status, code = 500, "artifact_error"

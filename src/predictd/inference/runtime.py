@@ -1,0 +1,117 @@
+"""The runtime contract: what predictd needs from a loaded model, whatever its format.
+
+A runtime is built from an artifact path and its registry metadata, ``load()``-ed once (off the
+event loop), then asked to ``predict()`` a list of already validated inputs in one vectorised
+call. It must be safe to call ``predict`` from several worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from predictd.errors import InvalidInput
+
+InputKind = Literal["text", "tabular"]
+Task = Literal["classification", "regression"]
+ModelInput = str | Mapping[str, float]
+Label = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Identity and input schema of a loaded model version."""
+
+    name: str
+    version: int
+    flavor: str
+    sha256: str
+    input_kind: InputKind
+    task: Task
+    feature_names: tuple[str, ...] = ()
+    classes: tuple[Label, ...] = ()
+    algorithm: str | None = None
+    source: str = "registry"
+    loaded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: Label
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = field(default=None)
+
+
+class ModelRuntime(ABC):
+    """Base of every artifact format plugin."""
+
+    flavor: str = "unknown"
+
+    def __init__(self, path: Path, meta: ModelMeta) -> None:
+        self.path = path
+        self.meta = meta
+        self.ready = False
+
+    @abstractmethod
+    def load(self) -> None:
+        """Deserialize the artifact; raise ArtifactError when it can't be trusted or read."""
+
+    @abstractmethod
+    def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
+        """One vectorised call for all inputs, results in input order."""
+
+    def validate(
+        self,
+        text: str | None,
+        features: Mapping[str, object] | None,
+        *,
+        max_chars: int,
+        prefix: str = "",
+    ) -> ModelInput:
+        """Check one request item against this model's input schema; names the bad field."""
+        if self.meta.input_kind == "text":
+            if features is not None or text is None:
+                raise InvalidInput(
+                    'this model takes text: send {"text": "..."}', field=f"{prefix}text"
+                )
+            if not text.strip():
+                raise InvalidInput("text must not be empty", field=f"{prefix}text")
+            if len(text) > max_chars:
+                raise InvalidInput(
+                    f"text is longer than {max_chars} characters", field=f"{prefix}text"
+                )
+            return text
+        if text is not None or features is None:
+            raise InvalidInput(
+                'this model takes features: send {"features": {"name": value, ...}}',
+                field=f"{prefix}features",
+            )
+        return self._validate_features(features, prefix=f"{prefix}features")
+
+    def _validate_features(self, features: Mapping[str, object], prefix: str) -> dict[str, float]:
+        expected = self.meta.feature_names
+        missing = [n for n in expected if n not in features]
+        if missing:
+            raise InvalidInput(
+                f"missing feature(s): {', '.join(missing[:5])}", field=f"{prefix}.{missing[0]}"
+            )
+        extra = [n for n in features if n not in expected]
+        if extra:
+            raise InvalidInput(
+                f"unknown feature(s): {', '.join(extra[:5])}", field=f"{prefix}.{extra[0]}"
+            )
+        out: dict[str, float] = {}
+        for name in expected:
+            value = features[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInput(f"feature {name!r} must be a number", field=f"{prefix}.{name}")
+            number = float(value)
+            if not math.isfinite(number):
+                raise InvalidInput(f"feature {name!r} must be finite", field=f"{prefix}.{name}")
+            out[name] = number
+        return out

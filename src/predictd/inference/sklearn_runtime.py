@@ -1,0 +1,137 @@
+"""Runtime for scikit-learn-compatible estimators saved with skops (the secure format)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skops.io import get_untrusted_types
+from skops.io import load as skops_load
+
+from predictd.errors import ArtifactError
+from predictd.inference.runtime import (
+    InputKind,
+    Label,
+    ModelInput,
+    ModelMeta,
+    ModelRuntime,
+    Prediction,
+    Task,
+)
+
+# Types from these packages are what scikit-learn estimators are made of.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+@dataclass(frozen=True)
+class EstimatorInfo:
+    input_kind: InputKind
+    task: Task
+    feature_names: tuple[str, ...]
+    classes: tuple[Label, ...]
+    algorithm: str
+
+
+def _to_label(value: Any) -> Label:
+    item = value.item() if isinstance(value, np.generic) else value
+    if isinstance(item, str | int | float | bool):
+        return item
+    return str(item)
+
+
+def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
+    """Open a skops file, refusing any type not known to be safe."""
+    try:
+        untrusted = get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises many types for a damaged file
+        raise ArtifactError(f"{path.name} is not a readable skops artifact: {exc}") from exc
+    refused = [
+        t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra_trusted
+    ]
+    if refused:
+        raise ArtifactError(
+            f"{path.name} contains untrusted types {refused[:5]}; "
+            "add them to PREDICTD_TRUSTED_TYPES only if you trust the artifact's author"
+        )
+    try:
+        return skops_load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ArtifactError(f"could not load {path.name}: {exc}") from exc
+
+
+def describe_estimator(estimator: Any) -> EstimatorInfo:
+    """Work out the input schema and task of a fitted estimator."""
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+    from sklearn.pipeline import Pipeline
+
+    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    is_text = isinstance(first, CountVectorizer | HashingVectorizer)
+    is_classifier = hasattr(estimator, "classes_") and hasattr(estimator, "predict_proba")
+    names: tuple[str, ...] = ()
+    if not is_text:
+        if hasattr(estimator, "feature_names_in_"):
+            names = tuple(str(n) for n in estimator.feature_names_in_)
+        else:
+            count = int(getattr(estimator, "n_features_in_", 0))
+            if count <= 0:
+                raise ArtifactError("cannot tell the estimator's inputs: is it fitted?")
+            names = tuple(f"x{i}" for i in range(count))
+    classes = tuple(_to_label(c) for c in estimator.classes_) if is_classifier else ()
+    return EstimatorInfo(
+        input_kind="text" if is_text else "tabular",
+        task="classification" if is_classifier else "regression",
+        feature_names=names,
+        classes=classes,
+        algorithm=type(final).__name__,
+    )
+
+
+class SklearnRuntime(ModelRuntime):
+    flavor = "sklearn"
+
+    def __init__(self, path: Path, meta: ModelMeta, extra_trusted: Sequence[str] = ()) -> None:
+        super().__init__(path, meta)
+        self.extra_trusted = tuple(extra_trusted)
+        self._estimator: Any = None
+        self._frame_columns: list[str] | None = None
+
+    def load(self) -> None:
+        self._estimator = load_estimator(self.path, self.extra_trusted)
+        if self.meta.input_kind == "tabular" and hasattr(self._estimator, "feature_names_in_"):
+            self._frame_columns = [str(n) for n in self._estimator.feature_names_in_]
+        self.ready = True
+
+    def _matrix(self, inputs: Sequence[ModelInput]) -> Any:
+        if self.meta.input_kind == "text":
+            return list(inputs)
+        names = self.meta.feature_names
+        rows = np.array(
+            [[row[n] for n in names] for row in inputs if isinstance(row, Mapping)],
+            dtype=np.float64,
+        )
+        if self._frame_columns is not None:
+            import pandas as pd  # the model was fitted on a DataFrame, so pandas is present
+
+            return pd.DataFrame(rows, columns=list(names))
+        return rows
+
+    def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
+        matrix = self._matrix(inputs)
+        if self.meta.task == "classification":
+            proba = np.asarray(self._estimator.predict_proba(matrix))
+            keys = [str(c) for c in self.meta.classes]
+            best = proba.argmax(axis=1)
+            return [
+                Prediction(
+                    label=self.meta.classes[int(b)],
+                    confidence=float(row[b]),
+                    probabilities={k: float(p) for k, p in zip(keys, row, strict=True)},
+                )
+                for row, b in zip(proba, best, strict=True)
+            ]
+        values = np.asarray(self._estimator.predict(matrix)).reshape(len(inputs), -1)
+        return [Prediction(label=_to_label(v[0])) for v in values]

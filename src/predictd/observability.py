@@ -1,0 +1,134 @@
+"""JSON logging that carries the request id, and the Prometheus collectors.
+
+Collectors live on a registry injected by the app factory (never the global one), so two apps
+in one process — tests do this — never share counters.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "predictd_request_id", default=None
+)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+_STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extra= fields are kept, the request id is added."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            payload["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(payload, default=str).decode()
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("predictd")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every collector predictd exports, bound to one registry."""
+
+    registry: CollectorRegistry
+    http_requests: Counter
+    http_latency: Histogram
+    predictions: Counter
+    rejected_inputs: Counter
+    recorder_queue_depth: Gauge
+    spool_bytes: Gauge
+    db_write_errors: Counter
+    records_shipped: Counter
+    records_unrecorded: Counter
+    records_quarantined: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        reg = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=reg,
+            http_requests=Counter(
+                "predictd_http_requests",
+                "HTTP requests by route template, method and status.",
+                ["endpoint", "method", "status"],
+                registry=reg,
+            ),
+            http_latency=Histogram(
+                "predictd_http_request_duration_seconds",
+                "HTTP request latency by route template and status.",
+                ["endpoint", "status"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            predictions=Counter(
+                "predictd_predictions",
+                "Predictions answered, by model, version and predicted label.",
+                ["model", "version", "label"],
+                registry=reg,
+            ),
+            rejected_inputs=Counter(
+                "predictd_rejected_requests",
+                "Requests refused before prediction, by error code.",
+                ["code"],
+                registry=reg,
+            ),
+            recorder_queue_depth=Gauge(
+                "predictd_recorder_queue_depth",
+                "Records waiting in memory for the shipper.",
+                registry=reg,
+            ),
+            spool_bytes=Gauge(
+                "predictd_spool_bytes",
+                "Bytes in the local write-ahead spool not yet confirmed by the database.",
+                registry=reg,
+            ),
+            db_write_errors=Counter(
+                "predictd_db_write_errors",
+                "Failed attempts to write a batch of records to the database.",
+                registry=reg,
+            ),
+            records_shipped=Counter(
+                "predictd_records_shipped",
+                "Prediction records committed to the database (duplicates included).",
+                registry=reg,
+            ),
+            records_unrecorded=Counter(
+                "predictd_records_unrecorded",
+                "Predictions answered without being recorded (shed policy, full spool).",
+                registry=reg,
+            ),
+            records_quarantined=Counter(
+                "predictd_records_quarantined",
+                "Spool records moved to quarantine because their checksum failed.",
+                registry=reg,
+            ),
+        )

@@ -1,0 +1,55 @@
+"""PredictionRecord: one row of the predictions table, as it travels through the spool."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+COLUMNS: tuple[str, ...] = (
+    "id", "ts", "model_name", "model_version", "variant", "request_id", "batch_id", "input",
+    "output", "confidence", "probabilities", "latency_ms", "cache_hit", "status", "error",
+    "client_ip", "user_agent",
+)  # fmt: skip
+JSON_COLUMNS = frozenset({"input", "output", "probabilities"})
+
+
+@dataclass(slots=True)
+class PredictionRecord:
+    id: uuid.UUID
+    ts: datetime
+    model_name: str
+    model_version: int
+    variant: str
+    request_id: str | None
+    batch_id: uuid.UUID | None
+    input: Any
+    output: Any
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    latency_ms: float
+    cache_hit: bool
+    status: str
+    error: str | None
+    client_ip: str | None
+    user_agent: str | None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self)
+
+    def to_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in COLUMNS}
+
+
+def row_from_bytes(payload: bytes) -> dict[str, Any]:
+    """Decode a spooled record into typed column values."""
+    data = orjson.loads(payload)
+    data["id"] = uuid.UUID(data["id"])
+    ts = datetime.fromisoformat(data["ts"])
+    data["ts"] = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if data.get("batch_id"):
+        data["batch_id"] = uuid.UUID(data["batch_id"])
+    return {name: data.get(name) for name in COLUMNS}

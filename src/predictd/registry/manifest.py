@@ -1,0 +1,43 @@
+"""A small local record of the last production version this host loaded, so a server can
+start serving while the database is down."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+from predictd.registry.models import ModelVersion
+
+log = logging.getLogger("predictd.registry")
+
+
+class LoadManifest:
+    def __init__(self, artifact_dir: Path) -> None:
+        self.path = artifact_dir / "manifest.json"
+
+    def read(self, name: str | None) -> ModelVersion | None:
+        try:
+            entries = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except orjson.JSONDecodeError:
+            log.warning("ignoring an unreadable load manifest", extra={"path": str(self.path)})
+            return None
+        entry = entries.get(name) if name else entries.get(entries.get("_default", ""))
+        return ModelVersion.from_json(entry) if entry else None
+
+    def write(self, version: ModelVersion, *, default: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entries = orjson.loads(self.path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            entries = {}
+        entries[version.name] = version.to_json()
+        if default:
+            entries["_default"] = version.name
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(entries, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.path)

@@ -1,0 +1,154 @@
+"""ModelRegistry: registers artifacts, finds the version to serve, and opens runtimes.
+
+Serving resolution, in order: an artifact given with ``--model`` (registered, or served from
+the manifest/unregistered when the database is down); the production version in the database;
+the manifest of the last version this host loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from predictd.db.engine import Database
+from predictd.db.errors import translate_errors
+from predictd.errors import ModelNotFound, StorageUnavailable
+from predictd.inference.runtime import ModelRuntime
+from predictd.inference.sklearn_runtime import SklearnRuntime, describe_estimator, load_estimator
+from predictd.registry.artifacts import ArtifactStore
+from predictd.registry.manifest import LoadManifest
+from predictd.registry.models import ModelVersion, Stage
+from predictd.registry.repository import ModelVersionRepository
+from predictd.settings import Settings
+
+log = logging.getLogger("predictd.registry")
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = ArtifactStore(settings.artifact_dir)
+        self.manifest = LoadManifest(settings.artifact_dir)
+
+    def inspect(
+        self,
+        path: Path,
+        name: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        description: str | None = None,
+        training_samples: int | None = None,
+        feature_names: tuple[str, ...] | None = None,
+    ) -> ModelVersion:
+        """Store the artifact and describe it; version 0 until the database assigns one."""
+        uri, sha = self.store.put(path)
+        info = describe_estimator(load_estimator(path, self.settings.trusted_types))
+        return ModelVersion(
+            name=name,
+            version=0,
+            flavor="sklearn",
+            task=info.task,
+            input_kind=info.input_kind,
+            artifact_uri=uri,
+            artifact_sha256=sha,
+            stage="none",
+            created_at=datetime.now(UTC),
+            feature_names=feature_names or info.feature_names,
+            classes=info.classes,
+            algorithm=info.algorithm,
+            metrics=metrics or {},
+            training_samples=training_samples,
+            description=description,
+        )
+
+    async def register(
+        self, candidate: ModelVersion, *, stage: Stage = "production", reuse: bool = True
+    ) -> ModelVersion:
+        """Give ``candidate`` the next version number (or reuse the version already holding
+        the same artifact) and move it to ``stage``."""
+        async with translate_errors("registering a model"), self.db.engine.begin() as conn:
+            repo = ModelVersionRepository(conn)
+            existing = await repo.by_sha(candidate.name, candidate.artifact_sha256)
+            if existing is not None and reuse:
+                if stage == "production" and existing.stage != "production":
+                    await repo.promote(existing.name, existing.version)
+                    return await self._get(repo, existing.name, existing.version)
+                return existing
+            version = replace(
+                candidate,
+                version=await repo.next_version(candidate.name),
+                stage="none",
+                created_at=datetime.now(UTC),
+            )
+            await repo.add(version)
+            if stage == "production":
+                await repo.promote(version.name, version.version)
+            return await self._get(repo, version.name, version.version)
+
+    @staticmethod
+    async def _get(repo: ModelVersionRepository, name: str, version: int) -> ModelVersion:
+        found = await repo.get(name, version)
+        if found is None:
+            raise ModelNotFound(f"model {name!r} version {version} not found")
+        return found
+
+    async def production(self, name: str | None) -> ModelVersion | None:
+        async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
+            return await ModelVersionRepository(conn).production(name)
+
+    async def list_versions(self) -> list[ModelVersion]:
+        async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
+            return await ModelVersionRepository(conn).list()
+
+    def open_runtime(self, version: ModelVersion, *, source: str) -> ModelRuntime:
+        """Verify the artifact's sha256, then load it (blocking: call in a thread)."""
+        path = self.store.verified_path(version.artifact_uri, version.artifact_sha256)
+        runtime = SklearnRuntime(
+            path,
+            version.meta(source=source, loaded_at=datetime.now(UTC)),
+            self.settings.trusted_types,
+        )
+        runtime.load()
+        return runtime
+
+    async def candidate_from_path(self) -> ModelVersion | None:
+        """The artifact given with ``--model``, stored and described (not yet registered)."""
+        s = self.settings
+        if s.model_path is None:
+            return None
+        name = s.model_name or s.model_path.stem
+        return await asyncio.to_thread(self.inspect, s.model_path, name)
+
+    async def resolve_serving(
+        self, candidate: ModelVersion | None
+    ) -> tuple[ModelVersion, str] | None:
+        """The version this process should serve, and where that answer came from:
+        ``registry``, ``manifest`` (database down) or ``unregistered`` (version 0)."""
+        if candidate is not None:
+            try:
+                return await self.register(candidate), "registry"
+            except StorageUnavailable:
+                cached = self.manifest.read(candidate.name)
+                if cached and cached.artifact_sha256 == candidate.artifact_sha256:
+                    return cached, "manifest"
+                return candidate, "unregistered"
+        try:
+            version = await self.production(self.settings.model_name)
+        except StorageUnavailable:
+            cached = self.manifest.read(self.settings.model_name)
+            return (cached, "manifest") if cached else None
+        return (version, "registry") if version else None
+
+    async def load(self, version: ModelVersion, source: str) -> ModelRuntime:
+        runtime = await asyncio.to_thread(self.open_runtime, version, source=source)
+        if source == "registry":
+            self.manifest.write(version, default=self.settings.model_name is None)
+        log.info(
+            "model loaded",
+            extra={"model": version.name, "version": version.version, "source": source},
+        )
+        return runtime

@@ -1,0 +1,1 @@
+"""The HTTP contract: Pydantic request and response bodies, one module per area."""

@@ -1,0 +1,59 @@
+"""Request and response bodies of /predict and /batch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Label = str | int | float | bool
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``text`` (text models) or ``features`` (tabular models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, examples=["I love this product"])
+    # Any here so the model's own schema check names the offending feature (numbers only).
+    features: (
+        Annotated[
+            dict[str, Any],
+            Field(
+                max_length=10_000,
+                json_schema_extra={"additionalProperties": {"type": "number"}},
+                examples=[{"mean_radius": 14.1}],
+            ),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        if (self.text is None) == (self.features is None):
+            raise ValueError("send exactly one of 'text' or 'features'")
+        return self
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[PredictRequest] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    prediction_id: UUID
+    prediction: Label
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    model_name: str
+    model_version: int
+    latency_ms: float
+    cache_hit: bool = False
+
+
+class BatchResponse(BaseModel):
+    batch_id: UUID
+    predictions: list[PredictResponse]
+    total: int

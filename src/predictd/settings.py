@@ -1,0 +1,149 @@
+"""The one place predictd reads its configuration from.
+
+Every field is an environment variable with the ``PREDICTD_`` prefix (``DATABASE_URL`` and
+``REDIS_URL`` are also read without it). A ``.env`` file in the working directory is honoured,
+and any field can be read from a file in ``PREDICTD_SECRETS_DIR`` (Kubernetes/Docker secrets).
+The README's configuration table is generated from the attribute docstrings below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Durability = Literal["memory", "process", "strict"]
+SpoolFullPolicy = Literal["reject", "shed"]
+
+
+class Settings(BaseSettings):
+    """predictd configuration, laptop defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREDICTD_",
+        env_file=".env",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        secrets_dir=os.environ.get("PREDICTD_SECRETS_DIR") or None,
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    database_url: str = Field(
+        default="sqlite:///./predictd.db",
+        validation_alias=AliasChoices("DATABASE_URL", "PREDICTD_DATABASE_URL"),
+    )
+    """Where predictions and the registry live: `sqlite:///path` or
+    `postgresql://user:password@host:port/db` (the async driver is chosen internally)."""
+
+    auto_migrate: bool | None = None
+    """Apply database migrations at startup. Unset means yes on SQLite, no on PostgreSQL
+    (run `predictd db upgrade` there, e.g. as a Kubernetes Job)."""
+
+    db_pool_size: int = Field(default=5, ge=1)
+    """Connections kept open per process (PostgreSQL)."""
+
+    db_max_overflow: int = Field(default=5, ge=0)
+    """Extra connections allowed beyond the pool under load (PostgreSQL)."""
+
+    db_pool_pre_ping: bool = True
+    """Check a pooled connection before use, so a restarted database is noticed at once."""
+
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Seconds to wait for a new database connection."""
+
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    """Server-side statement timeout in milliseconds (PostgreSQL; 0 disables it)."""
+
+    host: str = "127.0.0.1"
+    """Address `predictd serve` binds to."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port `predictd serve` listens on."""
+
+    model_name: str | None = None
+    """Registered model name to serve; unset serves the first production model."""
+
+    model_path: Path | None = None
+    """A skops artifact to serve (registered on startup); set by `predictd serve --model`."""
+
+    artifact_dir: Path = Path(".predictd/artifacts")
+    """Content-addressed artifact store, and the manifest of the last loaded model used when
+    the database is down at startup."""
+
+    trusted_types: list[str] = Field(default_factory=list)
+    """Extra fully qualified type names trusted when loading skops artifacts (JSON list);
+    scikit-learn, NumPy and SciPy types are always trusted."""
+
+    durability: Durability = "process"
+    """When a prediction is answered: `memory` before any I/O (kill -9 may lose queued
+    records), `process` after the write to the local spool (a process crash loses nothing),
+    `strict` after that write is fsync'ed with group commit (a power cut loses nothing)."""
+
+    spool_dir: Path = Path(".predictd/spool")
+    """Local write-ahead spool; each server process claims a locked subdirectory."""
+
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    """Spool size limit; reaching it applies `spool_full_policy`."""
+
+    spool_segment_bytes: int = Field(default=64 << 20, ge=1 << 12)
+    """Size at which the spool starts a new segment file."""
+
+    spool_full_policy: SpoolFullPolicy = "reject"
+    """With a full spool: `reject` answers 503 with Retry-After (nothing answered is lost),
+    `shed` answers without recording and counts every such prediction."""
+
+    record_batch: int = Field(default=1000, ge=1)
+    """Most rows the recorder writes to the database in one transaction."""
+
+    record_flush_ms: int = Field(default=50, ge=0)
+    """Longest a recorded prediction waits for its batch to fill before being shipped."""
+
+    record_queue_max: int = Field(default=50_000, ge=1)
+    """Records held in memory for the shipper; beyond it they are read back from the spool
+    (in `memory` durability, beyond it `spool_full_policy` applies)."""
+
+    record_retry_max_s: float = Field(default=30.0, gt=0)
+    """Longest back-off between attempts while the database is failing."""
+
+    shutdown_flush_s: float = Field(default=10.0, ge=0)
+    """On shutdown, seconds spent shipping what is queued; the rest stays in the spool."""
+
+    max_batch: int = Field(default=100, ge=1)
+    """Most items in one `POST /batch`."""
+
+    max_text_chars: int = Field(default=10_000, ge=1)
+    """Longest accepted `text` input."""
+
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest accepted request body; larger bodies get 413."""
+
+    predict_timeout_s: float = Field(default=10.0, gt=0)
+    """A model call that takes longer answers 504."""
+
+    inference_threads: int = Field(default=2, ge=1)
+    """Worker threads running model calls off the event loop."""
+
+    log_level: str = "INFO"
+    """Python log level."""
+
+    log_format: Literal["json", "text"] = "json"
+    """`json` (one object a line, with request_id) or `text` for humans."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected sqlite:///path or postgresql://user@host:port/db")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_startup(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate

@@ -1,0 +1,72 @@
+"""/health, /ready, /model-info and /metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Artifacts
+from tests.support.app import make_settings, running_app
+
+
+async def test_health_ready_and_model_info(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    settings = make_settings(tmp_path, db_url, model_path=artifacts.sentiment.path)
+    async with running_app(settings) as (_, client):
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        checks = ready.json()["checks"]
+        assert {name: c["state"] for name, c in checks.items()} == {
+            "model": "ok",
+            "database": "ok",
+            "spool": "ok",
+        }
+        assert "password" not in ready.text
+        info = (await client.get("/model-info")).json()
+        assert info["name"] == "sentiment"
+        assert info["version"] == 1
+        assert info["flavor"] == "sklearn"
+        assert len(info["artifact_sha256"]) == 64
+        assert info["loaded_at"]
+        assert info["source"] == "registry"
+
+
+async def test_not_ready_without_a_model(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}")
+    async with running_app(settings) as (_, client):
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["model"]["state"] == "failing"
+        predict = await client.post("/predict", json={"text": "hi"})
+        assert predict.status_code == 503
+        assert predict.json()["error"]["code"] == "model_not_ready"
+        assert predict.headers["retry-after"]
+
+
+async def test_metrics_exposes_the_documented_series(tmp_path: Path, artifacts: Artifacts) -> None:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'p.db'}", model_path=artifacts.sentiment.path
+    )
+    async with running_app(settings) as (_, client):
+        await client.post("/predict", json={"text": "I love this product"})
+        text = (await client.get("/metrics")).text
+    assert (
+        'predictd_http_requests_total{endpoint="/predict",method="POST",status="200"} 1.0' in text
+    )
+    assert 'predictd_http_request_duration_seconds_bucket{endpoint="/predict"' in text
+    assert 'predictd_predictions_total{label="positive",model="sentiment",version="1"} 1.0' in text
+    for series in (
+        "predictd_recorder_queue_depth",
+        "predictd_spool_bytes",
+        "predictd_db_write_errors_total",
+    ):
+        assert series in text
+
+
+async def test_unknown_route_is_json_404(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}")
+    async with running_app(settings) as (_, client):
+        response = await client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny real models, a real PostgreSQL database per session, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from predictd.demo.train import DemoModel, train_sentiment, train_tabular
+from tests.support import services
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    sentiment: DemoModel
+    tabular: DemoModel
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    out = tmp_path_factory.mktemp("models")
+    return Artifacts(train_sentiment(out / "text"), train_tabular(out / "tabular"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL, or skip/fail per PREDICTD_REQUIRE_SERVICES."""
+    if not services.postgres_available():
+        services.unavailable(f"PostgreSQL at {services.ADMIN_URL}")
+    return services.ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards."""
+    url = services.create_database()
+    yield url
+    services.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs on SQLite and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'predictd.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
