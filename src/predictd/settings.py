@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """Extra fully qualified type names trusted when loading skops artifacts (JSON list);
     scikit-learn, NumPy and SciPy types are always trusted."""
 
+    record: bool = True
+    """Record predictions at all. Off only for benchmarks and dry runs: nothing is kept."""
+
     durability: Durability = "process"
     """When a prediction is answered: `memory` before any I/O (kill -9 may lose queued
     records), `process` after the write to the local spool (a process crash loses nothing),

@@ -151,7 +151,8 @@ class InferenceService:
                 )
             )
             records.append(self._record(runtime, value, out, pid, now, ctx, batch_id, latency_ms))
-        await self.recorder.record(records)
+        if self.settings.record:
+            await self.recorder.record(records)
         label_metric = self.metrics.predictions
         is_classifier = meta.task == "classification"
         for out in outputs:
@@ -206,6 +207,8 @@ class InferenceService:
         exc: Exception,
     ) -> None:
         """Failed calls are recorded too (status=error), best effort: never mask the 500."""
+        if not self.settings.record:
+            return
         now = datetime.now(UTC)
         error = type(exc).__name__
         records = [
