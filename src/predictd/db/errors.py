@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from predictd.errors import StorageUnavailable
 
@@ -30,3 +30,12 @@ async def translate_errors(what: str) -> AsyncIterator[None]:
         yield
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         raise StorageUnavailable(f"database unavailable while {what}", retry_after_s=5) from exc
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """A row the database refuses (SQLSTATE class 22 data / 23 integrity), as opposed to a
+    database that is unavailable: retrying the same row would never succeed."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
+from predictd.db.errors import is_row_error
 from predictd.errors import SpoolFull
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord, row_from_bytes
@@ -30,11 +30,6 @@ from predictd.recording.spool import RecoveryReport, Spool
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.recorder")
-
-
-def _is_row_error(exc: BaseException) -> bool:
-    """A bad row, not a bad database: retrying the same batch would never succeed."""
-    return isinstance(exc, DataError | IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -202,7 +197,7 @@ class PredictionRecorder:
         rows = [row for _, row in batch]
         async for attempt in AsyncRetrying(
             wait=wait_random_exponential(multiplier=0.05, max=self.settings.record_retry_max_s),
-            retry=retry_if_exception(lambda e: not _is_row_error(e)),
+            retry=retry_if_exception(lambda e: not is_row_error(e)),
             sleep=self._sleep_unless_stopping,
             stop=lambda _state: self._stopping.is_set(),
             reraise=True,
@@ -224,11 +219,13 @@ class PredictionRecorder:
         """Write rows; a batch holding a bad row is split until the bad row stands alone."""
         try:
             await self.writer.write(rows)
-        except (DataError, IntegrityError) as exc:
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
             if len(rows) == 1:
                 log.error(
                     "recorder: dropped a row the database refuses",
-                    extra={"id": str(rows[0]["id"]), "error": str(exc.orig)},
+                    extra={"id": str(rows[0]["id"]), "error": str(exc)[:200]},
                 )
                 self.metrics.records_quarantined.inc()
                 return
