@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 Durability = Literal["memory", "process", "strict"]
 SpoolFullPolicy = Literal["reject", "shed"]
@@ -27,7 +32,6 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         use_attribute_docstrings=True,
-        secrets_dir=os.environ.get("PREDICTD_SECRETS_DIR") or None,
         validate_default=True,
         populate_by_name=True,
     )
@@ -136,6 +140,21 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     """`json` (one object a line, with request_id) or `text` for humans."""
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Read when Settings() is built, not at import: mounted secrets, one file per variable.
+        secrets_dir = os.environ.get("PREDICTD_SECRETS_DIR")
+        if secrets_dir:
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
     @field_validator("database_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
@@ -150,3 +169,24 @@ class Settings(BaseSettings):
     @property
     def migrate_on_startup(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+def env_name(field: str) -> str:
+    return "DATABASE_URL" if field == "database_url" else f"PREDICTD_{field.upper()}"
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the field docstrings."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = "unset" if default is None else f"`{default}`"
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        doc = " ".join((info.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `{env_name(name)}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m predictd.settings` prints the table for the README
+    print(markdown_table())

@@ -1,0 +1,101 @@
+"""`predictd db ...` through Typer's runner, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from predictd.cli import app
+from predictd.db.engine import Database
+from predictd.recording.repository import PredictionWriter
+from predictd.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("PREDICTD_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.chdir(tmp_path)
+    return db_url
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def seed_predictions(db_url: str, ages_days: list[float]) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid.uuid4(), "ts": now - timedelta(days=age), "model_name": "m",
+            "model_version": 1, "variant": "production", "request_id": None, "batch_id": None,
+            "input": {"text": "t"}, "output": "x", "confidence": 0.5, "probabilities": None,
+            "latency_ms": 1.0, "cache_hit": False, "status": "ok", "error": None,
+            "client_ip": None, "user_agent": None,
+        }
+        for age in ages_days
+    ]  # fmt: skip
+
+    async def write() -> None:
+        db = Database(Settings(database_url=db_url))
+        try:
+            await PredictionWriter(db).write(rows)
+        finally:
+            await db.dispose()
+
+    asyncio.run(write())
+
+
+def test_upgrade_current_history_downgrade(env: str) -> None:
+    assert "upgraded to head" in invoke("db", "upgrade")
+    assert invoke("db", "current").strip() == "0001"
+    assert "-> 0001" in invoke("db", "history")
+    assert "downgraded to base" in invoke("db", "downgrade", "base")
+    assert invoke("db", "current").strip() == "<base>"
+
+
+def test_status_reports_counts_and_hides_password(env: str) -> None:
+    invoke("db", "upgrade")
+    seed_predictions(env, [0, 1])
+    out = invoke("db", "status")
+    assert "reachable: yes" in out
+    assert "0001 (up to date)" in out
+    assert "predictions=2" in out
+    assert "spool:" in out
+
+
+def test_cleanup_deletes_only_old_rows(env: str) -> None:
+    invoke("db", "upgrade")
+    seed_predictions(env, [0.1, 2, 10, 11, 40])
+    assert "deleted 3 prediction(s)" in invoke("db", "cleanup", "--days", "7")
+    assert "predictions=2" in invoke("db", "status")
+
+
+def test_backup(env: str, tmp_path: Path) -> None:
+    invoke("db", "upgrade")
+    out = invoke("db", "backup", str(tmp_path / "backup.out"))
+    if env.startswith("sqlite"):
+        assert (tmp_path / "backup.out").stat().st_size > 0
+    else:
+        assert "pg_dump" in out
+
+
+def test_unreachable_database_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:hunter2@127.0.0.1:9/x")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["db", "status"])
+    assert result.exit_code == 1
+    assert "reachable: no" in result.output
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output

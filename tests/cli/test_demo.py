@@ -1,0 +1,29 @@
+"""`predictd demo` registers the demo model once and reuses it afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from predictd.cli.demo import prepare_demo
+from predictd.db.engine import Database
+from predictd.registry.service import ModelRegistry
+from tests.support.app import make_settings
+
+
+async def test_demo_registers_then_reuses(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}")
+    assert await prepare_demo(settings, tabular=False) == "sentiment"
+    assert await prepare_demo(settings, tabular=False) == "sentiment"
+    assert await prepare_demo(settings, tabular=True) == "breast_cancer"
+    db = Database(settings)
+    try:
+        versions = await ModelRegistry(settings, db).list_versions()
+    finally:
+        await db.dispose()
+    assert [(v.name, v.version, v.stage) for v in versions] == [
+        ("breast_cancer", 1, "production"),
+        ("sentiment", 1, "production"),
+    ]
+    tabular = versions[0]
+    assert len(tabular.feature_names) == 30
+    assert tabular.metrics["accuracy"] > 0.9

@@ -1,0 +1,49 @@
+"""Alembic owns the schema: one head, up -> down -> up on both databases, no drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from predictd.db import migrate
+from predictd.db.engine import Database
+from predictd.db.tables import metadata
+from predictd.settings import Settings
+
+
+async def tables(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    return set(names) - {"alembic_version"}
+
+
+def test_single_head() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert len(script.get_heads()) == 1
+
+
+async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
+    db = Database(Settings(database_url=db_url))
+    try:
+        await migrate.upgrade(db)
+        assert await migrate.current_revision(db) == migrate.head_revision()
+        assert await tables(db) == {"predictions", "model_versions"}
+
+        async with db.engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), metadata)
+            )
+        assert diff == []
+
+        await migrate.downgrade(db, "base")
+        assert await migrate.current_revision(db) is None
+        assert await tables(db) == set()
+
+        await migrate.upgrade(db)
+        assert await tables(db) == {"predictions", "model_versions"}
+    finally:
+        await db.dispose()
