@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from predictd.recording.spool import HEADER, Spool
+from predictd.recording.spool import HEADER, RecoveryReport, Spool
 
 
 def open_spool(root: Path, **kw: int | bool) -> Spool:
@@ -18,6 +18,11 @@ def open_spool(root: Path, **kw: int | bool) -> Spool:
     spool = Spool(root, **options)  # type: ignore[arg-type]
     spool.open()
     return spool
+
+
+def reopen(root: Path) -> tuple[Spool, RecoveryReport]:
+    spool = Spool(root, segment_bytes=1 << 20, max_bytes=1 << 30, fsync=False)
+    return spool, spool.open()
 
 
 def payloads(n: int, start: int = 0) -> list[bytes]:
@@ -77,8 +82,7 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
         f.write(HEADER.pack(100, 0, 4) + b"half-writ")  # a crash mid-write
     size_before = segment.stat().st_size
 
-    again = Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30, fsync=False)
-    report = again.open()
+    again, report = reopen(tmp_path)
     assert report.torn_bytes == HEADER.size + 9
     assert segment.stat().st_size == size_before - report.torn_bytes
     assert [lsn for lsn, _ in again.read(-1, again.last_lsn, 100)] == [0, 1, 2, 3]
@@ -96,8 +100,7 @@ def test_corrupt_record_is_quarantined_and_the_rest_kept(tmp_path: Path) -> None
     data[2 * frame_size + HEADER.size + 2] ^= 0xFF  # flip a payload byte of record 2
     segment.write_bytes(bytes(data))
 
-    again = Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30, fsync=False)
-    report = again.open()
+    again, report = reopen(tmp_path)
     assert report.quarantined == 1
     assert (directory / "quarantine").stat().st_size == frame_size
     assert [lsn for lsn, _ in again.read(-1, again.last_lsn, 100)] == [0, 1, 3, 4]
@@ -113,8 +116,7 @@ def test_garbage_framing_is_quarantined_not_fatal(tmp_path: Path) -> None:
     with segment.open("ab") as f:
         f.write(b"\xff" * 64)  # a length field no record could have
 
-    again = Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30, fsync=False)
-    report = again.open()
+    again, report = reopen(tmp_path)
     assert report.quarantined == 1
     assert [lsn for lsn, _ in again.read(-1, again.last_lsn, 100)] == [0, 1]
     again.close()

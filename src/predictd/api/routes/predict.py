@@ -17,16 +17,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def _public(result: PredictionResult) -> PredictResponse:
-    return PredictResponse(
-        prediction_id=result.prediction_id,
-        prediction=result.prediction,
-        confidence=result.confidence,
-        probabilities=result.probabilities,
-        model_name=result.model_name,
-        model_version=result.model_version,
-        latency_ms=result.latency_ms,
-        cache_hit=result.cache_hit,
-    )
+    return PredictResponse.model_validate(result, from_attributes=True)
 
 
 @router.post("/predict", responses=_ERRORS)
