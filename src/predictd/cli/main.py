@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +37,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
     if settings.model_name is not None:
         os.environ["PREDICTD_MODEL_NAME"] = settings.model_name
+    # uvicorn re-raises the signal it stopped on after a clean shutdown; with this handler
+    # in place that re-raise becomes exit status 0, which is what SIGTERM should give.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "predictd.app:create_app_from_env",
         factory=True,
