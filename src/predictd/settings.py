@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     record_batch: int = Field(default=1000, ge=1)
     """Most rows the recorder writes to the database in one transaction."""
 
+    record_concurrency: int = Field(default=2, ge=1, le=16)
+    """Batches written at once, each on its own connection (commits overlap the next COPY)."""
+
     record_flush_ms: int = Field(default=50, ge=0)
     """Longest a recorded prediction waits for its batch to fill before being shipped."""
 

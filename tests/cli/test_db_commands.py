@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from predictd.cli import app
 from predictd.db.engine import Database
+from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
 
@@ -35,13 +36,12 @@ def invoke(*args: str) -> str:
 def seed_predictions(db_url: str, ages_days: list[float]) -> None:
     now = datetime.now(UTC)
     rows = [
-        {
-            "id": uuid.uuid4(), "ts": now - timedelta(days=age), "model_name": "m",
-            "model_version": 1, "variant": "production", "request_id": None, "batch_id": None,
-            "input": {"text": "t"}, "output": "x", "confidence": 0.5, "probabilities": None,
-            "latency_ms": 1.0, "cache_hit": False, "status": "ok", "error": None,
-            "client_ip": None, "user_agent": None,
-        }
+        PredictionRecord(
+            id=uuid.uuid4(), ts=now - timedelta(days=age), model_name="m", model_version=1,
+            variant="production", request_id=None, batch_id=None, input={"text": "t"},
+            output="x", confidence=0.5, probabilities=None, latency_ms=1.0, cache_hit=False,
+            status="ok", error=None, client_ip=None, user_agent=None,
+        )
         for age in ages_days
     ]  # fmt: skip
 

@@ -43,13 +43,13 @@ class PredictionRecord:
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}
 
-
-def row_from_bytes(payload: bytes) -> dict[str, Any]:
-    """Decode a spooled record into typed column values."""
-    data = orjson.loads(payload)
-    data["id"] = uuid.UUID(data["id"])
-    ts = datetime.fromisoformat(data["ts"])
-    data["ts"] = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    if data.get("batch_id"):
-        data["batch_id"] = uuid.UUID(data["batch_id"])
-    return {name: data.get(name) for name in COLUMNS}
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> PredictionRecord:
+        """Decode a spooled record (the inverse of ``to_bytes``)."""
+        data = orjson.loads(payload)
+        data["id"] = uuid.UUID(data["id"])
+        ts = datetime.fromisoformat(data["ts"])
+        data["ts"] = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        if data.get("batch_id"):
+            data["batch_id"] = uuid.UUID(data["batch_id"])
+        return cls(**{name: data.get(name) for name in COLUMNS})

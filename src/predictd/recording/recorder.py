@@ -2,10 +2,13 @@
 
 ``record()`` is the only thing a request awaits, and what it awaits depends on durability:
 nothing (`memory`), a write(2) to the spool (`process`), or a group-committed fsync
-(`strict`). A single shipper task then drains records in LSN order — from the in-memory queue
-when it holds the next ones, otherwise back from the spool — writes each batch in one
-transaction, and advances the spool's committed watermark. While the database fails it backs
-off with jitter; the spool holds everything meanwhile.
+(`strict`). The shipper then cuts records into batches in LSN order — from the in-memory queue
+when it holds the next ones, otherwise back from the spool — and writes each batch in one
+transaction, up to ``record_concurrency`` batches at a time on separate connections (the
+database overlaps one batch's commit with the next one's COPY). The committed watermark only
+advances over a gap-free prefix of committed batches, so the spool never drops a record the
+database lacks. While the database fails, each batch backs off with jitter and retries; the
+spool holds everything meanwhile.
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from predictd.db.errors import is_row_error
 from predictd.errors import SpoolFull
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord, row_from_bytes
+from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.recording.spool import RecoveryReport, Spool
 from predictd.settings import Settings
@@ -42,6 +44,15 @@ class RecorderState:
     last_error: str | None
 
 
+class _Batch:
+    __slots__ = ("done", "last_lsn", "records")
+
+    def __init__(self, records: list[PredictionRecord], last_lsn: int) -> None:
+        self.records = records
+        self.last_lsn = last_lsn
+        self.done = False
+
+
 class PredictionRecorder:
     def __init__(self, settings: Settings, writer: PredictionWriter, metrics: Metrics) -> None:
         self.settings = settings
@@ -56,14 +67,23 @@ class PredictionRecorder:
                 max_bytes=settings.spool_max_bytes,
                 fsync=self.durability == "strict",
             )
-        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self._queue: deque[tuple[int, PredictionRecord]] = deque()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_lsn = 0  # memory mode only; the spool numbers records otherwise
-        self._shipped_lsn = -1
+        self._shipped_lsn = -1  # everything up to here is in the database
+        self._dispatched_lsn = -1  # everything up to here is in a batch being written
+        self._in_flight: deque[_Batch] = deque()
+        self._slots = asyncio.Semaphore(settings.record_concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         self.database_ok: bool | None = None
         self.last_error: str | None = None
+        # Read at scrape time, so the request path pays nothing for them.
+        metrics.recorder_queue_depth.set_function(lambda: len(self._queue))
+        metrics.spool_bytes.set_function(
+            lambda: self.spool.pending_bytes if self.spool is not None else 0
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -71,7 +91,7 @@ class PredictionRecorder:
         report = None
         if self.spool is not None:
             report = self.spool.open()
-            self._shipped_lsn = self.spool.committed_lsn
+            self._shipped_lsn = self._dispatched_lsn = self.spool.committed_lsn
             self.metrics.records_quarantined.inc(report.quarantined)
             if report.records or report.quarantined or report.torn_bytes:
                 log.info(
@@ -83,8 +103,7 @@ class PredictionRecorder:
                         "torn_bytes": report.torn_bytes,
                     },
                 )
-        self._publish_gauges()
-        self._task = asyncio.create_task(self._ship_forever(), name="predictd-shipper")
+        self._task = asyncio.create_task(self._dispatch_forever(), name="predictd-shipper")
         return report
 
     async def close(self) -> None:
@@ -95,35 +114,39 @@ class PredictionRecorder:
             await asyncio.sleep(0.01)
         self._stopping.set()
         self._wakeup.set()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._writers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self.spool is not None:
             self.spool.close()
-        if self._queue and self.spool is None:
-            log.warning("recorder: unshipped records lost", extra={"records": len(self._queue)})
+        elif self._backlog():
+            log.warning("recorder: unshipped records lost", extra={"records": self._backlog()})
 
     # -- the request side ----------------------------------------------------------------
 
     async def record(self, records: Sequence[PredictionRecord]) -> bool:
         """Make ``records`` as durable as the setting promises. Returns False when they were
         shed (answered unrecorded); raises SpoolFull under the reject policy."""
-        rows = [r.to_row() for r in records]
+        count = len(records)
+        queue = self._queue
         if self.spool is None:
-            if len(self._queue) + len(rows) > self.settings.record_queue_max:
-                return self._refuse(len(rows), "recorder queue is full")
+            if len(queue) + count > self.settings.record_queue_max:
+                return self._refuse(count, "recorder queue is full")
             first = self._next_lsn
-            self._next_lsn += len(rows)
+            self._next_lsn += count
         else:
             if self.spool.full:
-                return self._refuse(len(rows), "spool is full")
+                return self._refuse(count, "spool is full")
             first = self.spool.append([r.to_bytes() for r in records])
-            self.metrics.spool_bytes.set(self.spool.pending_bytes)
-        if len(self._queue) + len(rows) <= self.settings.record_queue_max:
-            self._queue.extend((first + i, row) for i, row in enumerate(rows))
+        if len(queue) + count <= self.settings.record_queue_max:
+            if count == 1:
+                queue.append((first, records[0]))
+            else:
+                queue.extend((first + i, r) for i, r in enumerate(records))
         # else: the records are safe in the spool; the shipper reads them back from disk
-        self.metrics.recorder_queue_depth.set(len(self._queue))
         self._wakeup.set()
         if self.spool is not None and self.durability == "strict":
             await self.spool.sync()
@@ -154,84 +177,108 @@ class PredictionRecorder:
             last_error=self.last_error,
         )
 
-    async def _ship_forever(self) -> None:
+    async def _dispatch_forever(self) -> None:
+        """Cut batches in LSN order and hand each to a writer task, a few at a time."""
         while not self._stopping.is_set():
-            if not self._backlog():
+            undispatched = self._last_lsn() - self._dispatched_lsn
+            if not undispatched:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._backlog() < self.settings.record_batch and self.settings.record_flush_ms:
+            if undispatched < self.settings.record_batch and self.settings.record_flush_ms:
                 await asyncio.sleep(self.settings.record_flush_ms / 1000)
-            batch = await self._next_batch()
-            if not batch:
+            await self._slots.acquire()
+            try:
+                batch = await self._next_batch()
+            except Exception:
+                self._slots.release()
+                log.exception("recorder: could not read the spool; retrying")
+                await self._sleep_unless_stopping(1.0)
+                continue
+            if batch is None:
+                self._slots.release()
                 await asyncio.sleep(0.01)
                 continue
-            try:
-                await self._ship(batch)
-            except Exception:
-                if self._stopping.is_set():
-                    return  # the spool keeps the batch for the next start
-                log.exception("recorder: unexpected shipper failure; retrying")
-                await self._sleep_unless_stopping(1.0)
+            self._dispatched_lsn = batch.last_lsn
+            self._in_flight.append(batch)
+            task = asyncio.create_task(self._ship(batch))
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
 
-    async def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
-        while self._queue and self._queue[0][0] <= self._shipped_lsn:
-            self._queue.popleft()
+    async def _next_batch(self) -> _Batch | None:
+        queue = self._queue
+        while queue and queue[0][0] <= self._dispatched_lsn:
+            queue.popleft()
         limit = self.settings.record_batch
-        want = self._shipped_lsn + 1
-        if self._queue and self._queue[0][0] == want:
-            batch: list[tuple[int, dict[str, Any]]] = []
-            while self._queue and len(batch) < limit and self._queue[0][0] == want + len(batch):
-                batch.append(self._queue.popleft())
-            self.metrics.recorder_queue_depth.set(len(self._queue))
-            return batch
+        want = self._dispatched_lsn + 1
+        if queue and queue[0][0] == want:
+            records: list[PredictionRecord] = []
+            lsn = want
+            while queue and len(records) < limit and queue[0][0] == lsn:
+                records.append(queue.popleft()[1])
+                lsn += 1
+            return _Batch(records, lsn - 1)
         if self.spool is None:
-            return []
+            return None
         # A gap: those records overflowed the queue or predate this process. Read them back.
-        until = self._queue[0][0] - 1 if self._queue else self.spool.last_lsn
-        spool = self.spool
-        frames = await asyncio.to_thread(spool.read, self._shipped_lsn, until, limit)
-        return [(lsn, row_from_bytes(payload)) for lsn, payload in frames]
+        until = queue[0][0] - 1 if queue else self.spool.last_lsn
+        frames = await asyncio.to_thread(self.spool.read, self._dispatched_lsn, until, limit)
+        if not frames:
+            return None
+        return _Batch([PredictionRecord.from_bytes(p) for _, p in frames], frames[-1][0])
 
-    async def _ship(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        rows = [row for _, row in batch]
-        async for attempt in AsyncRetrying(
-            wait=wait_random_exponential(multiplier=0.05, max=self.settings.record_retry_max_s),
-            retry=retry_if_exception(lambda e: not is_row_error(e)),
-            sleep=self._sleep_unless_stopping,
-            stop=lambda _state: self._stopping.is_set(),
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    await self._write(rows)
-                except Exception as exc:
-                    self._note_failure(exc)
-                    raise
-        self.database_ok, self.last_error = True, None
-        self._shipped_lsn = batch[-1][0]
-        if self.spool is not None:
-            self.spool.commit(self._shipped_lsn)
-        self.metrics.records_shipped.inc(len(rows))
-        self._publish_gauges()
-
-    async def _write(self, rows: list[dict[str, Any]]) -> None:
-        """Write rows; a batch holding a bad row is split until the bad row stands alone."""
+    async def _ship(self, batch: _Batch) -> None:
         try:
-            await self.writer.write(rows)
+            async for attempt in AsyncRetrying(
+                wait=wait_random_exponential(multiplier=0.05, max=self.settings.record_retry_max_s),
+                retry=retry_if_exception(lambda e: not is_row_error(e)),
+                sleep=self._sleep_unless_stopping,
+                stop=lambda _state: self._stopping.is_set(),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        await self._write(batch.records)
+                    except Exception as exc:
+                        self._note_failure(exc)
+                        raise
+        except Exception:
+            if not self._stopping.is_set():
+                log.exception("recorder: unexpected shipper failure")
+            return  # the spool keeps the batch for the next start
+        finally:
+            self._slots.release()
+        self.database_ok, self.last_error = True, None
+        self.metrics.records_shipped.inc(len(batch.records))
+        batch.done = True
+        self._advance_watermark()
+
+    def _advance_watermark(self) -> None:
+        in_flight = self._in_flight
+        advanced = False
+        while in_flight and in_flight[0].done:
+            self._shipped_lsn = in_flight.popleft().last_lsn
+            advanced = True
+        if advanced and self.spool is not None:
+            self.spool.commit(self._shipped_lsn)
+
+    async def _write(self, records: list[PredictionRecord]) -> None:
+        """Write records; a batch holding a bad row is split until the bad row stands alone."""
+        try:
+            await self.writer.write(records)
         except Exception as exc:
             if not is_row_error(exc):
                 raise
-            if len(rows) == 1:
+            if len(records) == 1:
                 log.error(
                     "recorder: dropped a row the database refuses",
-                    extra={"id": str(rows[0]["id"]), "error": str(exc)[:200]},
+                    extra={"id": str(records[0].id), "error": str(exc)[:200]},
                 )
                 self.metrics.records_quarantined.inc()
                 return
-            half = len(rows) // 2
-            await self._write(rows[:half])
-            await self._write(rows[half:])
+            half = len(records) // 2
+            await self._write(records[:half])
+            await self._write(records[half:])
 
     def _note_failure(self, exc: BaseException) -> None:
         if self.database_ok is not False:
@@ -243,8 +290,3 @@ class PredictionRecorder:
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
-    def _publish_gauges(self) -> None:
-        self.metrics.recorder_queue_depth.set(len(self._queue))
-        if self.spool is not None:
-            self.metrics.spool_bytes.set(self.spool.pending_bytes)

@@ -98,6 +98,7 @@ class Spool:
         self._bytes = 0
         self._active_marks: deque[tuple[int, int]] = deque()  # (last lsn, end offset)
         self._active_committed = 0
+        self._read_hint: tuple[int, int, int] | None = None  # (segment seq, offset, next lsn)
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self._to_close: list[int] = []
@@ -331,18 +332,27 @@ class Spool:
 
     def read(self, after_lsn: int, until_lsn: int, limit: int) -> list[tuple[int, bytes]]:
         """Records with after_lsn < lsn <= until_lsn, at most ``limit``; safe in a thread
-        while the event loop appends (it never reads past sizes known when called)."""
+        while the event loop appends (it never reads past sizes known when called).
+
+        Remembers where the last read stopped, so reading a backlog front to back is linear.
+        """
         out: list[tuple[int, bytes]] = []
+        hint = self._read_hint
         for segment in [s for s in self._segments if s.last_lsn > after_lsn]:
             if segment.first_lsn > until_lsn:
                 break
+            start = 0
+            if hint is not None and hint[0] == segment.seq and hint[2] <= after_lsn + 1:
+                start = hint[1]
             with segment.path.open("rb") as f:
-                for _, lsn, payload, _ in _iter_frames(f, segment.size):
+                f.seek(start)
+                for offset, lsn, payload, size in _iter_frames(f, segment.size):
                     if lsn <= after_lsn or payload is None:
                         continue
                     if lsn > until_lsn or len(out) >= limit:
                         return out
                     out.append((lsn, payload))
+                    self._read_hint = (segment.seq, offset + size, lsn + 1)
         return out
 
     def commit(self, lsn: int) -> None:

@@ -41,9 +41,15 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(512)),
         sa.PrimaryKeyConstraint("id", name="pk_predictions"),
     )
-    op.create_index("ix_predictions_ts", "predictions", ["ts"])
+    op.create_index("ix_predictions_ts", "predictions", ["ts"], postgresql_using="brin")
     op.create_index("ix_predictions_model_ts", "predictions", ["model_name", "model_version", "ts"])
-    op.create_index("ix_predictions_batch_id", "predictions", ["batch_id"])
+    op.create_index(
+        "ix_predictions_batch_id",
+        "predictions",
+        ["batch_id"],
+        postgresql_where=sa.text("batch_id IS NOT NULL"),
+        sqlite_where=sa.text("batch_id IS NOT NULL"),
+    )
     op.create_table(
         "model_versions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
