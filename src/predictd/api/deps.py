@@ -29,12 +29,14 @@ class Services:
     readiness: ReadinessProbe
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a thread pool,
+# which would cost two thread hops on every prediction.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_context(request: Request) -> RequestContext:
+async def get_context(request: Request) -> RequestContext:
     return RequestContext(
         request_id=getattr(request.state, "request_id", None),
         client_ip=request.client.host if request.client else None,
