@@ -1,0 +1,496 @@
+"""The whole benchmark run behind `make bench`: part A (HTTP) then part B (ingest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from benchmarks.environment import (
+    DEFAULT_ADMIN_URL,
+    Machine,
+    Postgres,
+    code_version,
+    describe_machine,
+    wait_until_quiet,
+)
+from benchmarks.ingest import IngestResult, run_ingest
+from benchmarks.targets import (
+    LoadSettings,
+    TargetResult,
+    bench_target,
+    predictd_server,
+    reference_server,
+)
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+REPO = Path(__file__).resolve().parent.parent
+TARGET_VS_NORECORD = 0.9
+TARGET_VS_REFERENCE = 2.0
+TARGET_INGEST = 50_000.0
+ALL_TARGETS = ("predictd-pg", "predictd-norecord", "reference")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    what: str
+    target: str
+    measured: str
+    met: bool
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description="predictd benchmarks: /predict throughput vs. baselines, recorder ingest.",
+    )
+    p.add_argument("--duration", type=float, help="measured seconds per target (default 15)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds first (default 3)")
+    p.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="run the targets this many times, interleaved; ratios use the median "
+        "(default 3, --quick 1)",
+    )
+    p.add_argument("--records", type=int, help="records for the ingest part (default 200000)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 3 s per target, 20,000 records; RESULTS.md is left alone "
+        "unless --results is given",
+    )
+    p.add_argument(
+        "--targets", default=",".join(ALL_TARGETS), help=f"subset of {','.join(ALL_TARGETS)}"
+    )
+    p.add_argument("--skip-http", action="store_true", help="only the ingest part")
+    p.add_argument("--skip-ingest", action="store_true", help="only the HTTP part")
+    p.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=20.0,
+        help="before each run, wait for the machine to be under this %% busy (default 20)",
+    )
+    p.add_argument(
+        "--quiet-max-wait", type=float, default=120.0, help="longest such wait, s (default 120)"
+    )
+    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="PostgreSQL superuser URL")
+    p.add_argument("--results", type=Path, help=f"report file (default {RESULTS})")
+    p.add_argument("--no-results", action="store_true", help="do not write the report file")
+    p.add_argument("--json", type=Path, help="also write the raw figures as JSON here")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 15.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.records = args.records or (20_000 if args.quick else 200_000)
+    if args.results is None and not args.quick:
+        args.results = RESULTS
+    if args.no_results:
+        args.results = None
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(ALL_TARGETS)
+    if unknown:
+        p.error(f"unknown targets {sorted(unknown)}")
+    return args
+
+
+def _write_bodies(path: Path) -> Path:
+    """Request bodies: the demo data set's own sentences, in a fixed shuffled order."""
+    import random
+
+    from predictd.demo.train import load_sentiment_data
+
+    texts, _ = load_sentiment_data()
+    random.Random(0).shuffle(texts)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) -> list[TargetResult]:
+    load = LoadSettings(
+        args.concurrency,
+        args.duration,
+        args.warmup,
+        _write_bodies(work / "bodies.jsonl"),
+        args.quiet_threshold,
+        args.quiet_max_wait,
+    )
+    results = []
+    # Every other round in reverse order, so drift in the machine's speed favours no target.
+    order = [
+        (r, n)
+        for r in range(1, args.rounds + 1)
+        for n in (args.targets if r % 2 else args.targets[::-1])
+    ]
+    for rnd, name in order:
+        url = pg.create_database(name.replace("-", "_"))
+        workdir = work / f"{name}-{rnd}"
+        print(
+            f"[A] {name}{f' round {rnd}' if args.rounds > 1 else ''}: "
+            f"{args.warmup:g}+{args.duration:g} s, c={args.concurrency}"
+        )
+        if name == "reference":
+            server = reference_server(name, url, model, workdir)
+            desc = "FastAPI sync endpoint, psycopg2 INSERT + COMMIT per request, uvicorn"
+            ready = "/health"
+        else:
+            record = name == "predictd-pg"
+            server = predictd_server(name, url, model, workdir, record=record)
+            desc = "predictd serve, PostgreSQL" + ("" if record else ", PREDICTD_RECORD=false")
+            ready = "/ready"
+        result = bench_target(
+            server, desc, pg, url, load, ready_path=ready, expect_rows=name != "predictd-norecord"
+        )
+        result.round = rnd
+        print(
+            f"    {result.rps:.0f} req/s, p50 {result.load['p50_ms']:.1f} ms, "
+            f"p99 {result.load['p99_ms']:.1f} ms, {result.ok} ok, {result.rows} rows"
+        )
+        results.append(result)
+        pg.checkpoint()
+    return results
+
+
+def median_rps(http: list[TargetResult]) -> dict[str, float]:
+    """Each target's req/s: the median over its rounds."""
+    names = dict.fromkeys(r.name for r in http)
+    return {n: statistics.median(r.rps for r in http if r.name == n) for n in names}
+
+
+def verdicts(http: list[TargetResult], ingest: tuple[IngestResult, ...]) -> list[Verdict]:
+    rps = median_rps(http)
+    out = []
+    if "predictd-pg" in rps:
+        for other, target in (
+            ("predictd-norecord", TARGET_VS_NORECORD),
+            ("reference", TARGET_VS_REFERENCE),
+        ):
+            if rps.get(other, 0.0) > 0:
+                ratio = rps["predictd-pg"] / rps[other]
+                out.append(
+                    Verdict(
+                        f"predictd-pg req/s vs {other}",
+                        f">= {target:.1f}x",
+                        f"{ratio:.2f}x ({rps['predictd-pg']:,.0f} / {rps[other]:,.0f})",
+                        ratio >= target,
+                    )
+                )
+    for name in dict.fromkeys(r.name for r in http):
+        runs = [r for r in http if r.name == name]
+        lost = sum(r.rows_lost for r in runs)
+        rows = sum(r.rows for r in runs)
+        ok = sum(r.ok for r in runs)
+        expect = runs[0].expect_rows
+        out.append(
+            Verdict(
+                f"rows lost, {name}",
+                "0" if expect else "0 (no rows at all)",
+                f"{lost} ({rows} rows / {ok} 2xx)" if expect else f"{rows} rows",
+                lost == 0,
+            )
+        )
+        failed = sum(r.load["non_2xx_total"] + r.load["errors_total"] for r in runs)
+        if failed:
+            out.append(Verdict(f"failed requests, {name}", "0", str(failed), False))
+    for i in ingest:
+        out.append(
+            Verdict(
+                f"ingest, {i.name}",
+                f">= {TARGET_INGEST:,.0f} rec/s",
+                f"{i.rate:,.0f} rec/s ({i.rate / TARGET_INGEST:.2f}x)",
+                i.rate >= TARGET_INGEST and i.rows_in_db == i.records,
+            )
+        )
+    return out
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join(("-" * (w + 2)) for w in widths) + "|"
+    body = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    return [line, sep, *body]
+
+
+def http_table(http: list[TargetResult]) -> list[str]:
+    rows = [
+        [
+            r.label,
+            f"{r.rps:,.0f}",
+            f"{r.load['p50_ms']:.1f}",
+            f"{r.load['p99_ms']:.1f}",
+            f"{r.ok:,}",
+            f"{r.load['non_2xx_total'] + r.load['errors_total']:,}",
+            f"{r.rows:,}",
+            f"{r.rows_lost:,}",
+            f"{r.server_cpu_pct:.0f}%",
+            f"{r.cpu_ms_per_request:.2f}",
+            f"{r.postgres_cpu_pct:.0f}%",
+            f"{r.loadgen_cpu_pct:.0f}%",
+            f"{r.other_cpu_pct:.0f}%",
+            f"{r.steal_pct:.0f}%",
+        ]
+        for r in http
+    ]
+    headers = ["target", "req/s", "p50 ms", "p99 ms", "2xx", "failed", "rows", "rows lost"]
+    headers += ["server CPU", "ms/req", "postgres CPU", "loadgen CPU", "other CPU", "steal"]
+    return _table(headers, rows)
+
+
+def summary_table(http: list[TargetResult]) -> list[str]:
+    """One line per target: medians over its rounds, totals for answers and rows."""
+    rows = []
+    for name, rps in median_rps(http).items():
+        runs = [r for r in http if r.name == name]
+        rows.append(
+            [
+                name,
+                str(len(runs)),
+                f"{rps:,.0f}",
+                f"{statistics.median(r.load['p50_ms'] for r in runs):.1f}",
+                f"{statistics.median(r.load['p99_ms'] for r in runs):.1f}",
+                f"{statistics.median(r.cpu_ms_per_request for r in runs):.2f}",
+                f"{sum(r.ok for r in runs):,}",
+                f"{sum(r.load['non_2xx_total'] + r.load['errors_total'] for r in runs):,}",
+                f"{sum(r.rows for r in runs):,}",
+                f"{sum(r.rows_lost for r in runs):,}",
+            ]
+        )
+    headers = ["target", "runs", "req/s (median)", "p50 ms (median)", "p99 ms (median)"]
+    headers += ["server CPU ms/req (median)", "2xx (all runs)", "failed", "rows", "rows lost"]
+    return _table(headers, rows)
+
+
+def _cpu_note(http: list[TargetResult]) -> list[str]:
+    def ms(name: str) -> float | None:
+        runs = [r.cpu_ms_per_request for r in http if r.name == name]
+        return statistics.median(runs) if runs else None
+
+    on, off = ms("predictd-pg"), ms("predictd-norecord")
+    if on is None or off is None:
+        return []
+    return [
+        f"Recording's cost in server CPU: {on:.2f} ms per answer with it, {off:.2f} ms "
+        f"without ({100 * (on / off - 1):+.0f}%; medians over the runs).",
+        "",
+    ]
+
+
+def ingest_table(ingest: tuple[IngestResult, ...]) -> list[str]:
+    rows = [
+        [
+            i.name,
+            f"{i.records:,}",
+            f"{i.batch:,}",
+            f"{i.seconds:.2f}",
+            f"{i.rate:,.0f}",
+            f"{i.rows_in_db:,}",
+            i.detail,
+        ]
+        for i in ingest
+    ]
+    return _table(["path", "records", "batch", "seconds", "rec/s", "rows in db", "notes"], rows)
+
+
+def verdict_table(vs: list[Verdict]) -> list[str]:
+    rows = [[v.what, v.target, v.measured, "met" if v.met else "MISSED"] for v in vs]
+    return _table(["check", "target", "measured", "verdict"], rows)
+
+
+def report(
+    args: argparse.Namespace,
+    machine: Machine,
+    code: str,
+    started: datetime,
+    wall_s: float,
+    http: list[TargetResult],
+    ingest: tuple[IngestResult, ...],
+    vs: list[Verdict],
+) -> str:
+    args_text = " ".join(sys.argv[1:])
+    cmd = (
+        f"`.venv/bin/python benchmarks/run.py {args_text}`"
+        if args_text
+        else "`make bench` (= `.venv/bin/python benchmarks/run.py`)"
+    )
+    pgs = ", ".join(f"{k}={v}" for k, v in machine.postgres_settings.items())
+    pkgs = ", ".join(f"{k} {v}" for k, v in machine.packages.items())
+    out = [
+        "# predictd benchmark results",
+        "",
+        "Generated by `benchmarks/run.py` (`make bench`); rerun it to refresh this file. All "
+        "figures come from one run, on one machine, with one model (the demo sentiment model, "
+        "TF-IDF + LogisticRegression, trained by `predictd.demo.train.train_sentiment`).",
+        "",
+        f"- **Date:** {started:%Y-%m-%d %H:%M} UTC (run took {wall_s:.0f} s)",
+        f"- **Command:** {cmd}",
+        f"- **Code:** {code}",
+        f"- **Machine:** {machine.cpu_model}, {machine.cores} cores"
+        f"{' (virtual machine)' if machine.virtual else ''}, "
+        f"{machine.ram_gib:.1f} GiB RAM, {machine.os}",
+        f"- **Python:** {machine.python}; {pkgs}",
+        f"- **PostgreSQL:** {machine.postgres} on 127.0.0.1 ({pgs})",
+        "",
+    ]
+    if http:
+        out += [
+            "## A. `POST /predict` over HTTP",
+            "",
+            f"Closed-loop load from `benchmarks/loadgen.py` (httpx.AsyncClient on uvloop, in "
+            f"its own process): {args.concurrency} connections, {args.warmup:g} s warm-up, then "
+            f"{args.duration:g} s measured per target"
+            + (
+                f"; {args.rounds} rounds, targets interleaved (every other round in reverse "
+                "order), ratios from each target's median"
+                if args.rounds > 1
+                else ""
+            )
+            + ". Request bodies are the demo data set's sentences. Every server is one uvicorn "
+            "process on the same machine as PostgreSQL and the load generator (nothing "
+            "pinned), with a fresh database. Rows are counted after the load stops, once the "
+            "table has caught up (or stopped growing) and the server has exited on SIGTERM.",
+            "",
+            *summary_table(http),
+            "",
+            *_cpu_note(http),
+            "Every run:",
+            "",
+            *http_table(http),
+            "",
+            f"CPU columns are percent of one core over the load run ({machine.cores} cores: "
+            f"{100 * machine.cores}% is the whole machine); 'ms/req' is server CPU time per "
+            "2xx answer, less sensitive than req/s to CPU stolen by other guests. "
+            "'other CPU' is busy time not attributed to the server, PostgreSQL or the load "
+            "generator (other programs, kernel threads, interrupts); 'steal' is vCPU time "
+            "the hypervisor gave to other guests. Each run starts after a second in which "
+            "the machine was under "
+            f"{args.quiet_threshold:g}% busy (waiting up to {args.quiet_max_wait:g} s).",
+            "",
+        ]
+        for r in http:
+            drain = f"; rows caught up {r.drain_s:.1f} s after the load" if r.expect_rows else ""
+            out.append(
+                f"- **{r.label}** ({r.description}): p90 {r.load['p90_ms']:.1f} ms, max "
+                f"{r.load['max_ms']:.1f} ms; statuses {r.load['statuses']}; machine "
+                f"{r.background_busy_pct:.0f}% busy before the run (waited "
+                f"{r.waited_quiet_s:.0f} s){drain}"
+            )
+            out += [f"  - {n}" for n in r.notes if "\n" not in n]
+        out.append("")
+    if ingest:
+        out += [
+            "## B. Recorder ingest into PostgreSQL (no HTTP)",
+            "",
+            "Records shaped like the demo model's (text input, label, 3 probabilities,",
+            "request id, client ip, user agent), built before the clock starts; fresh",
+            "`predictions` table (created by the migrations) truncated before each run; one",
+            "process on uvloop, like the server; default settings (`record_batch` 1000,",
+            "`record_flush_ms` 50, `record_queue_max` 50,000, `process` durability).",
+            "",
+            "- `PredictionWriter.write`: the shipper's database step alone, batches of",
+            "  `record_batch` records, one at a time, then `record_concurrency` at a time.",
+            "- `PredictionRecorder, paced`: every record through `record()` one at a time (spool",
+            "  write + queue), the shipper committing batches; the producer keeps the backlog",
+            "  under half the queue, so the shipper always ships from memory (sustained rate).",
+            "- `PredictionRecorder, burst`: the same, as fast as `record()` takes them; past",
+            "  `record_queue_max` the shipper reads records back from the spool (catch-up path).",
+            "- `PredictionRecorder, burst, N per call`: `record()` given N records a call (as",
+            "  `/batch` does), so the producer's per-call cost weighs less on the figure.",
+            "",
+            "The clock stops when every record is committed (spool watermark at the last LSN).",
+            "",
+            *ingest_table(ingest),
+            "",
+        ]
+    out += ["## Targets", "", *verdict_table(vs), ""]
+    return "\n".join(out)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # so the finally blocks below still run
+    pg = Postgres(args.admin_url)
+    machine = describe_machine(pg)
+    started, t0 = datetime.now(UTC), time.monotonic()
+    code, digest = code_version(REPO)
+    http: list[TargetResult] = []
+    ingest: tuple[IngestResult, ...] = ()
+    try:
+        with tempfile.TemporaryDirectory(prefix="predictd-bench-") as tmp:
+            work = Path(tmp)
+            from predictd.demo.train import train_sentiment
+
+            model = train_sentiment(work / "model").path
+            print(f"model: {model} ({model.stat().st_size:,} bytes)")
+            if not args.skip_http:
+                http = run_http(args, pg, model, work)
+            if not args.skip_ingest:
+                print(f"[B] ingest: {args.records:,} records")
+                url = pg.create_database("ingest")
+                wait_until_quiet(args.quiet_threshold, args.quiet_max_wait)
+                ingest = run_ingest(url, work / "ingest-spool", args.records)
+                for i in ingest:
+                    print(f"    {i.name}: {i.rate:,.0f} rec/s ({i.rows_in_db:,} rows)")
+    finally:
+        dropped = pg.drop_all()
+        if dropped:
+            print(f"dropped databases: {', '.join(dropped)}")
+    wall = time.monotonic() - t0
+    code_note = f"{code}, src/ digest {digest}"
+    if code_version(REPO)[1] != digest:
+        code_note += " -- WARNING: src/ changed during the run; figures mix code versions"
+        print(f"warning: src/ changed during the run ({code})", file=sys.stderr)
+    vs = verdicts(http, ingest)
+    print()
+    if http:
+        print("\n".join(http_table(http)))
+        print()
+    if ingest:
+        print("\n".join(ingest_table(ingest)))
+        print()
+    print("\n".join(verdict_table(vs)))
+    text = report(args, machine, code_note, started, wall, http, ingest, vs)
+    if args.results is not None:
+        args.results.write_text(text)
+        print(f"\nwrote {args.results}")
+    if args.json is not None:
+        raw = {
+            "machine": asdict(machine),
+            "started": started.isoformat(),
+            "code": code_note,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "http": [asdict(r) for r in http],
+            "ingest": [asdict(i) | {"rate": i.rate} for i in ingest],
+            "verdicts": [asdict(v) for v in vs],
+        }
+        args.json.write_text(json.dumps(raw, indent=2, default=str))
+    if args.check and not all(v.met for v in vs):
+        return 1
+    return 0
+
+
+def entry() -> None:
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped and databases dropped", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry()
