@@ -197,3 +197,29 @@ async def test_a_row_the_database_refuses_does_not_block_the_rest(
     assert counts[str(bad.id)] == 0
     assert all(counts[str(r.id)] == 1 for r in good)
     assert sample(metrics, "predictd_records_quarantined_total") == 1
+
+
+async def test_writer_recovers_when_its_connections_are_killed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The writer drives asyncpg directly; a connection the server dropped must not be
+    handed out again (no pre-ping on the writer's pool)."""
+    await migrated(postgres_url)
+    settings = make_settings(tmp_path, postgres_url)
+    first, second = [make_record() for _ in range(20)], [make_record() for _ in range(20)]
+    async with recorder_for(settings) as (recorder, _):
+        await recorder.record(first)
+        await drain(recorder)
+        db = Database(Settings(database_url=postgres_url))
+        try:
+            async with db.engine.connect() as conn:
+                await conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        finally:
+            await db.dispose()
+        await recorder.record(second)
+        await drain(recorder)
+    counts = await id_counts(postgres_url, [r.id for r in first + second])
+    assert set(counts.values()) == {1}

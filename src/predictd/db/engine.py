@@ -55,6 +55,7 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self.display_url = to_display_url(settings.database_url)
         self._engine: AsyncEngine | None = None
+        self._writer_engine: AsyncEngine | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -62,7 +63,23 @@ class Database:
             self._engine = self._create()
         return self._engine
 
-    def _create(self) -> AsyncEngine:
+    @property
+    def writer_engine(self) -> AsyncEngine:
+        """The recorder's own small pool: no pre-ping and no reset on return, because every
+        batch runs in an explicit transaction and a failed one is retried on a fresh
+        connection anyway — per-batch round trips are what bound ingest."""
+        if self.dialect != "postgresql":
+            return self.engine
+        if self._writer_engine is None:
+            self._writer_engine = self._create(
+                pool_size=self.settings.record_concurrency,
+                max_overflow=0,
+                pool_pre_ping=False,
+                pool_reset_on_return=None,
+            )
+        return self._writer_engine
+
+    def _create(self, **overrides: Any) -> AsyncEngine:
         s = self.settings
         if self.dialect == "sqlite":
             engine = create_async_engine(self.url, connect_args={"timeout": s.db_connect_timeout_s})
@@ -71,16 +88,21 @@ class Database:
         server_settings = {"application_name": "predictd"}
         if s.db_statement_timeout_ms:
             server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)
-        return create_async_engine(
-            self.url,
-            pool_size=s.db_pool_size,
-            max_overflow=s.db_max_overflow,
-            pool_pre_ping=s.db_pool_pre_ping,
-            pool_timeout=s.db_connect_timeout_s,
-            connect_args={"timeout": s.db_connect_timeout_s, "server_settings": server_settings},
-        )
+        options: dict[str, Any] = {
+            "pool_size": s.db_pool_size,
+            "max_overflow": s.db_max_overflow,
+            "pool_pre_ping": s.db_pool_pre_ping,
+            "pool_timeout": s.db_connect_timeout_s,
+            "connect_args": {
+                "timeout": s.db_connect_timeout_s,
+                "server_settings": server_settings,
+            },
+        }
+        options.update(overrides)
+        return create_async_engine(self.url, **options)
 
     async def dispose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        for engine in (self._writer_engine, self._engine):
+            if engine is not None:
+                await engine.dispose()
+        self._engine = self._writer_engine = None

@@ -10,6 +10,7 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from predictd.db.engine import Database
+from predictd.db.errors import is_row_error
 from predictd.db.tables import predictions
 from predictd.recording.record import COLUMNS, PredictionRecord
 
@@ -71,23 +72,32 @@ class PredictionWriter:
         merged with ON CONFLICT (id) DO NOTHING, which inserts only the missing rows.
         """
         tuples = [_copy_tuple(r) for r in records]
-        async with self.db.engine.connect() as conn:
+        async with self.db.writer_engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             try:
-                async with driver.transaction():
-                    await driver.copy_records_to_table(
-                        "predictions", records=tuples, columns=COLUMNS
-                    )
-                return len(tuples)
-            except UniqueViolationError:
-                async with driver.transaction():
-                    await driver.execute(_STAGING_DDL)
-                    await driver.copy_records_to_table(
-                        "predictions_staging", records=tuples, columns=COLUMNS
-                    )
-                    status: str = await driver.execute(_MERGE)
-                return int(status.rsplit(" ", 1)[-1])
+                return await self._copy(driver, tuples)
+            except Exception as exc:
+                if not is_row_error(exc):
+                    # We drove the driver connection directly, so the pool has not seen the
+                    # failure: drop the connection rather than hand it out again.
+                    await conn.invalidate()
+                raise
+
+    @staticmethod
+    async def _copy(driver: Any, tuples: list[tuple[Any, ...]]) -> int:
+        try:
+            async with driver.transaction():
+                await driver.copy_records_to_table("predictions", records=tuples, columns=COLUMNS)
+            return len(tuples)
+        except UniqueViolationError:
+            async with driver.transaction():
+                await driver.execute(_STAGING_DDL)
+                await driver.copy_records_to_table(
+                    "predictions_staging", records=tuples, columns=COLUMNS
+                )
+                status: str = await driver.execute(_MERGE)
+            return int(status.rsplit(" ", 1)[-1])
 
     async def _write_sqlite(self, records: Sequence[PredictionRecord]) -> int:
         stmt = sqlite_insert(predictions).on_conflict_do_nothing(index_elements=["id"])

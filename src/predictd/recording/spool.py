@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ log = logging.getLogger("predictd.spool")
 HEADER = struct.Struct("<IIQ")
 MAX_RECORD_BYTES = 16 << 20
 ROTATE_COMMITTED_BYTES = 1 << 20
+WATERMARK_INTERVAL_S = 1.0
 _LSN = struct.Struct("<Q")
 
 
@@ -98,7 +100,8 @@ class Spool:
         self._bytes = 0
         self._active_marks: deque[tuple[int, int]] = deque()  # (last lsn, end offset)
         self._active_committed = 0
-        self._read_hint: tuple[int, int, int] | None = None  # (segment seq, offset, next lsn)
+        self._read_hint: tuple[int, int, int] | None = None
+        self._watermark_written_at = -1e9  # (segment seq, offset, next lsn)
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self._to_close: list[int] = []
@@ -360,7 +363,12 @@ class Spool:
         if lsn <= self._committed:
             return
         self._committed = lsn
-        self._write_watermark()
+        now = time.monotonic()
+        if now - self._watermark_written_at >= WATERMARK_INTERVAL_S:
+            # A stale watermark only means replaying records the database already has
+            # (idempotent), so it is persisted at most once a second, and on close.
+            self._write_watermark()
+            self._watermark_written_at = now
         marks = self._active_marks
         while marks and marks[0][0] <= lsn:
             self._active_committed = marks.popleft()[1]
