@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uuid_utils import uuid4
 
 from predictd.observability import Metrics, request_id_var
 
@@ -94,7 +94,7 @@ class ServingMiddleware:
                 if _REQUEST_ID.match(candidate):
                     return candidate
                 break
-        return uuid.uuid4().hex
+        return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         limit = self.max_body_bytes
