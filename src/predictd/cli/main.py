@@ -14,6 +14,7 @@ import typer
 from predictd.cli.db import db_app
 from predictd.cli.output import fail
 from predictd.errors import PredictdError
+from predictd.observability import uvicorn_log_config
 from predictd.settings import Settings
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         access_log=False,
         timeout_graceful_shutdown=30,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
     )
 
 
