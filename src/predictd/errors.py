@@ -47,6 +47,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Conflict(PredictdError):
+    status, code = 409, "conflict"
+
+
 class Unavailable(PredictdError):
     status, code = 503, "unavailable"
 

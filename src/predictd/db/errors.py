@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from predictd.errors import StorageUnavailable
+from predictd.errors import Conflict, StorageUnavailable
 
 # Errors that mean "the database is not there right now", not "the query is wrong".
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -25,9 +25,12 @@ def is_transient(exc: BaseException) -> bool:
 
 @asynccontextmanager
 async def translate_errors(what: str) -> AsyncIterator[None]:
-    """Turn connection-level failures into StorageUnavailable (503)."""
+    """Integrity errors become Conflict (409); anything else from the database, or the
+    network to it, becomes StorageUnavailable (503)."""
     try:
         yield
+    except IntegrityError as exc:
+        raise Conflict(f"conflicting change while {what}; retry") from exc
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         raise StorageUnavailable(f"database unavailable while {what}", retry_after_s=5) from exc
 

@@ -84,5 +84,17 @@ model_versions = Table(
     Column("description", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("promoted_at", DateTime(timezone=True)),
+    Column("hyperparameters", JsonValue),
+    Column("tags", JsonValue),
+    Column("parent_version", Integer),
+    Column("reference_profile", JsonValue),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+    # At most one production version per name, enforced by the database.
+    Index(
+        "uq_model_versions_production",
+        "name",
+        unique=True,
+        postgresql_where=text("stage = 'production'"),
+        sqlite_where=text("stage = 'production'"),
+    ),
 )

@@ -29,6 +29,9 @@ class ModelVersion:
     training_samples: int | None = None
     description: str | None = None
     promoted_at: datetime | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_version: int | None = None
 
     def meta(self, *, source: str, loaded_at: datetime) -> ModelMeta:
         return ModelMeta(

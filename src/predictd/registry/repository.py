@@ -34,6 +34,9 @@ def _from_row(row: Row[Any]) -> ModelVersion:
         training_samples=row.training_samples,
         description=row.description,
         promoted_at=promoted,
+        hyperparameters=dict(row.hyperparameters or {}),
+        tags=dict(row.tags or {}),
+        parent_version=row.parent_version,
     )
 
 
@@ -63,9 +66,33 @@ class ModelVersionRepository:
         row = (await self.conn.execute(query)).first()
         return _from_row(row) if row else None
 
-    async def list(self) -> list[ModelVersion]:
-        rows = await self.conn.execute(select(mv).order_by(mv.c.name, mv.c.version))
-        return [_from_row(r) for r in rows]
+    async def list(self, name: str | None = None) -> list[ModelVersion]:
+        query = select(mv).order_by(mv.c.name, mv.c.version)
+        if name is not None:
+            query = query.where(mv.c.name == name)
+        return [_from_row(r) for r in await self.conn.execute(query)]
+
+    async def lock_name(self, name: str) -> None:
+        """Serialise lifecycle changes of one model name (PostgreSQL row locks; SQLite
+        serialises writers itself). A second promotion waits, then sees the first's result."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(select(mv.c.id).where(mv.c.name == name).with_for_update())
+
+    async def previous_production(self, name: str) -> ModelVersion | None:
+        """The most recently promoted version that is no longer production."""
+        query = (
+            select(mv)
+            .where(mv.c.name == name, mv.c.stage == "archived", mv.c.promoted_at.is_not(None))
+            .order_by(mv.c.promoted_at.desc())
+            .limit(1)
+        )
+        row = (await self.conn.execute(query)).first()
+        return _from_row(row) if row else None
+
+    async def set_stage(self, name: str, version: int, stage: str) -> None:
+        await self.conn.execute(
+            update(mv).where(mv.c.name == name, mv.c.version == version).values(stage=stage)
+        )
 
     async def next_version(self, name: str) -> int:
         query = select(func.coalesce(func.max(mv.c.version), 0)).where(mv.c.name == name)
@@ -81,7 +108,9 @@ class ModelVersionRepository:
         await self.conn.execute(insert(mv).values(**values))
 
     async def promote(self, name: str, version: int) -> None:
-        """Archive the current production version and promote ``version``, in one transaction."""
+        """Archive the current production version and promote ``version``. Call inside the
+        caller's transaction, after ``lock_name``: the archive must come first, since the
+        database allows one production version per name."""
         now = datetime.now(UTC)
         await self.conn.execute(
             update(mv)

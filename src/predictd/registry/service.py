@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.errors import ModelNotFound, StorageUnavailable
+from predictd.errors import ArtifactError, Conflict, ModelNotFound, StorageUnavailable
 from predictd.inference.runtime import ModelRuntime
 from predictd.inference.sklearn_runtime import SklearnRuntime, describe_estimator, load_estimator
 from predictd.registry.artifacts import ArtifactStore
@@ -25,6 +35,8 @@ from predictd.registry.repository import ModelVersionRepository
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.registry")
+
+T = TypeVar("T")
 
 
 class ModelRegistry:
@@ -44,9 +56,12 @@ class ModelRegistry:
         training_samples: int | None = None,
         feature_names: tuple[str, ...] | None = None,
     ) -> ModelVersion:
-        """Store the artifact and describe it; version 0 until the database assigns one."""
-        uri, sha = self.store.put(path)
+        """Describe the artifact and store it; version 0 until the database assigns one.
+        The file is loaded before it is stored, so a bad file leaves nothing behind."""
+        if not path.is_file():
+            raise ArtifactError(f"no artifact at {path}")
         info = describe_estimator(load_estimator(path, self.settings.trusted_types))
+        uri, sha = self.store.put(path)
         return ModelVersion(
             name=name,
             version=0,
@@ -65,13 +80,29 @@ class ModelRegistry:
             description=description,
         )
 
+    async def _change(self, what: str, work: Callable[[ModelVersionRepository], Awaitable[T]]) -> T:
+        """Run one lifecycle change in its own transaction, retrying briefly when a
+        concurrent change got there first (unique index, SQLite's writer lock)."""
+        async with translate_errors(what):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(6),
+                wait=wait_random_exponential(multiplier=0.02, max=0.5),
+                retry=retry_if_exception_type((IntegrityError, OperationalError)),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self.db.engine.begin() as conn:
+                        return await work(ModelVersionRepository(conn))
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
     async def register(
         self, candidate: ModelVersion, *, stage: Stage = "production", reuse: bool = True
     ) -> ModelVersion:
         """Give ``candidate`` the next version number (or reuse the version already holding
         the same artifact) and move it to ``stage``."""
-        async with translate_errors("registering a model"), self.db.engine.begin() as conn:
-            repo = ModelVersionRepository(conn)
+
+        async def work(repo: ModelVersionRepository) -> ModelVersion:
+            await repo.lock_name(candidate.name)
             existing = await repo.by_sha(candidate.name, candidate.artifact_sha256)
             if existing is not None and reuse:
                 if stage == "production" and existing.stage != "production":
@@ -87,7 +118,51 @@ class ModelRegistry:
             await repo.add(version)
             if stage == "production":
                 await repo.promote(version.name, version.version)
+            elif stage != "none":
+                await repo.set_stage(version.name, version.version, stage)
             return await self._get(repo, version.name, version.version)
+
+        return await self._change("registering a model", work)
+
+    async def promote(self, name: str, version: int) -> ModelVersion:
+        """Make ``version`` the production version; the previous one is archived."""
+
+        async def work(repo: ModelVersionRepository) -> ModelVersion:
+            await repo.lock_name(name)
+            target = await self._get(repo, name, version)
+            if target.stage != "production":
+                await repo.promote(name, version)
+            return await self._get(repo, name, version)
+
+        return await self._change("promoting a model", work)
+
+    async def rollback(self, name: str) -> ModelVersion:
+        """Promote the version that was production before the current one."""
+
+        async def work(repo: ModelVersionRepository) -> ModelVersion:
+            await repo.lock_name(name)
+            if not await repo.list(name):
+                raise ModelNotFound(f"no model named {name!r}")
+            previous = await repo.previous_production(name)
+            if previous is None:
+                raise Conflict(f"{name!r} has no previous production version to roll back to")
+            await repo.promote(name, previous.version)
+            return await self._get(repo, name, previous.version)
+
+        return await self._change("rolling back a model", work)
+
+    async def archive(self, name: str, version: int) -> ModelVersion:
+        async def work(repo: ModelVersionRepository) -> ModelVersion:
+            await repo.lock_name(name)
+            await self._get(repo, name, version)
+            await repo.set_stage(name, version, "archived")
+            return await self._get(repo, name, version)
+
+        return await self._change("archiving a model", work)
+
+    async def get(self, name: str, version: int) -> ModelVersion:
+        async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
+            return await self._get(ModelVersionRepository(conn), name, version)
 
     @staticmethod
     async def _get(repo: ModelVersionRepository, name: str, version: int) -> ModelVersion:
@@ -100,9 +175,9 @@ class ModelRegistry:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
             return await ModelVersionRepository(conn).production(name)
 
-    async def list_versions(self) -> list[ModelVersion]:
+    async def list_versions(self, name: str | None = None) -> list[ModelVersion]:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
-            return await ModelVersionRepository(conn).list()
+            return await ModelVersionRepository(conn).list(name)
 
     def open_runtime(self, version: ModelVersion, *, source: str) -> ModelRuntime:
         """Verify the artifact's sha256, then load it (blocking: call in a thread)."""
