@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from predictd.cli.db import db_app
+from predictd.cli.models import models_app
 from predictd.cli.output import fail
 from predictd.errors import PredictdError
 from predictd.observability import uvicorn_log_config
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]

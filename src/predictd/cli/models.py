@@ -1,0 +1,113 @@
+"""`predictd models ...`: the registry from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar, cast
+
+import typer
+
+from predictd.cli.output import fail
+from predictd.db import migrate
+from predictd.db.engine import Database
+from predictd.errors import PredictdError
+from predictd.registry.models import ModelVersion, Stage
+from predictd.registry.service import ModelRegistry
+from predictd.settings import Settings
+
+models_app = typer.Typer(help="Register, list, promote and roll back model versions.")
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[ModelRegistry], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        settings = Settings()
+        db = Database(settings)
+        try:
+            if settings.migrate_on_startup:
+                await migrate.upgrade(db)
+            return await work(ModelRegistry(settings, db))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except PredictdError as exc:
+        fail(exc.message)
+
+
+def _line(v: ModelVersion) -> str:
+    metrics = " ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items()))
+    return f"{v.name}\tv{v.version}\t{v.stage}\t{v.algorithm or '-'}\t{metrics}"
+
+
+@models_app.command()
+def register(
+    path: Annotated[Path, typer.Argument(help="A skops artifact.")],
+    name: Annotated[str, typer.Option(help="Model name.")],
+    stage: Annotated[str, typer.Option(help="none, staging or production.")] = "none",
+    metrics_json: Annotated[
+        Path | None, typer.Option(help='A JSON file of metrics, e.g. {"accuracy": 0.9}.')
+    ] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Register PATH as the next version of NAME."""
+    if stage not in ("none", "staging", "production"):
+        fail("--stage must be none, staging or production")
+    metrics: dict[str, float] = {}
+    if metrics_json is not None:
+        try:
+            loaded = json.loads(metrics_json.read_text())
+            metrics = {str(k): float(v) for k, v in loaded.items()}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            fail(f"--metrics-json: expected a JSON object of numbers ({exc})")
+
+    async def work(registry: ModelRegistry) -> ModelVersion:
+        candidate = await asyncio.to_thread(
+            registry.inspect, path, name, metrics=metrics, description=description
+        )
+        return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)
+
+    version = _run(work)
+    typer.echo(f"registered {version.name} v{version.version} ({version.stage})")
+
+
+@models_app.command("list")
+def list_versions(
+    name: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+) -> None:
+    """List registered versions."""
+    for version in _run(lambda registry: registry.list_versions(name)):
+        typer.echo(_line(version))
+
+
+@models_app.command()
+def show(name: str, version: int) -> None:
+    """Everything the registry knows about NAME VERSION, as JSON."""
+    found = _run(lambda registry: registry.get(name, version))
+    typer.echo(json.dumps(found.to_json(), indent=2, default=str))
+
+
+@models_app.command()
+def promote(name: str, version: int) -> None:
+    """Make NAME VERSION the production version (the previous one is archived)."""
+    done = _run(lambda registry: registry.promote(name, version))
+    typer.echo(f"{done.name} v{done.version} is now production")
+
+
+@models_app.command()
+def rollback(name: str) -> None:
+    """Promote the version that was production before the current one."""
+    done = _run(lambda registry: registry.rollback(name))
+    typer.echo(f"rolled back: {done.name} v{done.version} is now production")
+
+
+@models_app.command()
+def archive(name: str, version: int) -> None:
+    """Archive NAME VERSION."""
+    done = _run(lambda registry: registry.archive(name, version))
+    typer.echo(f"{done.name} v{done.version} archived")

@@ -1,0 +1,64 @@
+"""`predictd models ...` through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from predictd.cli import app
+from tests.conftest import Artifacts
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("PREDICTD_AUTO_MIGRATE", "true")
+    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.chdir(tmp_path)
+    return db_url
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_register_list_show_promote_rollback_archive(
+    env: str, artifacts: Artifacts, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"accuracy": 0.9, "f1": 0.8}))
+    path = str(artifacts.sentiment.path)
+    assert "registered sent v1 (none)" in invoke(
+        "models", "register", path, "--name", "sent", "--metrics-json", str(metrics)
+    )
+    assert "registered sent v2 (production)" in invoke(
+        "models", "register", path, "--name", "sent", "--stage", "production"
+    )
+    listing = invoke("models", "list", "--name", "sent")
+    assert "sent\tv1\tnone\tLogisticRegression\taccuracy=0.900 f1=0.800" in listing
+    assert "sent\tv2\tproduction" in listing
+
+    shown = json.loads(invoke("models", "show", "sent", "1"))
+    assert shown["metrics"] == {"accuracy": 0.9, "f1": 0.8}
+    assert len(shown["artifact_sha256"]) == 64
+
+    assert "sent v1 is now production" in invoke("models", "promote", "sent", "1")
+    assert "sent v2 is now production" in invoke("models", "rollback", "sent")
+    assert "sent v1 archived" in invoke("models", "archive", "sent", "1")
+
+
+def test_errors_are_one_line_and_exit_1(env: str, tmp_path: Path) -> None:
+    assert "not found" in invoke("models", "promote", "ghost", "3", code=1)
+    junk = tmp_path / "junk.skops"
+    junk.write_bytes(b"nope")
+    out = invoke("models", "register", str(junk), "--name", "junk", code=1)
+    assert out.startswith("error: ")
+    assert "Traceback" not in out
+    assert "no model named 'ghost'" in invoke("models", "rollback", "ghost", code=1)
