@@ -15,13 +15,12 @@ from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
 from predictd.db import migrate
 from predictd.db.engine import Database
-from predictd.errors import PredictdError
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
-from predictd.registry.models import ModelVersion
+from predictd.registry.loader import ModelLoader
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 
@@ -42,40 +41,6 @@ async def _migrate_until_done(db: Database) -> None:
             await asyncio.sleep(RETRY_S)
 
 
-class ModelLoader:
-    """Serve something as soon as possible (a local fallback while the database is down),
-    then keep trying until the served model is the registry's production version."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._candidate: ModelVersion | None = None
-
-    async def attempt(self) -> bool:
-        """One try; True once the registry's version is being served."""
-        registry, inference = self.services.registry, self.services.inference
-        try:
-            if self._candidate is None:
-                self._candidate = await registry.candidate_from_path()
-            resolved = await registry.resolve_serving(self._candidate)
-            if resolved is None:
-                return False
-            version, source = resolved
-            if inference.runtime is None or source == "registry":
-                inference.set_runtime(await registry.load(version, source))
-            return source == "registry"
-        except PredictdError as exc:
-            log.warning("model not loaded; retrying", extra={"error": exc.message})
-        except Exception as exc:
-            log.exception("model load failed; retrying", extra={"error": repr(exc)})
-        return False
-
-    async def until_registered(self) -> None:
-        while True:
-            if await self.attempt():
-                return
-            await asyncio.sleep(RETRY_S)
-
-
 def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = metrics or Metrics.create()
@@ -86,15 +51,18 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         db = Database(settings)
         recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
         inference = InferenceService(settings, recorder, metrics)
+        registry = ModelRegistry(settings, db)
+        loader = ModelLoader(registry, inference)
         services = Services(
             settings=settings,
             metrics=metrics,
             db=db,
-            registry=ModelRegistry(settings, db),
+            registry=registry,
             recorder=recorder,
             inference=inference,
             analytics=AnalyticsService(db),
-            readiness=ReadinessProbe(db, recorder, inference),
+            loader=loader,
+            readiness=ReadinessProbe(db, recorder, inference, load_error=lambda: loader.last_error),
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
@@ -106,9 +74,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 log.warning("database not migrated at startup", extra={"error": repr(exc)})
                 tasks.append(asyncio.create_task(_migrate_until_done(db)))
         recorder.start()
-        loader = ModelLoader(services)
-        if not await loader.attempt():  # a healthy start is ready at once
-            tasks.append(asyncio.create_task(loader.until_registered()))
+        await loader.attempt()  # a healthy start is ready at once
+        tasks.append(asyncio.create_task(loader.watch(settings.registry_poll_s)))
         try:
             yield
         finally:

@@ -39,6 +39,14 @@ class PayloadTooLarge(PredictdError):
     status, code = 413, "payload_too_large"
 
 
+class Unauthorized(PredictdError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(PredictdError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(PredictdError):
     status, code = 404, "not_found"
 

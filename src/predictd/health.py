@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -28,7 +29,9 @@ class ReadinessProbe:
         recorder: PredictionRecorder,
         inference: InferenceService,
         cache_s: float = 2.0,
+        load_error: Callable[[], str | None] | None = None,
     ) -> None:
+        self.load_error = load_error
         self.db = db
         self.recorder = recorder
         self.inference = inference
@@ -54,7 +57,10 @@ class ReadinessProbe:
         if runtime is None or not runtime.ready:
             return CheckResult("failing", "no model loaded")
         meta = runtime.meta
-        return CheckResult("ok", f"{meta.name} v{meta.version} ({meta.source})")
+        detail = f"{meta.name} v{meta.version} ({meta.source})"
+        if self.load_error is not None and self.load_error():
+            detail += f"; last load failed: {self.load_error()}"
+        return CheckResult("ok", detail)
 
     def spool(self) -> CheckResult:
         spool = self.recorder.spool

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +73,13 @@ class Settings(BaseSettings):
 
     model_path: Path | None = None
     """A skops artifact to serve (registered on startup); set by `predictd serve --model`."""
+
+    registry_poll_s: float = Field(default=5.0, gt=0)
+    """How often a server checks the registry for a promotion or rollback made elsewhere."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token for registry changes over HTTP (promote, rollback, reload). Unset: those
+    endpoints answer 403."""
 
     artifact_dir: Path = Path(".predictd/artifacts")
     """Content-addressed artifact store, and the manifest of the last loaded model used when

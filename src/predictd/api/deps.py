@@ -13,6 +13,7 @@ from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService, RequestContext
 from predictd.observability import Metrics
 from predictd.recording.recorder import PredictionRecorder
+from predictd.registry.loader import ModelLoader
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 
@@ -26,6 +27,7 @@ class Services:
     recorder: PredictionRecorder
     inference: InferenceService
     analytics: AnalyticsService
+    loader: ModelLoader
     readiness: ReadinessProbe
 
 

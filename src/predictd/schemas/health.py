@@ -34,3 +34,4 @@ class ModelInfo(BaseModel):
     artifact_sha256: str
     loaded_at: datetime | None
     source: str
+    last_load_error: str | None = None

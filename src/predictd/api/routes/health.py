@@ -48,4 +48,5 @@ async def model_info(services: ServicesDep) -> ModelInfo:
         artifact_sha256=meta.sha256,
         loaded_at=meta.loaded_at,
         source=meta.source,
+        last_load_error=services.loader.last_error,
     )

@@ -1,0 +1,86 @@
+"""The registry over HTTP: read freely, change with the admin token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from predictd.api.auth import AdminDep
+from predictd.api.deps import ServicesDep
+from predictd.errors import ModelNotFound
+from predictd.registry.models import ModelVersion
+from predictd.schemas.errors import ErrorResponse
+from predictd.schemas.models import (
+    ModelList,
+    ModelSummary,
+    ModelVersionPublic,
+    ReloadResult,
+    VersionList,
+)
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+_ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 503)
+}
+
+
+def _public(version: ModelVersion) -> ModelVersionPublic:
+    return ModelVersionPublic.model_validate(version, from_attributes=True)
+
+
+@router.get("")
+async def list_models(services: ServicesDep) -> ModelList:
+    """Every registered model name, with its production version."""
+    summaries: dict[str, ModelSummary] = {}
+    for v in await services.registry.list_versions():
+        if v.name not in summaries:
+            summaries[v.name] = ModelSummary(name=v.name, versions=0, production_version=None)
+        summary = summaries[v.name]
+        summary.versions += 1
+        if v.stage == "production":
+            summary.production_version = v.version
+    return ModelList(models=list(summaries.values()))
+
+
+@router.get("/{name}/versions", responses={404: {"model": ErrorResponse}})
+async def list_model_versions(name: str, services: ServicesDep) -> VersionList:
+    versions = await services.registry.list_versions(name)
+    if not versions:
+        raise ModelNotFound(f"no model named {name!r}")
+    return VersionList(name=name, versions=[_public(v) for v in versions])
+
+
+@router.get("/{name}/versions/{version}", responses={404: {"model": ErrorResponse}})
+async def get_model_version(name: str, version: int, services: ServicesDep) -> ModelVersionPublic:
+    return _public(await services.registry.get(name, version))
+
+
+@router.post("/{name}/versions/{version}/promote", responses=_ADMIN_ERRORS)
+async def promote_model_version(
+    name: str, version: int, services: ServicesDep, _admin: AdminDep
+) -> ModelVersionPublic:
+    """Make this version production (the previous one is archived); this replica swaps at
+    once, the others within PREDICTD_REGISTRY_POLL_S."""
+    promoted = await services.registry.promote(name, version)
+    await services.loader.reload()
+    return _public(promoted)
+
+
+@router.post("/{name}/rollback", responses=_ADMIN_ERRORS)
+async def rollback_model(name: str, services: ServicesDep, _admin: AdminDep) -> ModelVersionPublic:
+    """Promote the version that was production before the current one (409 if none)."""
+    restored = await services.registry.rollback(name)
+    await services.loader.reload()
+    return _public(restored)
+
+
+@router.post("/reload", responses=_ADMIN_ERRORS)
+async def reload_models(services: ServicesDep, _admin: AdminDep) -> ReloadResult:
+    """Load the registry's production version now instead of at the next poll."""
+    reloaded = await services.loader.reload()
+    runtime = services.inference.runtime
+    return ReloadResult(
+        reloaded=reloaded,
+        name=runtime.meta.name if runtime else None,
+        version=runtime.meta.version if runtime else None,
+    )

@@ -1,0 +1,52 @@
+"""Bodies of /models/*."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from predictd.schemas.predict import Label
+
+
+class ModelVersionPublic(BaseModel):
+    name: str
+    version: int
+    stage: str
+    flavor: str
+    task: str
+    input_kind: str
+    algorithm: str | None
+    artifact_sha256: str
+    feature_names: list[str]
+    classes: list[Label]
+    metrics: dict[str, float]
+    hyperparameters: dict[str, Any]
+    tags: dict[str, str]
+    training_samples: int | None
+    description: str | None
+    parent_version: int | None
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    versions: int
+    production_version: int | None
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class VersionList(BaseModel):
+    name: str
+    versions: list[ModelVersionPublic]
+
+
+class ReloadResult(BaseModel):
+    reloaded: bool
+    name: str | None
+    version: int | None
