@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             inference=inference,
             analytics=AnalyticsService(db),
             loader=loader,
-            readiness=ReadinessProbe(db, recorder, inference, load_error=lambda: loader.last_error),
+            readiness=ReadinessProbe(db, recorder, loader),
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []

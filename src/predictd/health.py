@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from predictd.db.engine import Database
-from predictd.inference.service import InferenceService
 from predictd.recording.recorder import PredictionRecorder
+from predictd.registry.loader import ModelLoader
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,12 @@ class ReadinessProbe:
         self,
         db: Database,
         recorder: PredictionRecorder,
-        inference: InferenceService,
+        loader: ModelLoader,
         cache_s: float = 2.0,
-        load_error: Callable[[], str | None] | None = None,
     ) -> None:
-        self.load_error = load_error
+        self.loader = loader
         self.db = db
         self.recorder = recorder
-        self.inference = inference
         self.cache_s = cache_s
         self._db_checked_at = -1e9
         self._db_result = CheckResult("failing", "not checked yet")
@@ -53,13 +50,13 @@ class ReadinessProbe:
         return result
 
     def model(self) -> CheckResult:
-        runtime = self.inference.runtime
+        runtime = self.loader.inference.runtime
         if runtime is None or not runtime.ready:
             return CheckResult("failing", "no model loaded")
         meta = runtime.meta
         detail = f"{meta.name} v{meta.version} ({meta.source})"
-        if self.load_error is not None and self.load_error():
-            detail += f"; last load failed: {self.load_error()}"
+        if self.loader.last_error:
+            detail += f"; last load failed: {self.loader.last_error}"
         return CheckResult("ok", detail)
 
     def spool(self) -> CheckResult:

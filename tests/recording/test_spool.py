@@ -25,6 +25,14 @@ def reopen(root: Path) -> tuple[Spool, RecoveryReport]:
     return spool, spool.open()
 
 
+def written_segment(root: Path, records: int) -> Path:
+    """A closed spool holding ``records`` records; returns its segment file."""
+    spool = open_spool(root)
+    spool.append(payloads(records))
+    spool.close()
+    return sorted(spool.dir.glob("*.seg"))[0]
+
+
 def payloads(n: int, start: int = 0) -> list[bytes]:
     return [f'{{"n": {i}}}'.encode() for i in range(start, start + n)]
 
@@ -73,11 +81,7 @@ def test_reopen_replays_only_past_the_watermark(tmp_path: Path) -> None:
 
 
 def test_torn_tail_is_cut(tmp_path: Path) -> None:
-    spool = open_spool(tmp_path)
-    spool.append(payloads(4))
-    directory = spool.dir
-    spool.close()
-    segment = sorted(directory.glob("*.seg"))[0]
+    segment = written_segment(tmp_path, 4)
     with segment.open("ab") as f:
         f.write(HEADER.pack(100, 0, 4) + b"half-writ")  # a crash mid-write
     size_before = segment.stat().st_size
@@ -90,11 +94,8 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
 
 
 def test_corrupt_record_is_quarantined_and_the_rest_kept(tmp_path: Path) -> None:
-    spool = open_spool(tmp_path)
-    spool.append(payloads(5))
-    directory = spool.dir
-    spool.close()
-    segment = sorted(directory.glob("*.seg"))[0]
+    segment = written_segment(tmp_path, 5)
+    directory = segment.parent
     data = bytearray(segment.read_bytes())
     frame_size = HEADER.size + len(b'{"n": 0}')
     data[2 * frame_size + HEADER.size + 2] ^= 0xFF  # flip a payload byte of record 2
@@ -108,11 +109,7 @@ def test_corrupt_record_is_quarantined_and_the_rest_kept(tmp_path: Path) -> None
 
 
 def test_garbage_framing_is_quarantined_not_fatal(tmp_path: Path) -> None:
-    spool = open_spool(tmp_path)
-    spool.append(payloads(2))
-    directory = spool.dir
-    spool.close()
-    segment = sorted(directory.glob("*.seg"))[0]
+    segment = written_segment(tmp_path, 2)
     with segment.open("ab") as f:
         f.write(b"\xff" * 64)  # a length field no record could have
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.db.tables import predictions as p
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _window(start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
@@ -62,8 +56,8 @@ class AnalyticsRepository:
             "avg_confidence": None if row[1] is None else float(row[1]),
             "avg_latency_ms": None if row[2] is None else float(row[2]),
             "p95_latency_ms": p95,
-            "earliest": _utc(row[3]),
-            "latest": _utc(row[4]),
+            "earliest": row[3],
+            "latest": row[4],
         }
 
     async def distribution(
@@ -83,9 +77,4 @@ class AnalyticsRepository:
         rows = await self.conn.execute(
             select(*columns).order_by(p.c.ts.desc(), p.c.id.desc()).limit(limit)
         )
-        out = []
-        for r in rows:
-            data = dict(r._mapping)
-            data["ts"] = _utc(data["ts"])
-            out.append(data)
-        return out
+        return [dict(r._mapping) for r in rows]

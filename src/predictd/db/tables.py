@@ -6,7 +6,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -19,6 +18,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from predictd.db.types import UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,7 +37,7 @@ predictions = Table(
     "predictions",
     metadata,
     Column("id", Uuid(as_uuid=True), primary_key=True),
-    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("ts", UTCDateTime(), nullable=False),
     Column("model_name", String(200), nullable=False),
     Column("model_version", Integer, nullable=False),
     Column("variant", String(20), nullable=False),
@@ -82,8 +83,8 @@ model_versions = Table(
     Column("training_samples", Integer),
     Column("stage", String(20), nullable=False),
     Column("description", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("promoted_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("promoted_at", UTCDateTime()),
     Column("hyperparameters", JsonValue),
     Column("tags", JsonValue),
     Column("parent_version", Integer),

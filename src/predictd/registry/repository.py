@@ -13,10 +13,6 @@ from predictd.registry.models import ModelVersion
 
 
 def _from_row(row: Row[Any]) -> ModelVersion:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    promoted = row.promoted_at
-    if promoted is not None and promoted.tzinfo is None:
-        promoted = promoted.replace(tzinfo=UTC)
     return ModelVersion(
         name=row.name,
         version=row.version,
@@ -26,14 +22,14 @@ def _from_row(row: Row[Any]) -> ModelVersion:
         artifact_uri=row.artifact_uri,
         artifact_sha256=row.artifact_sha256,
         stage=row.stage,
-        created_at=created,
+        created_at=row.created_at,
         feature_names=tuple(row.feature_names or ()),
         classes=tuple(row.classes or ()),
         algorithm=row.algorithm,
         metrics=dict(row.metrics or {}),
         training_samples=row.training_samples,
         description=row.description,
-        promoted_at=promoted,
+        promoted_at=row.promoted_at,
         hyperparameters=dict(row.hyperparameters or {}),
         tags=dict(row.tags or {}),
         parent_version=row.parent_version,
