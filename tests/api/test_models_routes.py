@@ -123,3 +123,14 @@ async def test_a_promotion_elsewhere_is_followed_and_a_broken_one_never_served(
             assert stored.is_file()
     finally:
         await db.dispose()
+
+
+async def test_bad_path_parameters_name_the_field(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", admin_token="s3cret")
+    async with running_app(settings) as (_, client):
+        response = await client.get("/models/sentiment/versions/latest")
+        assert response.status_code == 422
+        assert response.json()["error"]["field"] == "version"
+        promote = await client.post("/models/sentiment/versions/x/promote", headers=ADMIN)
+        assert promote.status_code == 422
+        assert promote.json()["error"]["field"] == "version"

@@ -62,3 +62,22 @@ def test_errors_are_one_line_and_exit_1(env: str, tmp_path: Path) -> None:
     assert out.startswith("error: ")
     assert "Traceback" not in out
     assert "no model named 'ghost'" in invoke("models", "rollback", "ghost", code=1)
+
+
+def test_bad_register_options_register_nothing(
+    env: str, artifacts: Artifacts, tmp_path: Path
+) -> None:
+    path = str(artifacts.sentiment.path)
+    assert "--stage" in invoke("models", "register", path, "--name", "m", "--stage", "live", code=1)
+    bad_metrics = tmp_path / "bad.json"
+    bad_metrics.write_text('{"accuracy": "high"}')
+    out = invoke(
+        "models", "register", path, "--name", "m", "--metrics-json", str(bad_metrics), code=1
+    )
+    assert "--metrics-json" in out
+    missing = invoke("models", "register", str(tmp_path / "nope.skops"), "--name", "m", code=1)
+    assert "no artifact at" in missing
+    assert invoke("models", "list").strip() == ""
+    assert not (tmp_path / "artifacts").exists() or not any(
+        p.is_file() for p in (tmp_path / "artifacts").rglob("*")
+    )
