@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
         inference = InferenceService(settings, recorder, metrics)
         registry = ModelRegistry(settings, db)
-        loader = ModelLoader(registry, inference)
+        loader = ModelLoader(registry, inference, metrics)
         services = Services(
             settings=settings,
             metrics=metrics,
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 log.warning("database not migrated at startup", extra={"error": repr(exc)})
                 tasks.append(asyncio.create_task(_migrate_until_done(db)))
         recorder.start()
+        inference.start()
         await loader.attempt()  # a healthy start is ready at once
         tasks.append(asyncio.create_task(loader.watch(settings.registry_poll_s)))
         try:
@@ -84,8 +85,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await inference.close()
             await recorder.close()
-            inference.close()
             await db.dispose()
             log.info("predictd stopped")
 

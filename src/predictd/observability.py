@@ -75,6 +75,10 @@ class Metrics:
     records_shipped: Counter
     records_unrecorded: Counter
     records_quarantined: Counter
+    model_load_failures: Counter
+    served_version: Gauge
+    shadow_predictions: Counter
+    shadow_dropped: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -96,8 +100,8 @@ class Metrics:
             ),
             predictions=Counter(
                 "predictd_predictions",
-                "Predictions answered, by model, version and predicted label.",
-                ["model", "version", "label"],
+                "Predictions answered, by model, version, variant and predicted label.",
+                ["model", "version", "variant", "label"],
                 registry=reg,
             ),
             rejected_inputs=Counter(
@@ -134,6 +138,28 @@ class Metrics:
             records_quarantined=Counter(
                 "predictd_records_quarantined",
                 "Spool records moved to quarantine because their checksum failed.",
+                registry=reg,
+            ),
+            model_load_failures=Counter(
+                "predictd_model_load_failures",
+                "Model versions that failed to load, verify or warm up (never served).",
+                ["model", "role"],
+                registry=reg,
+            ),
+            served_version=Gauge(
+                "predictd_served_version",
+                "The version each model name serves, as production or candidate (0: none).",
+                ["model", "role"],
+                registry=reg,
+            ),
+            shadow_predictions=Counter(
+                "predictd_shadow_predictions",
+                "Predictions made by candidates on shadowed production inputs.",
+                registry=reg,
+            ),
+            shadow_dropped=Counter(
+                "predictd_shadow_dropped",
+                "Shadow predictions skipped: queue full, schema mismatch or candidate error.",
                 registry=reg,
             ),
         )

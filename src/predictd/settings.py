@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
@@ -68,11 +69,30 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     """Port `predictd serve` listens on."""
 
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Model names to serve, comma-separated; the first answers `/predict`, the others
+    `/models/{name}/predict`. Unset: every name with a production version (the default is
+    the `--model` one, else the first by name)."""
+
     model_name: str | None = None
-    """Registered model name to serve; unset serves the first production model."""
+    """Name the `--model` artifact is registered under (default: its file name without suffix);
+    without `--model`, the model `/predict` answers with when `PREDICTD_MODELS` is unset."""
 
     model_path: Path | None = None
-    """A skops artifact to serve (registered on startup); set by `predictd serve --model`."""
+    """An artifact to serve (registered as production on startup); set by `predictd serve
+    --model`."""
+
+    canary_percent: float = Field(default=0.0, ge=0, le=100)
+    """Share of each model's traffic answered by its candidate (newest `staging` version);
+    requests with the same `key` always get the same version."""
+
+    shadow: bool = False
+    """Also run each model's candidate on the production traffic, off the request path; its
+    answers are recorded with `variant=shadow` and never returned."""
+
+    shadow_queue_max: int = Field(default=10_000, ge=1)
+    """Items waiting for the shadow model; beyond it shadow work is dropped and counted, so the
+    candidate can never slow production."""
 
     registry_poll_s: float = Field(default=5.0, gt=0)
     """How often a server checks the registry for a promotion or rollback made elsewhere."""
@@ -84,6 +104,15 @@ class Settings(BaseSettings):
     artifact_dir: Path = Path(".predictd/artifacts")
     """Content-addressed artifact store, and the manifest of the last loaded model used when
     the database is down at startup."""
+
+    artifact_url: str | None = None
+    """An fsspec URL to store artifacts in instead of `PREDICTD_ARTIFACT_DIR` (`s3://bucket/
+    prefix`, `gs://`, `az://`; needs `pip install predictd[fsspec]` and the backend's package).
+    Downloads are cached in `PREDICTD_ARTIFACT_DIR` and verified like local files."""
+
+    allow_pickle: bool = False
+    """Accept joblib/pickle artifacts (`.joblib`, `.pkl`). Loading a pickle runs code from the
+    file: enable only for artifacts you built; the registry's sha256 is still verified first."""
 
     trusted_types: list[str] = Field(default_factory=list)
     """Extra fully qualified type names trusted when loading skops artifacts (JSON list);
@@ -164,6 +193,13 @@ class Settings(BaseSettings):
         if secrets_dir:
             file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -28,7 +28,7 @@ async def test_model_exception_is_500_without_trace(tmp_path: Path, artifacts: A
         inference = services_of(app).inference
         assert inference.runtime is not None
         exploding = ExplodingRuntime(inference.runtime.path, inference.runtime.meta)
-        exploding.load()
+        exploding.prepare()
         inference.set_runtime(exploding)
 
         failed = await client.post("/predict", json={"text": "please explode"})

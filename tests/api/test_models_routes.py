@@ -57,7 +57,11 @@ async def test_read_promote_rollback_reload(
         assert (await client.get("/model-info")).json()["version"] == 1
 
         reload = (await client.post("/models/reload", headers=ADMIN)).json()
-        assert reload == {"reloaded": False, "name": "sentiment", "version": 1}
+        assert reload == {
+            "reloaded": False,
+            "served": {"sentiment": {"production": 1, "candidate": None}},
+            "load_errors": {},
+        }
 
 
 async def test_changes_need_the_admin_token(tmp_path: Path, artifacts: Artifacts) -> None:

@@ -39,7 +39,7 @@ def runtime_for(path: Path, **meta: object) -> SklearnRuntime:
     }  # fmt: skip
     values.update(meta)
     runtime = SklearnRuntime(path, ModelMeta(**values))  # type: ignore[arg-type]
-    runtime.load()
+    runtime.prepare()
     return runtime
 
 

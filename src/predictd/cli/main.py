@@ -40,6 +40,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
     if settings.model_name is not None:
         os.environ["PREDICTD_MODEL_NAME"] = settings.model_name
+    if settings.models:
+        os.environ["PREDICTD_MODELS"] = ",".join(settings.models)
     # uvicorn re-raises the signal it stopped on after a clean shutdown; with this handler
     # in place that re-raise becomes exit status 0, which is what SIGTERM should give.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -61,11 +63,13 @@ def serve(
     host: Host = None,
     port: Port = None,
     model: Annotated[
-        Path | None, typer.Option(help="Serve this skops artifact (registered on startup).")
+        Path | None,
+        typer.Option(help="Serve this artifact as the default model (registered on startup)."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
-    """Serve the registered production model (or the artifact given with --model)."""
+    """Serve the production version of every registered model (PREDICTD_MODELS picks which),
+    and the artifact given with --model as the default one."""
     settings = Settings()
     if model is not None:
         if not model.is_file():

@@ -53,6 +53,8 @@ predictions = Table(
     Column("error", Text),
     Column("client_ip", String(64)),
     Column("user_agent", String(512)),
+    # A shadow prediction's production counterpart (same input), for agreement rates.
+    Column("shadow_of", Uuid(as_uuid=True)),
     # Rows arrive in time order, so on PostgreSQL a BRIN index serves time ranges at a
     # fraction of a B-tree's write cost.
     Index("ix_predictions_ts", "ts", postgresql_using="brin"),
@@ -62,6 +64,12 @@ predictions = Table(
         "batch_id",
         postgresql_where=text("batch_id IS NOT NULL"),
         sqlite_where=text("batch_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_predictions_shadow_of",
+        "shadow_of",
+        postgresql_where=text("shadow_of IS NOT NULL"),
+        sqlite_where=text("shadow_of IS NOT NULL"),
     ),
 )
 

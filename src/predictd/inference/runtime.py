@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from predictd.errors import InvalidInput
+from predictd.errors import ArtifactError, InvalidInput
 
 InputKind = Literal["text", "tabular"]
 Task = Literal["classification", "regression"]
@@ -40,6 +40,20 @@ class ModelMeta:
     loaded_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Schema:
+    """What an artifact says about its own inputs and outputs, read from the loaded model."""
+
+    input_kind: InputKind
+    task: Task
+    feature_names: tuple[str, ...]
+    classes: tuple[Label, ...]
+    algorithm: str
+    # True when the model only knows how many features it takes (x0, x1, ...): the registry
+    # may then name them, and only the count has to agree.
+    positional: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     label: Label
@@ -60,6 +74,48 @@ class ModelRuntime(ABC):
     @abstractmethod
     def load(self) -> None:
         """Deserialize the artifact; raise ArtifactError when it can't be trusted or read."""
+
+    @abstractmethod
+    def schema(self) -> Schema:
+        """The loaded model's own input schema and task."""
+
+    def prepare(self) -> None:
+        """Everything a version must pass before it takes traffic: load, agree with the
+        registry's schema, and answer a sample (which also warms caches and lazy imports)."""
+        self.load()
+        self._check_schema(self.schema())
+        self._warm_up()
+        self.ready = True
+
+    def _check_schema(self, found: Schema) -> None:
+        meta = self.meta
+        names: tuple[object, object] = (meta.feature_names, found.feature_names)
+        if found.positional:
+            names = (len(meta.feature_names), len(found.feature_names))
+        expected = (meta.input_kind, meta.task, names[0], meta.classes)
+        actual = (found.input_kind, found.task, names[1], found.classes)
+        if expected != actual:
+            raise ArtifactError(
+                f"{meta.name} v{meta.version}: the artifact's schema {actual} does not match "
+                f"the registry's {expected}"
+            )
+
+    def sample_input(self) -> ModelInput:
+        if self.meta.input_kind == "text":
+            return "predictd warm-up"
+        return dict.fromkeys(self.meta.feature_names, 0.0)
+
+    def _warm_up(self) -> None:
+        try:
+            outputs = self.predict([self.sample_input()] * 2)
+        except Exception as exc:
+            raise ArtifactError(
+                f"{self.meta.name} v{self.meta.version} failed its warm-up prediction: {exc!r}"
+            ) from exc
+        if len(outputs) != 2:
+            raise ArtifactError(
+                f"{self.meta.name} v{self.meta.version} gave {len(outputs)} results for 2 inputs"
+            )
 
     @abstractmethod
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:

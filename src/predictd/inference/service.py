@@ -1,8 +1,10 @@
 """InferenceService: the one predict path that HTTP, the CLI, benchmarks and tests all call.
 
-It validates against the loaded model's schema, runs the model in a bounded worker pool off
-the event loop, builds a PredictionRecord per answer and hands it to the recorder before the
-caller gets the result — what "before" means is the recorder's durability setting.
+It picks the version that answers (production, or the candidate for a canary share), validates
+against that version's schema, runs the model in a bounded worker pool off the event loop,
+builds a PredictionRecord per answer and hands it to the recorder before the caller gets the
+result — what "before" means is the recorder's durability setting. With shadowing on, the
+candidate's work is queued for the shadow runner after the answer is ready.
 """
 
 from __future__ import annotations
@@ -10,51 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
-from predictd.errors import InvalidInput, ModelFailure, ModelNotReady, PredictionTimeout
-from predictd.inference.runtime import Label, ModelInput, ModelRuntime, Prediction
+from predictd.errors import (
+    InvalidInput,
+    ModelFailure,
+    ModelNotFound,
+    ModelNotReady,
+    PredictionTimeout,
+)
+from predictd.inference.records import (
+    ItemInput,
+    PredictionResult,
+    Recorder,
+    RequestContext,
+    build_record,
+)
+from predictd.inference.routing import Deployment, TrafficSplit, Variant
+from predictd.inference.runtime import ModelInput, ModelRuntime
+from predictd.inference.shadow import ShadowJob, ShadowRunner
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
 from predictd.settings import Settings
 
+__all__ = [
+    "BatchResult",
+    "InferenceService",
+    "ItemInput",
+    "PredictionResult",
+    "RequestContext",
+]
+
 log = logging.getLogger("predictd.inference")
-
-
-class Recorder(Protocol):
-    async def record(self, records: Sequence[PredictionRecord]) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    request_id: str | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemInput:
-    text: str | None = None
-    features: Mapping[str, object] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionResult:
-    prediction_id: UUID
-    prediction: Label
-    confidence: float | None
-    probabilities: dict[str, float] | None
-    model_name: str
-    model_version: int
-    latency_ms: float
-    cache_hit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,50 +63,107 @@ class InferenceService:
         self.settings = settings
         self.recorder = recorder
         self.metrics = metrics
-        self.runtime: ModelRuntime | None = None
+        self.deployments: dict[str, Deployment] = {}
+        self.default_name: str | None = None
+        self.split = TrafficSplit(settings.canary_percent)
+        self.shadow = ShadowRunner(settings, recorder, metrics)
         self._executor = ThreadPoolExecutor(
             max_workers=settings.inference_threads, thread_name_prefix="predictd-model"
         )
 
-    def set_runtime(self, runtime: ModelRuntime) -> None:
-        self.runtime = runtime  # a single reference swap: in-flight calls keep their runtime
+    @property
+    def runtime(self) -> ModelRuntime | None:
+        """The default model's production runtime."""
+        deployment = self.deployments.get(self.default_name or "")
+        return deployment.production if deployment else None
 
-    def close(self) -> None:
+    def deploy(self, deployment: Deployment, *, default: bool = False) -> None:
+        # One dict assignment per swap: a request holding the old Deployment finishes on it.
+        self.deployments[deployment.name] = deployment
+        if default or self.default_name is None:
+            self.default_name = deployment.name
+
+    def set_runtime(self, runtime: ModelRuntime) -> None:
+        """Replace a name's production runtime, keeping its candidate."""
+        current = self.deployments.get(runtime.meta.name)
+        self.deploy(Deployment(runtime, current.candidate if current else None))
+
+    def start(self) -> None:
+        self.shadow.start()
+
+    async def close(self) -> None:
+        await self.shadow.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _ready_runtime(self) -> ModelRuntime:
-        runtime = self.runtime
-        if runtime is None or not runtime.ready:
-            raise ModelNotReady("no model is loaded yet", retry_after_s=5)
-        return runtime
+    def deployment(self, name: str | None) -> Deployment:
+        if name is None:
+            name = self.default_name
+            if name is None:
+                raise ModelNotReady("no model is loaded yet", retry_after_s=5)
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            served = ", ".join(sorted(self.deployments)) or "none yet"
+            raise ModelNotFound(f"model {name!r} is not served here (serving: {served})")
+        if not deployment.production.ready:
+            raise ModelNotReady(f"model {name!r} is still loading", retry_after_s=5)
+        return deployment
 
-    async def predict(self, item: ItemInput, ctx: RequestContext) -> PredictionResult:
-        runtime = self._ready_runtime()
-        value = runtime.validate(item.text, item.features, max_chars=self.settings.max_text_chars)
-        results = await self._run(runtime, [value], ctx, batch_id=None)
+    def _validate(self, runtime: ModelRuntime, item: ItemInput, prefix: str = "") -> ModelInput:
+        return runtime.validate(
+            item.text, item.features, max_chars=self.settings.max_text_chars, prefix=prefix
+        )
+
+    async def predict(
+        self,
+        item: ItemInput,
+        ctx: RequestContext,
+        *,
+        model: str | None = None,
+        key: str | None = None,
+    ) -> PredictionResult:
+        deployment = self.deployment(model)
+        runtime, variant = self.split.choose(deployment, key)
+        value = self._validate(runtime, item)
+        results = await self._run(runtime, variant, [value], ctx, batch_id=None)
+        self._maybe_shadow(deployment, variant, [item], results, ctx, None)
         return results[0]
 
-    async def predict_batch(self, items: Sequence[ItemInput], ctx: RequestContext) -> BatchResult:
-        runtime = self._ready_runtime()
+    async def predict_batch(
+        self,
+        items: Sequence[ItemInput],
+        ctx: RequestContext,
+        *,
+        model: str | None = None,
+        key: str | None = None,
+    ) -> BatchResult:
+        deployment = self.deployment(model)
         if not items:
             raise InvalidInput("items must not be empty", field="items")
         if len(items) > self.settings.max_batch:
             raise InvalidInput(f"at most {self.settings.max_batch} items per batch", field="items")
-        values = [
-            runtime.validate(
-                it.text,
-                it.features,
-                max_chars=self.settings.max_text_chars,
-                prefix=f"items[{i}].",
-            )
-            for i, it in enumerate(items)
-        ]
+        runtime, variant = self.split.choose(deployment, key)
+        values = [self._validate(runtime, it, prefix=f"items[{i}].") for i, it in enumerate(items)]
         batch_id = uuid7()
-        return BatchResult(batch_id, await self._run(runtime, values, ctx, batch_id=batch_id))
+        results = await self._run(runtime, variant, values, ctx, batch_id=batch_id)
+        self._maybe_shadow(deployment, variant, items, results, ctx, batch_id)
+        return BatchResult(batch_id, results)
+
+    def _maybe_shadow(
+        self,
+        deployment: Deployment,
+        variant: Variant,
+        items: Sequence[ItemInput],
+        results: list[PredictionResult],
+        ctx: RequestContext,
+        batch_id: UUID | None,
+    ) -> None:
+        if self.settings.shadow and variant == "production" and deployment.candidate is not None:
+            self.shadow.submit(ShadowJob(deployment.candidate, items, results, ctx, batch_id))
 
     async def _run(
         self,
         runtime: ModelRuntime,
+        variant: Variant,
         values: list[ModelInput],
         ctx: RequestContext,
         batch_id: UUID | None,
@@ -130,7 +182,7 @@ class InferenceService:
         except Exception as exc:
             log.exception("model raised during predict", extra={"model": runtime.meta.name})
             latency = (time.perf_counter() - started) * 1000
-            await self._record_failure(runtime, values, ctx, batch_id, latency, exc)
+            await self._record_failure(runtime, variant, values, ctx, batch_id, latency, exc)
             raise ModelFailure("the model failed on this input") from exc
         latency_ms = (time.perf_counter() - started) * 1000 / len(values)
         meta = runtime.meta
@@ -148,58 +200,37 @@ class InferenceService:
                     meta.name,
                     meta.version,
                     round(latency_ms, 3),
+                    variant,
                 )
             )
-            records.append(self._record(runtime, value, out, pid, now, ctx, batch_id, latency_ms))
+            records.append(
+                build_record(
+                    meta,
+                    value,
+                    out,
+                    pid,
+                    now,
+                    ctx,
+                    batch_id=batch_id,
+                    latency_ms=latency_ms,
+                    variant=variant,
+                )
+            )
         if self.settings.record:
             await self.recorder.record(records)
-        label_metric = self.metrics.predictions
+        counter = self.metrics.predictions
         is_classifier = meta.task == "classification"
+        version = str(meta.version)
         for out in outputs:
-            label_metric.labels(
-                meta.name, str(meta.version), str(out.label) if is_classifier else ""
+            counter.labels(
+                meta.name, version, variant, str(out.label) if is_classifier else ""
             ).inc()
         return results
-
-    @staticmethod
-    def _input_json(value: ModelInput) -> dict[str, Any]:
-        return {"text": value} if isinstance(value, str) else {"features": dict(value)}
-
-    def _record(
-        self,
-        runtime: ModelRuntime,
-        value: ModelInput,
-        out: Prediction | None,
-        pid: UUID,
-        now: datetime,
-        ctx: RequestContext,
-        batch_id: UUID | None,
-        latency_ms: float,
-        error: str | None = None,
-    ) -> PredictionRecord:
-        return PredictionRecord(
-            id=pid,
-            ts=now,
-            model_name=runtime.meta.name,
-            model_version=runtime.meta.version,
-            variant="production",
-            request_id=ctx.request_id,
-            batch_id=batch_id,
-            input=self._input_json(value),
-            output=None if out is None else out.label,
-            confidence=None if out is None else out.confidence,
-            probabilities=None if out is None else out.probabilities,
-            latency_ms=latency_ms,
-            cache_hit=False,
-            status="ok" if error is None else "error",
-            error=error,
-            client_ip=ctx.client_ip,
-            user_agent=ctx.user_agent[:512] if ctx.user_agent else None,
-        )
 
     async def _record_failure(
         self,
         runtime: ModelRuntime,
+        variant: Variant,
         values: list[ModelInput],
         ctx: RequestContext,
         batch_id: UUID | None,
@@ -212,7 +243,18 @@ class InferenceService:
         now = datetime.now(UTC)
         error = type(exc).__name__
         records = [
-            self._record(runtime, v, None, uuid7(), now, ctx, batch_id, latency_ms, error)
+            build_record(
+                runtime.meta,
+                v,
+                None,
+                uuid7(),
+                now,
+                ctx,
+                batch_id=batch_id,
+                latency_ms=latency_ms,
+                variant=variant,
+                error=error,
+            )
             for v in values
         ]
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,16 @@ from skops.io import load as skops_load
 
 from predictd.errors import ArtifactError
 from predictd.inference.runtime import (
-    InputKind,
     Label,
     ModelInput,
     ModelMeta,
     ModelRuntime,
     Prediction,
-    Task,
+    Schema,
 )
 
 # Types from these packages are what scikit-learn estimators are made of.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
-
-
-@dataclass(frozen=True)
-class EstimatorInfo:
-    input_kind: InputKind
-    task: Task
-    feature_names: tuple[str, ...]
-    classes: tuple[Label, ...]
-    algorithm: str
 
 
 def _to_label(value: Any) -> Label:
@@ -62,7 +51,7 @@ def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
         raise ArtifactError(f"could not load {path.name}: {exc}") from exc
 
 
-def describe_estimator(estimator: Any) -> EstimatorInfo:
+def describe_estimator(estimator: Any) -> Schema:
     """Work out the input schema and task of a fitted estimator."""
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
     from sklearn.pipeline import Pipeline
@@ -81,12 +70,13 @@ def describe_estimator(estimator: Any) -> EstimatorInfo:
                 raise ArtifactError("cannot tell the estimator's inputs: is it fitted?")
             names = tuple(f"x{i}" for i in range(count))
     classes = tuple(_to_label(c) for c in estimator.classes_) if is_classifier else ()
-    return EstimatorInfo(
+    return Schema(
         input_kind="text" if is_text else "tabular",
         task="classification" if is_classifier else "regression",
         feature_names=names,
         classes=classes,
         algorithm=type(final).__name__,
+        positional=not is_text and not hasattr(estimator, "feature_names_in_"),
     )
 
 
@@ -100,10 +90,15 @@ class SklearnRuntime(ModelRuntime):
         self._frame_columns: list[str] | None = None
 
     def load(self) -> None:
-        self._estimator = load_estimator(self.path, self.extra_trusted)
+        self._estimator = self._deserialize()
         if self.meta.input_kind == "tabular" and hasattr(self._estimator, "feature_names_in_"):
             self._frame_columns = [str(n) for n in self._estimator.feature_names_in_]
-        self.ready = True
+
+    def _deserialize(self) -> Any:
+        return load_estimator(self.path, self.extra_trusted)
+
+    def schema(self) -> Schema:
+        return describe_estimator(self._estimator)
 
     def _matrix(self, inputs: Sequence[ModelInput]) -> Any:
         if self.meta.input_kind == "text":

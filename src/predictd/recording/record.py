@@ -12,7 +12,7 @@ import orjson
 COLUMNS: tuple[str, ...] = (
     "id", "ts", "model_name", "model_version", "variant", "request_id", "batch_id", "input",
     "output", "confidence", "probabilities", "latency_ms", "cache_hit", "status", "error",
-    "client_ip", "user_agent",
+    "client_ip", "user_agent", "shadow_of",
 )  # fmt: skip
 JSON_COLUMNS = frozenset({"input", "output", "probabilities"})
 
@@ -36,6 +36,7 @@ class PredictionRecord:
     error: str | None
     client_ip: str | None
     user_agent: str | None
+    shadow_of: uuid.UUID | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)
@@ -50,6 +51,7 @@ class PredictionRecord:
         data["id"] = uuid.UUID(data["id"])
         ts = datetime.fromisoformat(data["ts"])
         data["ts"] = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-        if data.get("batch_id"):
-            data["batch_id"] = uuid.UUID(data["batch_id"])
+        for key in ("batch_id", "shadow_of"):
+            if data.get(key):  # absent from records spooled before the column existed
+                data[key] = uuid.UUID(data[key])
         return cls(**{name: data.get(name) for name in COLUMNS})

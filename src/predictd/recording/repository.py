@@ -48,6 +48,7 @@ def _copy_tuple(r: PredictionRecord) -> tuple[Any, ...]:
         r.error,
         r.client_ip,
         r.user_agent,
+        r.shadow_of,
     )  # fmt: skip  (the order of COLUMNS)
 
 

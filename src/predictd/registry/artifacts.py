@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from predictd.errors import ArtifactError
+from predictd.settings import Settings
 
 
 def sha256_of(path: Path) -> str:
@@ -21,6 +22,10 @@ def sha256_of(path: Path) -> str:
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArtifactStore:
+        return cls(settings.artifact_dir)
 
     def put(self, source: Path) -> tuple[str, str]:
         """Copy ``source`` into the store; returns (uri, sha256)."""

@@ -1,90 +1,205 @@
-"""ModelLoader: gets a model serving at start-up and keeps it the registry's production one.
+"""ModelLoader: keeps what this server serves equal to what the registry says.
 
-Start-up serves something as soon as possible (a local fallback while the database is down),
-then the watcher polls the registry every ``registry_poll_s`` and hot-swaps when another
-process (CLI, another replica) promoted or rolled back. A swap loads and verifies the new
-version completely before one reference assignment; requests in flight keep the runtime they
-started with. A version that fails to load is never served: the old one keeps serving and
-the error is kept for /model-info and /ready.
+For every served model name that is its production version and, when canary or shadow
+traffic is on, its candidate (the newest ``staging`` version). Start-up serves something as
+soon as possible (the local manifest or the ``--model`` file while the database is down);
+then the watcher re-reads the registry every ``registry_poll_s`` and hot-swaps what another
+process (CLI, another replica) promoted, rolled back or staged.
+
+A swap loads, verifies the sha256, checks the schema and warms the new version up before one
+reference assignment; requests in flight keep the runtime they started with. A version that
+fails any of that is never served: the old one keeps serving, and the failure is logged,
+counted, and shown in /model-info and /ready until a later version loads. A failed version is
+not retried at every poll (that would reload a broken file every few seconds), only when it
+changes or on an explicit reload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Literal
 
-from predictd.errors import PredictdError
+from predictd.errors import PredictdError, StorageUnavailable
+from predictd.inference.routing import Deployment
+from predictd.inference.runtime import ModelRuntime
 from predictd.inference.service import InferenceService
+from predictd.observability import Metrics
 from predictd.registry.models import ModelVersion
 from predictd.registry.service import ModelRegistry
 
 log = logging.getLogger("predictd.registry")
 
 RETRY_S = 2.0
+Role = Literal["production", "candidate"]
+
+
+def _same(runtime: ModelRuntime | None, version: ModelVersion) -> bool:
+    return (
+        runtime is not None
+        and runtime.meta.source == "registry"
+        and runtime.meta.version == version.version
+        and runtime.meta.sha256 == version.artifact_sha256
+    )
 
 
 class ModelLoader:
-    def __init__(self, registry: ModelRegistry, inference: InferenceService) -> None:
+    def __init__(
+        self, registry: ModelRegistry, inference: InferenceService, metrics: Metrics
+    ) -> None:
         self.registry = registry
         self.inference = inference
-        self.last_error: str | None = None
-        self._candidate: ModelVersion | None = None
-        self._name: str | None = registry.settings.model_name
+        self.metrics = metrics
+        self.settings = registry.settings
+        self.errors: dict[str, str] = {}
+        self._failed: set[tuple[str, int, str]] = set()
+        self._artifact: ModelVersion | None = None
+        self._registered = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def last_error(self) -> str | None:
+        return "; ".join(f"{n}: {e}" for n, e in sorted(self.errors.items())) or None
+
+    @property
+    def candidates_wanted(self) -> bool:
+        return self.settings.canary_percent > 0 or self.settings.shadow
+
+    def _default_name(self, available: Iterable[str]) -> str | None:
+        names = sorted(available)
+        if self.settings.models:
+            return self.settings.models[0]
+        if self._artifact is not None:
+            return self._artifact.name
+        if self.settings.model_name is not None:
+            return self.settings.model_name
+        if self.inference.default_name in names:
+            return self.inference.default_name
+        return names[0] if names else None
 
     async def attempt(self) -> bool:
-        """One try at start-up; True once the registry's version is being served."""
+        """One start-up try; True once the registry has been read (and what it says served)."""
         try:
-            if self._candidate is None:
-                self._candidate = await self.registry.candidate_from_path()
-            resolved = await self.registry.resolve_serving(self._candidate)
-            if resolved is None:
-                return False
-            version, source = resolved
-            if self.inference.runtime is None or source == "registry":
-                self.inference.set_runtime(await self.registry.load(version, source))
-                self._name = version.name
-                self.last_error = None
-            return source == "registry"
+            if self._artifact is None and self.settings.model_path is not None:
+                self._artifact = await self.registry.artifact_from_path()
+            if self._artifact is not None and not self._registered:
+                await self.registry.register(self._artifact)
+                self._registered = True
+            await self.sync()
+            return True
+        except StorageUnavailable as exc:
+            log.warning("registry unreachable; serving the local fallback", extra={"error": exc})
+            await self._serve_fallback()
         except PredictdError as exc:
-            self.last_error = exc.message
+            self.errors["startup"] = exc.message
             log.warning("model not loaded; retrying", extra={"error": exc.message})
         except Exception as exc:
-            self.last_error = repr(exc)
-            log.exception("model load failed; retrying", extra={"error": repr(exc)})
+            self.errors["startup"] = repr(exc)
+            log.exception("model load failed; retrying")
         return False
 
-    async def reload(self) -> bool:
-        """Swap to the registry's production version if it is not the one served.
-        Returns True when a new version was swapped in."""
-        current = self.inference.runtime
-        name = self._name or (current.meta.name if current is not None else None)
-        wanted = await self.registry.production(name)
-        if wanted is None:
+    async def _serve_fallback(self) -> None:
+        """While the database is down at start-up: the `--model` file (the manifest's version
+        if it is the same file, else unregistered as version 0), or what the manifest says
+        this host served last."""
+        if self.inference.deployments:
+            return
+        cached, default = self.registry.manifest.read_all()
+        if self.settings.models:
+            cached = [v for v in cached if v.name in self.settings.models]
+        plan: list[tuple[ModelVersion, str]] = [(v, "manifest") for v in cached]
+        if self._artifact is not None:
+            same = [v for v, _ in plan if v.artifact_sha256 == self._artifact.artifact_sha256]
+            plan = [(v, s) for v, s in plan if v.name != self._artifact.name]
+            plan.append((same[0], "manifest") if same else (self._artifact, "unregistered"))
+            default = self._artifact.name
+        for version, source in plan:
+            runtime = await self._load(version, "production", source=source)
+            if runtime is not None:
+                self.inference.deploy(Deployment(runtime), default=version.name == default)
+
+    async def sync(self, *, retry_failed: bool = False) -> bool:
+        """Make the served deployments match the registry; True when anything was swapped.
+        Raises StorageUnavailable when the registry cannot be read."""
+        async with self._lock:
+            if retry_failed:
+                self._failed.clear()
+            versions = await self.registry.serving_versions(self.settings.models or None)
+            production: dict[str, ModelVersion] = {}
+            staging: dict[str, ModelVersion] = {}
+            for v in versions:  # ordered by version: the newest staging version wins
+                (production if v.stage == "production" else staging)[v.name] = v
+            default = self._default_name(production)
+            changed = False
+            for name, wanted in production.items():
+                changed |= await self._sync_name(wanted, staging.get(name), default=name == default)
+            self.errors.pop("startup", None)
+            return changed
+
+    async def _sync_name(
+        self, wanted: ModelVersion, staged: ModelVersion | None, *, default: bool
+    ) -> bool:
+        name = wanted.name
+        current = self.inference.deployments.get(name)
+        prod = current.production if current else None
+        if not _same(prod, wanted):
+            prod = await self._load(wanted, "production") or prod
+        if prod is None:
             return False
-        if (
-            current is not None
-            and current.meta.version == wanted.version
-            and current.meta.sha256 == wanted.artifact_sha256
-            and current.meta.source == "registry"
-        ):
+        candidate: ModelRuntime | None = None
+        if staged is not None and self.candidates_wanted and staged.version != wanted.version:
+            old = current.candidate if current else None
+            candidate = old if _same(old, staged) else await self._load(staged, "candidate")
+        if current is not None and current.production is prod and current.candidate is candidate:
+            if default and self.inference.default_name != name:
+                self.inference.default_name = name
             return False
-        try:
-            runtime = await self.registry.load(wanted, "registry")
-        except PredictdError as exc:
-            self.last_error = f"v{wanted.version}: {exc.message}"
-            log.error(
-                "new production version failed to load; still serving the old one",
-                extra={"model": wanted.name, "version": wanted.version, "error": exc.message},
-            )
-            raise
-        self.inference.set_runtime(runtime)
-        self._name = wanted.name
-        self.last_error = None
-        log.info("hot-swapped model", extra={"model": wanted.name, "version": wanted.version})
+        self.inference.deploy(Deployment(prod, candidate), default=default)
+        self.metrics.served_version.labels(name, "production").set(prod.meta.version)
+        self.metrics.served_version.labels(name, "candidate").set(
+            candidate.meta.version if candidate else 0
+        )
+        if _same(prod, wanted):  # remember it for a start-up with the database down
+            self.registry.manifest.write(wanted, default=default)
+        log.info(
+            "serving",
+            extra={
+                "model": name,
+                "version": prod.meta.version,
+                "candidate": candidate.meta.version if candidate else None,
+            },
+        )
         return True
 
+    async def _load(
+        self, version: ModelVersion, role: Role, *, source: str = "registry"
+    ) -> ModelRuntime | None:
+        key = (version.name, version.version, version.artifact_sha256)
+        if key in self._failed:
+            return None
+        try:
+            runtime = await self.registry.load(version, source)
+        except PredictdError as exc:
+            self._failed.add(key)
+            self.errors[version.name] = f"v{version.version} ({role}): {exc.message}"
+            self.metrics.model_load_failures.labels(version.name, role).inc()
+            log.error(
+                "model version failed to load; it is not served",
+                extra={
+                    "model": version.name,
+                    "version": version.version,
+                    "role": role,
+                    "error": exc.message,
+                },
+            )
+            return None
+        if role == "production":
+            self.errors.pop(version.name, None)
+        return runtime
+
     async def watch(self, poll_s: float) -> None:
-        """Get to the registry's version, then follow promotions and rollbacks."""
+        """Get the registry's versions served, then follow promotions and rollbacks."""
         while True:
             if await self.attempt():
                 break
@@ -92,8 +207,8 @@ class ModelLoader:
         while True:
             await asyncio.sleep(poll_s)
             try:
-                await self.reload()
-            except PredictdError:
-                pass  # logged by reload; retried at the next poll
+                await self.sync()
+            except StorageUnavailable as exc:
+                log.warning("registry poll failed", extra={"error": exc.message})
             except Exception:
                 log.exception("registry poll failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -18,16 +19,26 @@ class LoadManifest:
     def __init__(self, artifact_dir: Path) -> None:
         self.path = artifact_dir / "manifest.json"
 
-    def read(self, name: str | None) -> ModelVersion | None:
+    def _entries(self) -> dict[str, Any]:
         try:
-            entries = orjson.loads(self.path.read_bytes())
+            entries: dict[str, Any] = orjson.loads(self.path.read_bytes())
         except FileNotFoundError:
-            return None
+            return {}
         except orjson.JSONDecodeError:
             log.warning("ignoring an unreadable load manifest", extra={"path": str(self.path)})
-            return None
+            return {}
+        return entries
+
+    def read(self, name: str | None) -> ModelVersion | None:
+        entries = self._entries()
         entry = entries.get(name) if name else entries.get(entries.get("_default", ""))
         return ModelVersion.from_json(entry) if entry else None
+
+    def read_all(self) -> tuple[list[ModelVersion], str | None]:
+        """Every model this host last served, and which one was the default."""
+        entries = self._entries()
+        default = entries.pop("_default", None)
+        return [ModelVersion.from_json(e) for e in entries.values()], default
 
     def write(self, version: ModelVersion, *, default: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,13 @@ class ModelVersionRepository:
         row = (await self.conn.execute(query.order_by(mv.c.name).limit(1))).first()
         return _from_row(row) if row else None
 
+    async def serving(self, names: list[str] | None) -> list[ModelVersion]:
+        """Production and staging versions (of ``names``, or of every model name)."""
+        query = select(mv).where(mv.c.stage.in_(("production", "staging")))
+        if names:
+            query = query.where(mv.c.name.in_(names))
+        return [_from_row(r) for r in await self.conn.execute(query.order_by(mv.c.version))]
+
     async def by_sha(self, name: str, sha256: str) -> ModelVersion | None:
         query = (
             select(mv)

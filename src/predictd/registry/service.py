@@ -1,9 +1,5 @@
-"""ModelRegistry: registers artifacts, finds the version to serve, and opens runtimes.
-
-Serving resolution, in order: an artifact given with ``--model`` (registered, or served from
-the manifest/unregistered when the database is down); the production version in the database;
-the manifest of the last version this host loaded.
-"""
+"""ModelRegistry: registers artifacts, runs lifecycle changes, and opens verified runtimes.
+What a server serves, and when it swaps, is the loader's business (registry/loader.py)."""
 
 from __future__ import annotations
 
@@ -25,9 +21,9 @@ from tenacity import (
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.errors import ArtifactError, Conflict, ModelNotFound, StorageUnavailable
+from predictd.errors import ArtifactError, Conflict, ModelNotFound
+from predictd.inference.formats import inspect_artifact, runtime_for
 from predictd.inference.runtime import ModelRuntime
-from predictd.inference.sklearn_runtime import SklearnRuntime, describe_estimator, load_estimator
 from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
@@ -43,7 +39,7 @@ class ModelRegistry:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.store = ArtifactStore(settings.artifact_dir)
+        self.store = ArtifactStore.from_settings(settings)
         self.manifest = LoadManifest(settings.artifact_dir)
 
     def inspect(
@@ -60,12 +56,12 @@ class ModelRegistry:
         The file is loaded before it is stored, so a bad file leaves nothing behind."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
-        info = describe_estimator(load_estimator(path, self.settings.trusted_types))
+        flavor, info = inspect_artifact(path, self.settings)
         uri, sha = self.store.put(path)
         return ModelVersion(
             name=name,
             version=0,
-            flavor="sklearn",
+            flavor=flavor,
             task=info.task,
             input_kind=info.input_kind,
             artifact_uri=uri,
@@ -154,7 +150,12 @@ class ModelRegistry:
     async def archive(self, name: str, version: int) -> ModelVersion:
         async def work(repo: ModelVersionRepository) -> ModelVersion:
             await repo.lock_name(name)
-            await self._get(repo, name, version)
+            target = await self._get(repo, name, version)
+            if target.stage == "production":
+                raise Conflict(
+                    f"{name!r} v{version} is the production version: promote another version "
+                    "or roll back before archiving it"
+                )
             await repo.set_stage(name, version, "archived")
             return await self._get(repo, name, version)
 
@@ -175,22 +176,24 @@ class ModelRegistry:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
             return await ModelVersionRepository(conn).production(name)
 
+    async def serving_versions(self, names: list[str] | None = None) -> list[ModelVersion]:
+        async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
+            return await ModelVersionRepository(conn).serving(names)
+
     async def list_versions(self, name: str | None = None) -> list[ModelVersion]:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
             return await ModelVersionRepository(conn).list(name)
 
     def open_runtime(self, version: ModelVersion, *, source: str) -> ModelRuntime:
-        """Verify the artifact's sha256, then load it (blocking: call in a thread)."""
+        """Verify the artifact's sha256, load it, check its schema against the registry and
+        warm it up (blocking: call in a thread). Raises ArtifactError on any failure."""
         path = self.store.verified_path(version.artifact_uri, version.artifact_sha256)
-        runtime = SklearnRuntime(
-            path,
-            version.meta(source=source, loaded_at=datetime.now(UTC)),
-            self.settings.trusted_types,
-        )
-        runtime.load()
+        meta = version.meta(source=source, loaded_at=datetime.now(UTC))
+        runtime = runtime_for(version.flavor, path, meta, self.settings)
+        runtime.prepare()
         return runtime
 
-    async def candidate_from_path(self) -> ModelVersion | None:
+    async def artifact_from_path(self) -> ModelVersion | None:
         """The artifact given with ``--model``, stored and described (not yet registered)."""
         s = self.settings
         if s.model_path is None:
@@ -198,30 +201,8 @@ class ModelRegistry:
         name = s.model_name or s.model_path.stem
         return await asyncio.to_thread(self.inspect, s.model_path, name)
 
-    async def resolve_serving(
-        self, candidate: ModelVersion | None
-    ) -> tuple[ModelVersion, str] | None:
-        """The version this process should serve, and where that answer came from:
-        ``registry``, ``manifest`` (database down) or ``unregistered`` (version 0)."""
-        if candidate is not None:
-            try:
-                return await self.register(candidate), "registry"
-            except StorageUnavailable:
-                cached = self.manifest.read(candidate.name)
-                if cached and cached.artifact_sha256 == candidate.artifact_sha256:
-                    return cached, "manifest"
-                return candidate, "unregistered"
-        try:
-            version = await self.production(self.settings.model_name)
-        except StorageUnavailable:
-            cached = self.manifest.read(self.settings.model_name)
-            return (cached, "manifest") if cached else None
-        return (version, "registry") if version else None
-
     async def load(self, version: ModelVersion, source: str) -> ModelRuntime:
         runtime = await asyncio.to_thread(self.open_runtime, version, source=source)
-        if source == "registry":
-            self.manifest.write(version, default=self.settings.model_name is None)
         log.info(
             "model loaded",
             extra={"model": version.name, "version": version.version, "source": source},

@@ -22,9 +22,20 @@ class Readiness(BaseModel):
     checks: dict[str, Check]
 
 
+class CandidateInfo(BaseModel):
+    """The staging version taking canary and/or shadow traffic."""
+
+    version: int
+    artifact_sha256: str
+    loaded_at: datetime | None
+    canary_percent: float
+    shadow: bool
+
+
 class ModelInfo(BaseModel):
     name: str
     version: int
+    stage: str
     flavor: str
     algorithm: str | None
     task: str
@@ -34,4 +45,7 @@ class ModelInfo(BaseModel):
     artifact_sha256: str
     loaded_at: datetime | None
     source: str
+    candidate: CandidateInfo | None = None
     last_load_error: str | None = None
+    default: bool
+    served_models: list[str]

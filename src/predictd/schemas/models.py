@@ -46,7 +46,12 @@ class VersionList(BaseModel):
     versions: list[ModelVersionPublic]
 
 
+class ServedVersion(BaseModel):
+    production: int
+    candidate: int | None
+
+
 class ReloadResult(BaseModel):
     reloaded: bool
-    name: str | None
-    version: int | None
+    served: dict[str, ServedVersion]
+    load_errors: dict[str, str]

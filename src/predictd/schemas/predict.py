@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,7 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Label = str | int | float | bool
 
 
-class PredictRequest(BaseModel):
+Key = Annotated[
+    str | None,
+    Field(
+        default=None,
+        max_length=256,
+        description="Sticky routing key (e.g. a user id): with a canary running, requests with "
+        "the same key always reach the same version.",
+    ),
+]
+
+
+class PredictItem(BaseModel):
     """Exactly one of ``text`` (text models) or ``features`` (tabular models)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,16 +41,21 @@ class PredictRequest(BaseModel):
     ) = None
 
     @model_validator(mode="after")
-    def _one_input(self) -> PredictRequest:
+    def _one_input(self) -> PredictItem:
         if (self.text is None) == (self.features is None):
             raise ValueError("send exactly one of 'text' or 'features'")
         return self
 
 
+class PredictRequest(PredictItem):
+    key: Key = None
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: list[PredictRequest] = Field(min_length=1)
+    items: list[PredictItem] = Field(min_length=1)
+    key: Key = None
 
 
 class PredictResponse(BaseModel):
@@ -49,6 +65,9 @@ class PredictResponse(BaseModel):
     probabilities: dict[str, float] | None = None
     model_name: str
     model_version: int
+    variant: Literal["production", "canary"] = Field(
+        description="`canary` when the candidate version answered"
+    )
     latency_ms: float
     cache_hit: bool = False
 

@@ -14,6 +14,7 @@ from predictd.schemas.models import (
     ModelSummary,
     ModelVersionPublic,
     ReloadResult,
+    ServedVersion,
     VersionList,
 )
 
@@ -62,7 +63,7 @@ async def promote_model_version(
     """Make this version production (the previous one is archived); this replica swaps at
     once, the others within PREDICTD_REGISTRY_POLL_S."""
     promoted = await services.registry.promote(name, version)
-    await services.loader.reload()
+    await services.loader.sync()
     return _public(promoted)
 
 
@@ -70,17 +71,20 @@ async def promote_model_version(
 async def rollback_model(name: str, services: ServicesDep, _admin: AdminDep) -> ModelVersionPublic:
     """Promote the version that was production before the current one (409 if none)."""
     restored = await services.registry.rollback(name)
-    await services.loader.reload()
+    await services.loader.sync()
     return _public(restored)
 
 
 @router.post("/reload", responses=_ADMIN_ERRORS)
 async def reload_models(services: ServicesDep, _admin: AdminDep) -> ReloadResult:
-    """Load the registry's production version now instead of at the next poll."""
-    reloaded = await services.loader.reload()
-    runtime = services.inference.runtime
-    return ReloadResult(
-        reloaded=reloaded,
-        name=runtime.meta.name if runtime else None,
-        version=runtime.meta.version if runtime else None,
-    )
+    """Read the registry now instead of at the next poll, retrying versions that failed to
+    load before (e.g. after an artifact was restored)."""
+    reloaded = await services.loader.sync(retry_failed=True)
+    served = {
+        name: ServedVersion(
+            production=d.production.meta.version,
+            candidate=d.candidate.meta.version if d.candidate else None,
+        )
+        for name, d in services.inference.deployments.items()
+    }
+    return ReloadResult(reloaded=reloaded, served=served, load_errors=services.loader.errors)

@@ -1,0 +1,52 @@
+"""Which runtime opens an artifact. The flavor is read off the file suffix at registration
+and stored with the version; loading goes by the stored flavor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from predictd.errors import ArtifactError
+from predictd.inference.runtime import ModelMeta, ModelRuntime, Schema
+from predictd.inference.sklearn_runtime import SklearnRuntime
+from predictd.settings import Settings
+
+RuntimeFactory = Callable[[Path, ModelMeta, Settings], ModelRuntime]
+
+
+def _sklearn(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+    return SklearnRuntime(path, meta, settings.trusted_types)
+
+
+FACTORIES: dict[str, RuntimeFactory] = {"sklearn": _sklearn}
+SUFFIXES: dict[str, str] = {".skops": "sklearn"}
+
+
+def flavor_of(path: Path) -> str:
+    """The flavor for a file; an unknown suffix is tried as skops, which refuses it clearly."""
+    return SUFFIXES.get(path.suffix.lower(), "sklearn")
+
+
+def runtime_for(flavor: str, path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+    factory = FACTORIES.get(flavor)
+    if factory is None:
+        raise ArtifactError(f"no runtime for flavor {flavor!r}; known: {sorted(FACTORIES)}")
+    return factory(path, meta, settings)
+
+
+def inspect_artifact(path: Path, settings: Settings) -> tuple[str, Schema]:
+    """Load the file (blocking) and read its flavor and schema; raises ArtifactError."""
+    flavor = flavor_of(path)
+    placeholder = ModelMeta(
+        name=path.stem,
+        version=0,
+        flavor=flavor,
+        sha256="",
+        input_kind="tabular",
+        task="regression",
+        loaded_at=datetime.now(UTC),
+    )
+    runtime = runtime_for(flavor, path, placeholder, settings)
+    runtime.load()
+    return flavor, runtime.schema()

@@ -1,0 +1,83 @@
+"""What a request brings into the predict path, and the record each answer leaves behind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from predictd.inference.routing import Variant
+from predictd.inference.runtime import Label, ModelInput, ModelMeta, Prediction
+from predictd.recording.record import PredictionRecord
+
+
+class Recorder(Protocol):
+    async def record(self, records: Sequence[PredictionRecord]) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInput:
+    text: str | None = None
+    features: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionResult:
+    prediction_id: UUID
+    prediction: Label
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    model_name: str
+    model_version: int
+    latency_ms: float
+    variant: Variant = "production"
+    cache_hit: bool = False
+
+
+def _input_json(value: ModelInput) -> dict[str, Any]:
+    return {"text": value} if isinstance(value, str) else {"features": dict(value)}
+
+
+def build_record(
+    meta: ModelMeta,
+    value: ModelInput,
+    out: Prediction | None,
+    pid: UUID,
+    now: datetime,
+    ctx: RequestContext,
+    *,
+    batch_id: UUID | None,
+    latency_ms: float,
+    variant: Variant,
+    error: str | None = None,
+    shadow_of: UUID | None = None,
+) -> PredictionRecord:
+    return PredictionRecord(
+        id=pid,
+        ts=now,
+        model_name=meta.name,
+        model_version=meta.version,
+        variant=variant,
+        request_id=ctx.request_id,
+        batch_id=batch_id,
+        input=_input_json(value),
+        output=None if out is None else out.label,
+        confidence=None if out is None else out.confidence,
+        probabilities=None if out is None else out.probabilities,
+        latency_ms=latency_ms,
+        cache_hit=False,
+        status="ok" if error is None else "error",
+        error=error,
+        client_ip=ctx.client_ip,
+        user_agent=ctx.user_agent[:512] if ctx.user_agent else None,
+        shadow_of=shadow_of,
+    )
