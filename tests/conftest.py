@@ -15,13 +15,18 @@ from tests.support import services
 @dataclass(frozen=True)
 class Artifacts:
     sentiment: DemoModel
+    sentiment_alt: DemoModel  # the same pipeline trained on another split: a real candidate
     tabular: DemoModel
 
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     out = tmp_path_factory.mktemp("models")
-    return Artifacts(train_sentiment(out / "text"), train_tabular(out / "tabular"))
+    return Artifacts(
+        train_sentiment(out / "text"),
+        train_sentiment(out / "text-alt", seed=1),
+        train_tabular(out / "tabular"),
+    )
 
 
 @pytest.fixture(scope="session")

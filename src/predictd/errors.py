@@ -13,6 +13,7 @@ PredictdError (500 internal_error)
 ├── PredictionTimeout (504 prediction_timeout)
 └── ModelFailure (500 model_error)              the model raised; no trace leaves
 ArtifactError (500 artifact_error)              an artifact can't be stored or trusted
+└── ArtifactTampered (500 artifact_tampered)    its bytes no longer match the registry
 """
 
 from __future__ import annotations
@@ -92,3 +93,7 @@ class ModelFailure(PredictdError):
 
 class ArtifactError(PredictdError):
     status, code = 500, "artifact_error"
+
+
+class ArtifactTampered(ArtifactError):
+    code = "artifact_tampered"

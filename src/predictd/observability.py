@@ -142,8 +142,9 @@ class Metrics:
             ),
             model_load_failures=Counter(
                 "predictd_model_load_failures",
-                "Model versions that failed to load, verify or warm up (never served).",
-                ["model", "role"],
+                "Model versions that failed to load, verify or warm up (never served); "
+                "reason=tampered when the artifact no longer matches its registered sha256.",
+                ["model", "role", "reason"],
                 registry=reg,
             ),
             served_version=Gauge(

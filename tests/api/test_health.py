@@ -55,7 +55,8 @@ async def test_metrics_exposes_the_documented_series(tmp_path: Path, artifacts: 
         'predictd_http_requests_total{endpoint="/predict",method="POST",status="200"} 1.0' in text
     )
     assert 'predictd_http_request_duration_seconds_bucket{endpoint="/predict"' in text
-    assert 'predictd_predictions_total{label="positive",model="sentiment",variant="production",version="1"} 1.0' in text
+    series = 'predictd_predictions_total{label="positive",model="sentiment",variant="production"'
+    assert f'{series},version="1"}} 1.0' in text
     for series in (
         "predictd_recorder_queue_depth",
         "predictd_spool_bytes",

@@ -120,6 +120,11 @@ async def test_a_promotion_elsewhere_is_followed_and_a_broken_one_never_served(
             info = (await client.get("/model-info")).json()
             assert info["version"] == 2
             assert "sha256" in info["last_load_error"]
+            metrics = (await client.get("/metrics")).text
+            assert (
+                'predictd_model_load_failures_total{model="sentiment",reason="tampered",'
+                'role="production"} 1.0'
+            ) in metrics
             ready = (await client.get("/ready")).json()
             assert "last load failed" in ready["checks"]["model"]["detail"]
             answer = await client.post("/predict", json={"text": "I love this product"})

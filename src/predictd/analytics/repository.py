@@ -1,4 +1,8 @@
-"""All SQL that reads predictions for analytics. Works on SQLite and PostgreSQL alike."""
+"""All SQL that reads predictions for analytics. Works on SQLite and PostgreSQL alike.
+
+Summaries and distributions describe what clients were answered, so shadow rows (never
+returned) are left out unless a query asks for them, as ``compare`` does.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from predictd.db.tables import predictions as p
 
 
-def _window(start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
-    clauses: list[ColumnElement[bool]] = [p.c.status == "ok"]
+def window(
+    start: datetime | None, end: datetime | None, *extra: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = [p.c.status == "ok", *extra]
     if start is not None:
         clauses.append(p.c.ts >= start)
     if end is not None:
@@ -20,12 +26,14 @@ def _window(start: datetime | None, end: datetime | None) -> ColumnElement[bool]
     return and_(*clauses)
 
 
+ANSWERED = p.c.variant != "shadow"
+
+
 class AnalyticsRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def summary(self, start: datetime | None, end: datetime | None) -> dict[str, Any]:
-        where = _window(start, end)
+    async def summary(self, where: ColumnElement[bool]) -> dict[str, Any]:
         row = (
             await self.conn.execute(
                 select(
@@ -60,17 +68,45 @@ class AnalyticsRepository:
             "latest": row[4],
         }
 
-    async def distribution(
-        self, start: datetime | None, end: datetime | None
-    ) -> list[tuple[Any, int]]:
+    async def distribution(self, where: ColumnElement[bool]) -> list[tuple[Any, int]]:
         label = p.c.output
         rows = await self.conn.execute(
-            select(label, func.count())
-            .where(_window(start, end))
-            .group_by(label)
-            .order_by(func.count().desc())
+            select(label, func.count()).where(where).group_by(label).order_by(func.count().desc())
         )
         return [(r[0], int(r[1])) for r in rows]
+
+    async def variant_counts(self, where: ColumnElement[bool]) -> dict[str, int]:
+        rows = await self.conn.execute(
+            select(p.c.variant, func.count()).where(where).group_by(p.c.variant)
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def agreement(
+        self, name: str, version: int, start: datetime | None, end: datetime | None
+    ) -> tuple[int, int]:
+        """(shadowed inputs, inputs where the candidate gave production's label)."""
+        shadow = p.alias("shadow")
+        prod = p.alias("prod")
+        clauses: list[ColumnElement[bool]] = [
+            shadow.c.variant == "shadow",
+            shadow.c.model_name == name,
+            shadow.c.model_version == version,
+            shadow.c.status == "ok",
+            prod.c.status == "ok",
+        ]
+        if start is not None:
+            clauses.append(shadow.c.ts >= start)
+        if end is not None:
+            clauses.append(shadow.c.ts < end)
+        agreed = func.sum(func.cast(shadow.c.output == prod.c.output, p.c.model_version.type))
+        row = (
+            await self.conn.execute(
+                select(func.count(), agreed)
+                .select_from(shadow.join(prod, prod.c.id == shadow.c.shadow_of))
+                .where(and_(*clauses))
+            )
+        ).one()
+        return int(row[0]), int(row[1] or 0)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         columns = [c for c in p.c if c.name not in ("input", "client_ip", "user_agent")]

@@ -107,7 +107,15 @@ def rollback(name: str) -> None:
 
 
 @models_app.command()
+def stage(name: str, version: int) -> None:
+    """Make NAME VERSION the candidate (staging): it takes the canary share and/or shadow
+    traffic on servers that have PREDICTD_CANARY_PERCENT or PREDICTD_SHADOW set."""
+    done = _run(lambda registry: registry.stage(name, version))
+    typer.echo(f"{done.name} v{done.version} is now staging")
+
+
+@models_app.command()
 def archive(name: str, version: int) -> None:
-    """Archive NAME VERSION."""
+    """Archive NAME VERSION (not the production one: promote or roll back first)."""
     done = _run(lambda registry: registry.archive(name, version))
     typer.echo(f"{done.name} v{done.version} archived")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from predictd.errors import ArtifactError
+from predictd.inference.onnx_runtime import OnnxRuntime
+from predictd.inference.pickle_runtime import PickleRuntime
 from predictd.inference.runtime import ModelMeta, ModelRuntime, Schema
 from predictd.inference.sklearn_runtime import SklearnRuntime
 from predictd.settings import Settings
@@ -19,8 +21,23 @@ def _sklearn(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
     return SklearnRuntime(path, meta, settings.trusted_types)
 
 
-FACTORIES: dict[str, RuntimeFactory] = {"sklearn": _sklearn}
-SUFFIXES: dict[str, str] = {".skops": "sklearn"}
+def _pickle(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+    # Raises unless PREDICTD_ALLOW_PICKLE is on, before anything reads the file.
+    return PickleRuntime(path, meta, allow_pickle=settings.allow_pickle)
+
+
+def _onnx(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+    return OnnxRuntime(path, meta)
+
+
+FACTORIES: dict[str, RuntimeFactory] = {"sklearn": _sklearn, "pickle": _pickle, "onnx": _onnx}
+SUFFIXES: dict[str, str] = {
+    ".skops": "sklearn",
+    ".onnx": "onnx",
+    ".joblib": "pickle",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+}
 
 
 def flavor_of(path: Path) -> str:

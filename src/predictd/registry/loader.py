@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
-from predictd.errors import PredictdError, StorageUnavailable
+from predictd.errors import ArtifactTampered, PredictdError, StorageUnavailable
 from predictd.inference.routing import Deployment
 from predictd.inference.runtime import ModelRuntime
 from predictd.inference.service import InferenceService
@@ -183,9 +183,13 @@ class ModelLoader:
         except PredictdError as exc:
             self._failed.add(key)
             self.errors[version.name] = f"v{version.version} ({role}): {exc.message}"
-            self.metrics.model_load_failures.labels(version.name, role).inc()
+            reason = "tampered" if isinstance(exc, ArtifactTampered) else "invalid"
+            self.metrics.model_load_failures.labels(version.name, role, reason).inc()
+            message = "model version failed to load; it is not served"
+            if reason == "tampered":
+                message = "ALERT: artifact bytes changed since registration; it is not served"
             log.error(
-                "model version failed to load; it is not served",
+                message,
                 extra={
                     "model": version.name,
                     "version": version.version,

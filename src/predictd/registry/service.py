@@ -147,6 +147,20 @@ class ModelRegistry:
 
         return await self._change("rolling back a model", work)
 
+    async def stage(self, name: str, version: int) -> ModelVersion:
+        """Make ``version`` a candidate: with canary or shadow traffic on, servers send it
+        a share of requests (the newest staging version per name is the candidate)."""
+
+        async def work(repo: ModelVersionRepository) -> ModelVersion:
+            await repo.lock_name(name)
+            target = await self._get(repo, name, version)
+            if target.stage == "production":
+                raise Conflict(f"{name!r} v{version} is already the production version")
+            await repo.set_stage(name, version, "staging")
+            return await self._get(repo, name, version)
+
+        return await self._change("staging a model", work)
+
     async def archive(self, name: str, version: int) -> ModelVersion:
         async def work(repo: ModelVersionRepository) -> ModelVersion:
             await repo.lock_name(name)

@@ -44,8 +44,32 @@ class RecentPrediction(BaseModel):
     cache_hit: bool
     status: str
     error: str | None
+    shadow_of: UUID | None = None
 
 
 class Recent(BaseModel):
     items: list[RecentPrediction]
     count: int
+
+
+class ArmStats(Summary):
+    """One version's recorded predictions (shadow rows included for a candidate)."""
+
+    version: int
+    variants: dict[str, int]
+    labels: list[LabelCount]
+
+
+class Agreement(BaseModel):
+    """On shadowed inputs: how often the candidate gave production's answer."""
+
+    shadowed: int
+    agreed: int
+    rate: float | None
+
+
+class Comparison(BaseModel):
+    model: str
+    production: ArmStats
+    candidate: ArmStats | None
+    agreement: Agreement | None

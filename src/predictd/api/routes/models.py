@@ -67,6 +67,16 @@ async def promote_model_version(
     return _public(promoted)
 
 
+@router.post("/{name}/versions/{version}/stage", responses=_ADMIN_ERRORS)
+async def stage_model_version(
+    name: str, version: int, services: ServicesDep, _admin: AdminDep
+) -> ModelVersionPublic:
+    """Make this version the candidate for canary/shadow traffic (newest staging wins)."""
+    staged = await services.registry.stage(name, version)
+    await services.loader.sync()
+    return _public(staged)
+
+
 @router.post("/{name}/rollback", responses=_ADMIN_ERRORS)
 async def rollback_model(name: str, services: ServicesDep, _admin: AdminDep) -> ModelVersionPublic:
     """Promote the version that was production before the current one (409 if none)."""
