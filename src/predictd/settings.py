@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     candidate can never slow production."""
 
     registry_poll_s: float = Field(default=5.0, gt=0)
-    """How often a server checks the registry for a promotion or rollback made elsewhere."""
+    """How often a server re-reads the registry for changes made elsewhere (on PostgreSQL,
+    LISTEN/NOTIFY usually brings them at once; this poll is the guarantee)."""
 
     admin_token: SecretStr | None = None
     """Bearer token for registry changes over HTTP (promote, rollback, reload). Unset: those

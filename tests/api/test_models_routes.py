@@ -14,7 +14,7 @@ from predictd.db.engine import Database
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
-from tests.support.app import make_settings, running_app
+from tests.support.app import make_settings, running_app, services_of
 
 ADMIN = {"authorization": "Bearer s3cret"}
 
@@ -143,3 +143,27 @@ async def test_bad_path_parameters_name_the_field(tmp_path: Path) -> None:
         promote = await client.post("/models/sentiment/versions/x/promote", headers=ADMIN)
         assert promote.status_code == 422
         assert promote.json()["error"]["field"] == "version"
+
+
+async def test_postgres_notifies_servers_without_waiting_for_the_poll(
+    tmp_path: Path, postgres_url: str, artifacts: Artifacts
+) -> None:
+    """LISTEN/NOTIFY: with a 60 s poll, a promotion elsewhere is still followed at once."""
+    settings = make_settings(tmp_path, postgres_url, registry_poll_s=60, model_name="sentiment")
+    await register_two(settings, artifacts)
+    db = Database(settings)
+    other = ModelRegistry(settings, db)
+    try:
+        async with running_app(settings) as (app, client):
+            assert (await client.get("/model-info")).json()["version"] == 1
+            listener = services_of(app).loader.listener
+            await asyncio.wait_for(listener.connected.wait(), timeout=10)
+            started = time.monotonic()
+            await other.promote("sentiment", 2)
+            await wait_for_version(client, 2, timeout_s=5)
+            followed_s = time.monotonic() - started
+            await other.rollback("sentiment")
+            await wait_for_version(client, 1, timeout_s=5)
+        assert followed_s < 5
+    finally:
+        await db.dispose()

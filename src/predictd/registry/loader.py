@@ -17,6 +17,7 @@ changes or on an explicit reload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Literal
@@ -26,6 +27,7 @@ from predictd.inference.routing import Deployment
 from predictd.inference.runtime import ModelRuntime
 from predictd.inference.service import InferenceService
 from predictd.observability import Metrics
+from predictd.registry import events
 from predictd.registry.models import ModelVersion
 from predictd.registry.service import ModelRegistry
 
@@ -57,6 +59,8 @@ class ModelLoader:
         self._artifact: ModelVersion | None = None
         self._registered = False
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.listener = events.RegistryListener(self.settings, self._wake)
 
     @property
     def last_error(self) -> str | None:
@@ -203,16 +207,28 @@ class ModelLoader:
         return runtime
 
     async def watch(self, poll_s: float) -> None:
-        """Get the registry's versions served, then follow promotions and rollbacks."""
+        """Get the registry's versions served, then follow promotions and rollbacks: at
+        once on a PostgreSQL notice, and every ``poll_s`` in any case."""
         while True:
             if await self.attempt():
                 break
             await asyncio.sleep(RETRY_S)
-        while True:
-            await asyncio.sleep(poll_s)
-            try:
-                await self.sync()
-            except StorageUnavailable as exc:
-                log.warning("registry poll failed", extra={"error": exc.message})
-            except Exception:
-                log.exception("registry poll failed")
+        listener = asyncio.create_task(self.listener.run(), name="registry-listen")
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+                self._wake.clear()
+                await self._poll()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _poll(self) -> None:
+        try:
+            await self.sync()
+        except StorageUnavailable as exc:
+            log.warning("registry poll failed", extra={"error": exc.message})
+        except Exception:
+            log.exception("registry poll failed")

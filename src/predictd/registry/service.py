@@ -24,6 +24,7 @@ from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
 from predictd.inference.formats import inspect_artifact, runtime_for
 from predictd.inference.runtime import ModelRuntime
+from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
@@ -76,9 +77,12 @@ class ModelRegistry:
             description=description,
         )
 
-    async def _change(self, what: str, work: Callable[[ModelVersionRepository], Awaitable[T]]) -> T:
-        """Run one lifecycle change in its own transaction, retrying briefly when a
-        concurrent change got there first (unique index, SQLite's writer lock)."""
+    async def _change(
+        self, what: str, name: str, work: Callable[[ModelVersionRepository], Awaitable[T]]
+    ) -> T:
+        """Run one lifecycle change of ``name`` in its own transaction, announced to every
+        server when it commits; retried briefly when a concurrent change got there first
+        (unique index, SQLite's writer lock)."""
         async with translate_errors(what):
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(6),
@@ -88,7 +92,9 @@ class ModelRegistry:
             ):
                 with attempt:
                     async with self.db.engine.begin() as conn:
-                        return await work(ModelVersionRepository(conn))
+                        result = await work(ModelVersionRepository(conn))
+                        await events.publish(conn, name)
+                        return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def register(
@@ -118,7 +124,7 @@ class ModelRegistry:
                 await repo.set_stage(version.name, version.version, stage)
             return await self._get(repo, version.name, version.version)
 
-        return await self._change("registering a model", work)
+        return await self._change("registering a model", candidate.name, work)
 
     async def promote(self, name: str, version: int) -> ModelVersion:
         """Make ``version`` the production version; the previous one is archived."""
@@ -130,7 +136,7 @@ class ModelRegistry:
                 await repo.promote(name, version)
             return await self._get(repo, name, version)
 
-        return await self._change("promoting a model", work)
+        return await self._change("promoting a model", name, work)
 
     async def rollback(self, name: str) -> ModelVersion:
         """Promote the version that was production before the current one."""
@@ -145,7 +151,7 @@ class ModelRegistry:
             await repo.promote(name, previous.version)
             return await self._get(repo, name, previous.version)
 
-        return await self._change("rolling back a model", work)
+        return await self._change("rolling back a model", name, work)
 
     async def stage(self, name: str, version: int) -> ModelVersion:
         """Make ``version`` a candidate: with canary or shadow traffic on, servers send it
@@ -159,7 +165,7 @@ class ModelRegistry:
             await repo.set_stage(name, version, "staging")
             return await self._get(repo, name, version)
 
-        return await self._change("staging a model", work)
+        return await self._change("staging a model", name, work)
 
     async def archive(self, name: str, version: int) -> ModelVersion:
         async def work(repo: ModelVersionRepository) -> ModelVersion:
@@ -173,7 +179,7 @@ class ModelRegistry:
             await repo.set_stage(name, version, "archived")
             return await self._get(repo, name, version)
 
-        return await self._change("archiving a model", work)
+        return await self._change("archiving a model", name, work)
 
     async def get(self, name: str, version: int) -> ModelVersion:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
