@@ -51,7 +51,33 @@ def test_register_list_show_promote_rollback_archive(
 
     assert "sent v1 is now production" in invoke("models", "promote", "sent", "1")
     assert "sent v2 is now production" in invoke("models", "rollback", "sent")
+    assert "sent v1 is now staging" in invoke("models", "stage", "sent", "1")
     assert "sent v1 archived" in invoke("models", "archive", "sent", "1")
+    production = invoke("models", "archive", "sent", "2", code=1)
+    assert "production version" in production
+    assert "already the production version" in invoke("models", "stage", "sent", "2", code=1)
+
+
+def test_a_pickle_is_refused_unless_allowed(
+    env: str, artifacts: Artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import joblib
+    from skops.io import get_untrusted_types
+    from skops.io import load as skops_load
+
+    estimator = skops_load(
+        artifacts.sentiment.path, trusted=get_untrusted_types(file=artifacts.sentiment.path)
+    )
+    pickled = tmp_path / "sentiment.joblib"
+    joblib.dump(estimator, pickled)
+    refused = invoke("models", "register", str(pickled), "--name", "sent", code=1)
+    assert "PREDICTD_ALLOW_PICKLE" in refused
+    assert invoke("models", "list").strip() == ""
+    monkeypatch.setenv("PREDICTD_ALLOW_PICKLE", "true")
+    assert "registered sent v1 (none)" in invoke(
+        "models", "register", str(pickled), "--name", "sent"
+    )
+    assert json.loads(invoke("models", "show", "sent", "1"))["flavor"] == "pickle"
 
 
 def test_errors_are_one_line_and_exit_1(env: str, tmp_path: Path) -> None:
