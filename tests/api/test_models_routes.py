@@ -130,6 +130,12 @@ async def test_a_promotion_elsewhere_is_followed_and_a_broken_one_never_served(
             answer = await client.post("/predict", json={"text": "I love this product"})
             assert answer.json()["model_version"] == 2
             assert stored.is_file()
+
+            await other.rollback("sentiment")  # back to what is served: the error is over
+            deadline = time.monotonic() + 10
+            while (await client.get("/model-info")).json()["last_load_error"] is not None:
+                assert time.monotonic() < deadline, "the error outlived the rollback"
+                await asyncio.sleep(0.05)
     finally:
         await db.dispose()
 

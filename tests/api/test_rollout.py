@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,35 @@ async def test_compare_needs_a_model_with_a_production_version(
         assert missing.status_code == 422
         assert missing.json()["error"]["field"] == "model"
         assert (await client.get("/analytics/compare", params={"model": "x"})).status_code == 404
+
+
+async def test_a_candidate_that_fails_to_load_takes_no_traffic(
+    tmp_path: Path, artifacts: Artifacts
+) -> None:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'p.db'}", canary_percent=50.0, shadow=True
+    )
+    await register(settings, (artifacts.sentiment, "sentiment", "production"))
+    db = Database(settings)
+    registry = ModelRegistry(settings, db)
+    try:
+        broken = registry.inspect(artifacts.sentiment_alt.path, "sentiment")
+        await registry.register(replace(broken, artifact_sha256="0" * 64), stage="staging")
+        async with running_app(settings) as (app, client):
+            info = (await client.get("/model-info")).json()
+            assert info["candidate"] is None
+            assert "(candidate)" in info["last_load_error"]
+            assert "sha256" in info["last_load_error"]
+            for text in TEXTS * 5:
+                body = (await client.post("/predict", json={"text": text})).json()
+                assert (body["model_version"], body["variant"]) == (1, "production")
+            await wait_shadow_idle(app)
+            await wait_shipped(app)
+            compared = await client.get("/analytics/compare", params={"model": "sentiment"})
+            assert compared.json()["candidate"]["total"] == 0
+
+            await registry.archive("sentiment", 2)  # withdrawn: the error goes with it
+            await services_of(app).loader.sync()
+            assert (await client.get("/model-info")).json()["last_load_error"] is None
+    finally:
+        await db.dispose()

@@ -54,7 +54,8 @@ class ModelLoader:
         self.inference = inference
         self.metrics = metrics
         self.settings = registry.settings
-        self.errors: dict[str, str] = {}
+        # The latest load failure per (model name or "startup", role); cleared by a success.
+        self._errors: dict[tuple[str, str], str] = {}
         self._failed: set[tuple[str, int, str]] = set()
         self._artifact: ModelVersion | None = None
         self._registered = False
@@ -63,8 +64,16 @@ class ModelLoader:
         self.listener = events.RegistryListener(self.settings, self._wake)
 
     @property
+    def errors(self) -> dict[str, str]:
+        """Load failures still standing, by model name."""
+        merged: dict[str, str] = {}
+        for (name, _role), message in sorted(self._errors.items()):
+            merged[name] = f"{merged[name]}; {message}" if name in merged else message
+        return merged
+
+    @property
     def last_error(self) -> str | None:
-        return "; ".join(f"{n}: {e}" for n, e in sorted(self.errors.items())) or None
+        return "; ".join(f"{n}: {e}" for n, e in self.errors.items()) or None
 
     @property
     def candidates_wanted(self) -> bool:
@@ -96,10 +105,10 @@ class ModelLoader:
             log.warning("registry unreachable; serving the local fallback", extra={"error": exc})
             await self._serve_fallback()
         except PredictdError as exc:
-            self.errors["startup"] = exc.message
+            self._errors["startup", "production"] = exc.message
             log.warning("model not loaded; retrying", extra={"error": exc.message})
         except Exception as exc:
-            self.errors["startup"] = repr(exc)
+            self._errors["startup", "production"] = repr(exc)
             log.exception("model load failed; retrying")
         return False
 
@@ -138,7 +147,7 @@ class ModelLoader:
             changed = False
             for name, wanted in production.items():
                 changed |= await self._sync_name(wanted, staging.get(name), default=name == default)
-            self.errors.pop("startup", None)
+            self._errors.pop(("startup", "production"), None)
             return changed
 
     async def _sync_name(
@@ -147,12 +156,16 @@ class ModelLoader:
         name = wanted.name
         current = self.inference.deployments.get(name)
         prod = current.production if current else None
-        if not _same(prod, wanted):
+        if _same(prod, wanted):
+            self._errors.pop((name, "production"), None)  # e.g. rolled back from a broken one
+        else:
             prod = await self._load(wanted, "production") or prod
         if prod is None:
             return False
         candidate: ModelRuntime | None = None
-        if staged is not None and self.candidates_wanted and staged.version != wanted.version:
+        if staged is None:
+            self._errors.pop((name, "candidate"), None)  # the failed candidate was withdrawn
+        elif self.candidates_wanted and staged.version != wanted.version:
             old = current.candidate if current else None
             candidate = old if _same(old, staged) else await self._load(staged, "candidate")
         if current is not None and current.production is prod and current.candidate is candidate:
@@ -186,7 +199,7 @@ class ModelLoader:
             runtime = await self.registry.load(version, source)
         except PredictdError as exc:
             self._failed.add(key)
-            self.errors[version.name] = f"v{version.version} ({role}): {exc.message}"
+            self._errors[version.name, role] = f"v{version.version} ({role}): {exc.message}"
             reason = "tampered" if isinstance(exc, ArtifactTampered) else "invalid"
             self.metrics.model_load_failures.labels(version.name, role, reason).inc()
             message = "model version failed to load; it is not served"
@@ -202,8 +215,7 @@ class ModelLoader:
                 },
             )
             return None
-        if role == "production":
-            self.errors.pop(version.name, None)
+        self._errors.pop((version.name, role), None)
         return runtime
 
     async def watch(self, poll_s: float) -> None:
