@@ -39,8 +39,9 @@ from predictd.inference.runtime import (
     Prediction,
     Schema,
     Task,
+    from_probabilities,
+    from_values,
 )
-from predictd.inference.sklearn_runtime import _to_label
 
 INSTALL_HINT = "pip install 'predictd[onnx]'"
 _FLOATS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
@@ -283,20 +284,11 @@ class OnnxRuntime(ModelRuntime):
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         [raw] = self._session.run([self._output], {self._input_name: self._feed(inputs)})
         if self.meta.task == "regression":
-            values = np.asarray(raw).reshape(len(inputs), -1)
-            return [Prediction(label=_to_label(v[0])) for v in values]
+            return from_values(raw, len(inputs))
         keys = [str(c) for c in self.meta.classes]
         if self._zipmap:  # one {class: probability} dict per row, int or str keys
             rows = ({str(k): v for k, v in row.items()} for row in raw)
             proba = np.array([[row[k] for k in keys] for row in rows], dtype=np.float64)
         else:
             proba = np.asarray(raw, dtype=np.float64).reshape(len(inputs), len(keys))
-        best = proba.argmax(axis=1)
-        return [
-            Prediction(
-                label=self.meta.classes[int(b)],
-                confidence=float(row[b]),
-                probabilities={k: float(p) for k, p in zip(keys, row, strict=True)},
-            )
-            for row, b in zip(proba, best, strict=True)
-        ]
+        return from_probabilities(proba, self.meta.classes)

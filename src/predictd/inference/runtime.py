@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from predictd.errors import ArtifactError, InvalidInput
 
@@ -59,6 +61,36 @@ class Prediction:
     label: Label
     confidence: float | None = None
     probabilities: dict[str, float] | None = field(default=None)
+
+
+def to_label(value: Any) -> Label:
+    """A NumPy scalar or other label as a JSON-friendly Python value."""
+    item = value.item() if isinstance(value, np.generic) else value
+    if isinstance(item, str | int | float | bool):
+        return item
+    return str(item)
+
+
+def from_probabilities(proba: Any, classes: Sequence[Label]) -> list[Prediction]:
+    """One prediction per row of an [n, classes] probability matrix: the likeliest label,
+    its probability as confidence, and every class's probability keyed by ``str(class)``."""
+    matrix = np.asarray(proba, dtype=np.float64)
+    keys = [str(c) for c in classes]
+    best = matrix.argmax(axis=1)
+    return [
+        Prediction(
+            label=classes[int(b)],
+            confidence=float(row[b]),
+            probabilities={k: float(p) for k, p in zip(keys, row, strict=True)},
+        )
+        for row, b in zip(matrix, best, strict=True)
+    ]
+
+
+def from_values(values: Any, count: int) -> list[Prediction]:
+    """One prediction per input from a regressor's output (the first target)."""
+    rows = np.asarray(values).reshape(count, -1)
+    return [Prediction(label=to_label(row[0])) for row in rows]
 
 
 class ModelRuntime(ABC):

@@ -12,23 +12,18 @@ from skops.io import load as skops_load
 
 from predictd.errors import ArtifactError
 from predictd.inference.runtime import (
-    Label,
     ModelInput,
     ModelMeta,
     ModelRuntime,
     Prediction,
     Schema,
+    from_probabilities,
+    from_values,
+    to_label,
 )
 
 # Types from these packages are what scikit-learn estimators are made of.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
-
-
-def _to_label(value: Any) -> Label:
-    item = value.item() if isinstance(value, np.generic) else value
-    if isinstance(item, str | int | float | bool):
-        return item
-    return str(item)
 
 
 def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
@@ -69,7 +64,7 @@ def describe_estimator(estimator: Any) -> Schema:
             if count <= 0:
                 raise ArtifactError("cannot tell the estimator's inputs: is it fitted?")
             names = tuple(f"x{i}" for i in range(count))
-    classes = tuple(_to_label(c) for c in estimator.classes_) if is_classifier else ()
+    classes = tuple(to_label(c) for c in estimator.classes_) if is_classifier else ()
     return Schema(
         input_kind="text" if is_text else "tabular",
         task="classification" if is_classifier else "regression",
@@ -117,16 +112,5 @@ class SklearnRuntime(ModelRuntime):
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         matrix = self._matrix(inputs)
         if self.meta.task == "classification":
-            proba = np.asarray(self._estimator.predict_proba(matrix))
-            keys = [str(c) for c in self.meta.classes]
-            best = proba.argmax(axis=1)
-            return [
-                Prediction(
-                    label=self.meta.classes[int(b)],
-                    confidence=float(row[b]),
-                    probabilities={k: float(p) for k, p in zip(keys, row, strict=True)},
-                )
-                for row, b in zip(proba, best, strict=True)
-            ]
-        values = np.asarray(self._estimator.predict(matrix)).reshape(len(inputs), -1)
-        return [Prediction(label=_to_label(v[0])) for v in values]
+            return from_probabilities(self._estimator.predict_proba(matrix), self.meta.classes)
+        return from_values(self._estimator.predict(matrix), len(inputs))
