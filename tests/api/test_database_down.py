@@ -54,3 +54,33 @@ async def test_not_ready_without_database_or_spool(tmp_path: Path, artifacts: Ar
         ready = await client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["spool"]["state"] == "degraded"
+
+
+async def test_every_model_last_served_comes_back_from_the_manifest(
+    tmp_path: Path, artifacts: Artifacts
+) -> None:
+    healthy = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'p.db'}",
+        model_path=artifacts.tabular.path,
+        model_name="breast_cancer",
+    )
+    async with running_app(healthy):
+        pass  # registers breast_cancer as the default
+    healthy = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'p.db'}", model_path=artifacts.sentiment.path
+    )
+    async with running_app(healthy) as (_, client):
+        served = (await client.get("/model-info")).json()["served_models"]
+        assert served == ["breast_cancer", "sentiment"]
+
+    down = make_settings(tmp_path, UNREACHABLE, db_connect_timeout_s=0.5)
+    async with running_app(down) as (_, client):
+        info = (await client.get("/model-info")).json()
+        assert (info["name"], info["source"]) == ("sentiment", "manifest")
+        assert info["served_models"] == ["breast_cancer", "sentiment"]
+        other = (await client.get("/model-info", params={"model": "breast_cancer"})).json()
+        assert other["source"] == "manifest"
+        features = dict.fromkeys(other["feature_names"], 1.0)
+        answer = await client.post("/models/breast_cancer/predict", json={"features": features})
+        assert answer.status_code == 200
