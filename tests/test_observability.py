@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from predictd.observability import JsonFormatter, request_id_var
+from predictd.observability import JsonFormatter, TextFormatter, request_id_var
 
 
 def test_json_lines_carry_request_id_and_extras() -> None:
@@ -24,3 +24,11 @@ def test_json_lines_carry_request_id_and_extras() -> None:
     assert line["model"] == "m"
     assert "color_message" not in line
     assert line["ts"].endswith("+00:00")
+
+
+def test_text_lines_keep_the_extras() -> None:
+    record = logging.makeLogRecord(
+        {"name": "predictd.x", "levelname": "ERROR", "msg": "refused", "model": "m", "version": 3}
+    )
+    line = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "ERROR refused model=m version=3"

@@ -3,8 +3,10 @@ start serving while the database is down."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,19 @@ class LoadManifest:
         return [ModelVersion.from_json(e) for e in entries.values()], default
 
     def write(self, version: ModelVersion, *, default: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Record ``version``; best effort (the manifest is only a start-up fallback), and
+        safe for several servers sharing the directory: the read-update-write holds a file
+        lock, and each writer renames its own temporary file into place."""
         try:
-            entries = orjson.loads(self.path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            entries = {}
-        entries[version.name] = version.to_json()
-        if default:
-            entries["_default"] = version.name
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(entries, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with (self.path.parent / "manifest.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                entries = self._entries()
+                entries[version.name] = version.to_json()
+                if default:
+                    entries["_default"] = version.name
+                tmp = self.path.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+                tmp.write_bytes(orjson.dumps(entries, option=orjson.OPT_INDENT_2))
+                os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("could not update the load manifest", extra={"error": repr(exc)})
