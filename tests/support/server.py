@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import EllipsisType
 
 import asyncpg
 import httpx
@@ -28,6 +30,7 @@ from sqlalchemy.engine import make_url
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_CHARS = 6000
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')  # one label="value" in a sample line
 
 
 def free_port() -> int:
@@ -110,21 +113,29 @@ class ServerProcess:
             self.proc.kill()
         self.proc.wait(STOP_TIMEOUT_S)
 
-    def metric(self, name: str) -> float:
-        """Sum of a Prometheus series' samples (all label sets) from /metrics."""
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        """Sum of a Prometheus series' samples (all label sets) from /metrics; with
+        ``labels``, only the samples whose labels include all of those."""
         with self.client() as client:
             response = client.get("/metrics")
         response.raise_for_status()
+        wanted = dict(labels or {})
         total, seen = 0.0, False
         for line in response.text.splitlines():
             if line.startswith("#"):
                 continue
             series, _, value = line.rpartition(" ")
-            if series.split("{", 1)[0] == name:
-                total += float(value)
-                seen = True
+            if series.split("{", 1)[0] != name:
+                continue
+            if wanted:
+                found = dict(_LABEL.findall(series.partition("{")[2]))
+                if any(found.get(k) != v for k, v in wanted.items()):
+                    continue
+            total += float(value)
+            seen = True
         if not seen:
-            raise AssertionError(f"metric {name} not exposed")
+            labelled = f"{name}{wanted}" if wanted else name
+            raise AssertionError(f"metric {labelled} not exposed")
         return total
 
 
@@ -144,7 +155,10 @@ class ServerPool:
         durability: str = "process",
         env: Mapping[str, str] | None = None,
         wait: bool = True,
+        model: Path | EllipsisType | None = ...,
     ) -> ServerProcess:
+        """Start one server. ``model``: the artifact given with ``--model`` (default: the
+        pool's); ``None`` starts it without ``--model``, serving only what the registry says."""
         index = len(self.started)
         cwd = self.root / f"cwd{index}"
         cwd.mkdir(parents=True, exist_ok=True)
@@ -180,9 +194,9 @@ class ServerPool:
             "127.0.0.1",
             "--port",
             str(port),
-            "--model",
-            str(self.artifact),
         ]
+        if model is not None:
+            command += ["--model", str(self.artifact if model is ... else model)]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 command,
