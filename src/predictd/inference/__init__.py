@@ -1,4 +1,7 @@
-"""The HTTP-free inference core: runtimes, validation, and the predict path."""
+"""The HTTP-free inference core: runtimes, validation, and the predict path.
+
+Format plugins (scikit-learn, ONNX, pickle) are imported where a model is opened, so commands
+that never open one (`predictd models promote`, `db ...`) start without loading them."""
 
 from predictd.inference.runtime import ModelMeta, ModelRuntime, Prediction
 from predictd.inference.service import (
@@ -8,7 +11,6 @@ from predictd.inference.service import (
     PredictionResult,
     RequestContext,
 )
-from predictd.inference.sklearn_runtime import SklearnRuntime, describe_estimator, load_estimator
 
 __all__ = [
     "BatchResult",
@@ -19,7 +21,4 @@ __all__ = [
     "Prediction",
     "PredictionResult",
     "RequestContext",
-    "SklearnRuntime",
-    "describe_estimator",
-    "load_estimator",
 ]

@@ -22,7 +22,6 @@ from tenacity import (
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
-from predictd.inference.formats import inspect_artifact, runtime_for
 from predictd.inference.runtime import ModelRuntime
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
@@ -57,6 +56,8 @@ class ModelRegistry:
         The file is loaded before it is stored, so a bad file leaves nothing behind."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
+        from predictd.inference.formats import inspect_artifact
+
         flavor, info = inspect_artifact(path, self.settings)
         uri, sha = self.store.put(path)
         return ModelVersion(
@@ -209,6 +210,8 @@ class ModelRegistry:
         warm it up (blocking: call in a thread). Raises ArtifactError on any failure."""
         path = self.store.verified_path(version.artifact_uri, version.artifact_sha256)
         meta = version.meta(source=source, loaded_at=datetime.now(UTC))
+        from predictd.inference.formats import runtime_for
+
         runtime = runtime_for(version.flavor, path, meta, self.settings)
         runtime.prepare()
         return runtime
