@@ -64,6 +64,18 @@ class Postgres:
         exists = self.scalar(f"SELECT to_regclass('{table}') IS NOT NULL", url)
         return int(self.scalar(f"SELECT count(*) FROM {table}", url)) if exists else 0
 
+    def count_variants(self, url: str) -> dict[str, int]:
+        """predictd's rows per ``variant`` (production, canary, shadow)."""
+        if not self.scalar("SELECT to_regclass('predictions') IS NOT NULL", url):
+            return {}
+        conn = _connect(url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT variant, count(*) FROM predictions GROUP BY variant")
+                return {str(v): int(n) for v, n in cur.fetchall()}
+        finally:
+            conn.close()
+
     def checkpoint(self) -> None:
         """Flush dirty buffers between runs so one target's WAL does not bill the next."""
         self.execute("CHECKPOINT")

@@ -1,4 +1,6 @@
-"""Closed-loop HTTP load generator: N connections, each sending POSTs back to back.
+"""HTTP load generator: closed loop (N connections, each sending POSTs back to back) or, with
+``--rate``, open loop (POSTs sent at Poisson-distributed times, a fixed mean rate whatever the
+server's speed, over up to N connections).
 
 Run as its own process (``python benchmarks/loadgen.py --url ...``) so that its CPU use is
 accounted apart from the orchestrator's; it prints one JSON object on stdout.
@@ -6,7 +8,10 @@ accounted apart from the orchestrator's; it prints one JSON object on stdout.
 Every request that was started is awaited to the end (never cancelled at the deadline), so
 ``ok_total`` is exactly the number of 2xx answers the server gave, which the suite compares
 with the rows found in the database afterwards. Throughput and latency are measured only in
-the window after the warm-up.
+the window after the warm-up. In the open loop a request's latency runs from its scheduled
+send time, so time spent waiting for a free connection behind a slow answer is counted (no
+coordinated omission); the arrival times come from a seeded generator, so every target gets
+the same schedule.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import random
 import resource
 import sys
 import time
@@ -105,15 +111,108 @@ async def run_load(
         )
         finished = time.perf_counter()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    return _summary(url, concurrency, duration, warmup, tally, finished - now, cpu0, cpu1)
+
+
+async def _one(
+    free: asyncio.Queue[httpx.AsyncClient], url: str, body: bytes, at: float, tally: Tally
+) -> None:
+    """One open-loop request scheduled at ``at``: waits for a free connection, then sends."""
+    client = await free.get()
+    try:
+        response = await client.post(
+            url, content=body, headers={"content-type": "application/json"}
+        )
+    except httpx.HTTPError as exc:
+        tally.errors[type(exc).__name__] += 1
+        return
+    finally:
+        free.put_nowait(client)
+    t1 = time.perf_counter()
+    status = response.status_code
+    tally.statuses[status] += 1
+    if 200 <= status < 300:
+        if tally.warm_end <= t1 < tally.end:
+            tally.window_done += 1
+        if at >= tally.warm_end:
+            tally.latencies.append(t1 - at)
+
+
+async def run_open_load(
+    url: str,
+    bodies: list[bytes],
+    rate: float,
+    connections: int,
+    duration: float,
+    warmup: float,
+    seed: int = 0,
+) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    timeout = httpx.Timeout(60.0)
+    health = url.rsplit("/", 1)[0] + "/health"
+    rng = random.Random(seed)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=timeout))
+            for _ in range(connections)
+        ]
+        await asyncio.gather(*(c.get(health) for c in clients))  # connect before the clock
+        free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for c in clients:
+            free.put_nowait(c)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        now = time.perf_counter()
+        tally = Tally(warm_end=now + warmup, end=now + warmup + duration)
+        pending: set[asyncio.Task[None]] = set()
+        late: list[float] = []  # how far behind its schedule each measured request was sent
+        at, i = now, 0
+        while True:
+            at += rng.expovariate(rate)
+            if at >= tally.end:
+                break
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if at >= tally.warm_end:
+                late.append(time.perf_counter() - at)
+            task = asyncio.create_task(_one(free, url, bodies[i % len(bodies)], at, tally))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            i += 1
+        await asyncio.gather(*pending)
+        finished = time.perf_counter()
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    result = _summary(url, connections, duration, warmup, tally, finished - now, cpu0, cpu1)
+    late.sort()
+    result |= {
+        "mode": "open",
+        "rate": rate,
+        "sent": i,
+        "dispatch_late_p99_ms": percentile(late, 99) * 1000,
+    }
+    return result
+
+
+def _summary(
+    url: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    tally: Tally,
+    elapsed: float,
+    cpu0: resource.struct_rusage,
+    cpu1: resource.struct_rusage,
+) -> dict[str, Any]:
     lat = sorted(tally.latencies)
     ok_total = sum(n for s, n in tally.statuses.items() if 200 <= s < 300)
     cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "url": url,
+        "mode": "closed",
         "concurrency": concurrency,
         "warmup_s": warmup,
         "duration_s": duration,
-        "elapsed_s": finished - now,
+        "elapsed_s": elapsed,
         "ok_total": ok_total,
         "non_2xx_total": sum(n for s, n in tally.statuses.items() if not 200 <= s < 300),
         "errors_total": sum(tally.errors.values()),
@@ -127,7 +226,7 @@ async def run_load(
         "p99_ms": percentile(lat, 99) * 1000,
         "max_ms": (lat[-1] * 1000) if lat else float("nan"),
         "cpu_s": cpu_s,
-        "cpu_pct": 100 * cpu_s / (finished - now),
+        "cpu_pct": 100 * cpu_s / elapsed,
     }
 
 
@@ -145,7 +244,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT/predict")
     parser.add_argument("--bodies", help="file with one JSON request body per line")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections (open loop: at most)"
+    )
+    parser.add_argument(
+        "--rate", type=float, help="open loop: this many requests per second (Poisson arrivals)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="open loop: arrival times' seed")
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     args = parser.parse_args(argv)
@@ -158,9 +263,17 @@ def main(argv: list[str] | None = None) -> None:
         run: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         run = asyncio.run
-    result = run(
-        run_load(args.url, _bodies(args.bodies), args.concurrency, args.duration, args.warmup)
-    )
+    bodies = _bodies(args.bodies)
+    if args.rate is not None:
+        if args.rate <= 0:
+            raise SystemExit("--rate must be positive")
+        result = run(
+            run_open_load(
+                args.url, bodies, args.rate, args.concurrency, args.duration, args.warmup, args.seed
+            )
+        )
+    else:
+        result = run(run_load(args.url, bodies, args.concurrency, args.duration, args.warmup))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -1,4 +1,5 @@
-"""The whole benchmark run behind `make bench`: part A (HTTP) then part B (ingest)."""
+"""The whole benchmark run behind `make bench`: part A (HTTP), part B (ingest), part C
+(shadow traffic); `--only SECTION` runs one of them and refreshes only its part of RESULTS.md."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -23,6 +24,19 @@ from benchmarks.environment import (
     wait_until_quiet,
 )
 from benchmarks.ingest import IngestResult, run_ingest
+from benchmarks.report import (
+    RUN_SECTIONS,
+    Verdict,
+    join_sections,
+    merge,
+    split_sections,
+    table,
+    verdict_table,
+)
+from benchmarks.shadow import ShadowResults, run_shadow
+from benchmarks.shadow import raw as shadow_raw
+from benchmarks.shadow import section as shadow_section
+from benchmarks.shadow import verdicts as shadow_verdicts
 from benchmarks.targets import (
     LoadSettings,
     TargetResult,
@@ -39,18 +53,11 @@ TARGET_INGEST = 50_000.0
 ALL_TARGETS = ("predictd-pg", "predictd-norecord", "reference")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    what: str
-    target: str
-    measured: str
-    met: bool
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="benchmarks/run.py",
-        description="predictd benchmarks: /predict throughput vs. baselines, recorder ingest.",
+        description="predictd benchmarks: /predict throughput vs. baselines, recorder ingest, "
+        "shadow traffic's cost.",
     )
     p.add_argument("--duration", type=float, help="measured seconds per target (default 15)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds first (default 3)")
@@ -71,8 +78,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--targets", default=",".join(ALL_TARGETS), help=f"subset of {','.join(ALL_TARGETS)}"
     )
-    p.add_argument("--skip-http", action="store_true", help="only the ingest part")
-    p.add_argument("--skip-ingest", action="store_true", help="only the HTTP part")
+    p.add_argument("--skip-http", action="store_true", help="leave out part A (HTTP)")
+    p.add_argument("--skip-ingest", action="store_true", help="leave out part B (ingest)")
+    p.add_argument("--skip-shadow", action="store_true", help="leave out part C (shadow)")
+    p.add_argument(
+        "--only",
+        help=f"run only these parts, comma-separated, of {','.join(RUN_SECTIONS)}; "
+        "RESULTS.md keeps the other parts' text as it was",
+    )
+    p.add_argument(
+        "--shadow-duration", type=float, help="part C: measured seconds per run (default 8)"
+    )
+    p.add_argument(
+        "--shadow-rate",
+        type=float,
+        help="part C: req/s of the fixed-rate load (default: --shadow-rate-fraction of the "
+        "no-shadow server's req/s at saturation, measured first)",
+    )
+    p.add_argument(
+        "--shadow-rate-fraction",
+        type=float,
+        default=0.4,
+        help="part C: fixed rate as a fraction of the saturation req/s (default 0.4)",
+    )
     p.add_argument(
         "--quiet-threshold",
         type=float,
@@ -92,6 +120,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.records = args.records or (20_000 if args.quick else 200_000)
+    args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 8.0)
+    if args.only is not None:
+        args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown_sections = set(args.sections) - set(RUN_SECTIONS)
+        if unknown_sections or not args.sections:
+            p.error(f"--only: expected some of {','.join(RUN_SECTIONS)}")
+    else:
+        args.sections = list(RUN_SECTIONS)
+    skipped = {"http": args.skip_http, "ingest": args.skip_ingest, "shadow": args.skip_shadow}
+    args.sections = [s for s in RUN_SECTIONS if s in args.sections and not skipped[s]]
+    if not args.sections:
+        p.error("nothing left to run")
     if args.results is None and not args.quick:
         args.results = RESULTS
     if args.no_results:
@@ -100,6 +140,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
         p.error(f"unknown targets {sorted(unknown)}")
+    if (
+        args.results is not None
+        and args.results.exists()
+        and set(args.sections) != set(RUN_SECTIONS)
+        and split_sections(args.results.read_text()) is None
+    ):
+        p.error(
+            f"{args.results} has no section markers, so a run of some parts only cannot "
+            "refresh it in place: run every part, or pass --results elsewhere"
+        )
     return args
 
 
@@ -213,16 +263,6 @@ def verdicts(http: list[TargetResult], ingest: tuple[IngestResult, ...]) -> list
     return out
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
-    sep = "|" + "|".join(("-" * (w + 2)) for w in widths) + "|"
-    body = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
-    ]
-    return [line, sep, *body]
-
-
 def http_table(http: list[TargetResult]) -> list[str]:
     rows = [
         [
@@ -245,7 +285,7 @@ def http_table(http: list[TargetResult]) -> list[str]:
     ]
     headers = ["target", "req/s", "p50 ms", "p99 ms", "2xx", "failed", "rows", "rows lost"]
     headers += ["server CPU", "ms/req", "postgres CPU", "loadgen CPU", "other CPU", "steal"]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def summary_table(http: list[TargetResult]) -> list[str]:
@@ -269,7 +309,7 @@ def summary_table(http: list[TargetResult]) -> list[str]:
         )
     headers = ["target", "runs", "req/s (median)", "p50 ms (median)", "p99 ms (median)"]
     headers += ["server CPU ms/req (median)", "2xx (all runs)", "failed", "rows", "rows lost"]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def _cpu_note(http: list[TargetResult]) -> list[str]:
@@ -300,12 +340,7 @@ def ingest_table(ingest: tuple[IngestResult, ...]) -> list[str]:
         ]
         for i in ingest
     ]
-    return _table(["path", "records", "batch", "seconds", "rec/s", "rows in db", "notes"], rows)
-
-
-def verdict_table(vs: list[Verdict]) -> list[str]:
-    rows = [[v.what, v.target, v.measured, "met" if v.met else "MISSED"] for v in vs]
-    return _table(["check", "target", "measured", "verdict"], rows)
+    return table(["path", "records", "batch", "seconds", "rec/s", "rows in db", "notes"], rows)
 
 
 def report(
@@ -316,8 +351,13 @@ def report(
     wall_s: float,
     http: list[TargetResult],
     ingest: tuple[IngestResult, ...],
+    shadow: ShadowResults | None,
     vs: list[Verdict],
-) -> str:
+    *,
+    merged: bool,
+) -> dict[str, str]:
+    """The report's sections by name. ``merged``: the parts that ran go into a file whose
+    other parts (and header) come from another run, so each names its own run."""
     args_text = " ".join(sys.argv[1:])
     cmd = (
         f"`.venv/bin/python benchmarks/run.py {args_text}`"
@@ -326,13 +366,7 @@ def report(
     )
     pgs = ", ".join(f"{k}={v}" for k, v in machine.postgres_settings.items())
     pkgs = ", ".join(f"{k} {v}" for k, v in machine.packages.items())
-    out = [
-        "# predictd benchmark results",
-        "",
-        "Generated by `benchmarks/run.py` (`make bench`); rerun it to refresh this file. All "
-        "figures come from one run, on one machine, with one model (the demo sentiment model, "
-        "TF-IDF + LogisticRegression, trained by `predictd.demo.train.train_sentiment`).",
-        "",
+    run = [
         f"- **Date:** {started:%Y-%m-%d %H:%M} UTC (run took {wall_s:.0f} s)",
         f"- **Command:** {cmd}",
         f"- **Code:** {code}",
@@ -343,10 +377,26 @@ def report(
         f"- **PostgreSQL:** {machine.postgres} on 127.0.0.1 ({pgs})",
         "",
     ]
+    preface = ["Refreshed on its own, not by the run described at the top:", "", *run]
+    preface = preface if merged else []
+    sections: dict[str, list[str]] = {}
+    sections["header"] = [
+        "# predictd benchmark results",
+        "",
+        "Generated by `benchmarks/run.py` (`make bench`); rerun it to refresh this file. "
+        f"`--only {'|'.join(RUN_SECTIONS)}` refreshes one part and keeps the others' text: "
+        "such a part names its own run; every other figure comes from the run below. One "
+        "machine, one model (the demo sentiment model, TF-IDF + LogisticRegression, trained "
+        "by `predictd.demo.train.train_sentiment`; part C adds a candidate trained the same "
+        "way on another split).",
+        "",
+        *run,
+    ]
     if http:
-        out += [
+        out = [
             "## A. `POST /predict` over HTTP",
             "",
+            *preface,
             f"Closed-loop load from `benchmarks/loadgen.py` (httpx.AsyncClient on uvloop, in "
             f"its own process): {args.concurrency} connections, {args.warmup:g} s warm-up, then "
             f"{args.duration:g} s measured per target"
@@ -388,10 +438,12 @@ def report(
             )
             out += [f"  - {n}" for n in r.notes if "\n" not in n]
         out.append("")
+        sections["http"] = out
     if ingest:
-        out += [
+        sections["ingest"] = [
             "## B. Recorder ingest into PostgreSQL (no HTTP)",
             "",
+            *preface,
             "Records shaped like the demo model's (text input, label, 3 probabilities,",
             "request id, client ip, user agent), built before the clock starts; fresh",
             "`predictions` table (created by the migrations) truncated before each run; one",
@@ -413,8 +465,10 @@ def report(
             *ingest_table(ingest),
             "",
         ]
-    out += ["## Targets", "", *verdict_table(vs), ""]
-    return "\n".join(out)
+    if shadow is not None:
+        sections["shadow"] = shadow_section(args, shadow, machine.cores, preface)
+    sections["targets"] = ["## Targets", "", *verdict_table(vs), ""]
+    return {name: "\n".join(lines) for name, lines in sections.items()}
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -430,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     code, digest = code_version(REPO)
     http: list[TargetResult] = []
     ingest: tuple[IngestResult, ...] = ()
+    shadow: ShadowResults | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="predictd-bench-") as tmp:
             work = Path(tmp)
@@ -437,15 +492,18 @@ def main(argv: list[str] | None = None) -> int:
 
             model = train_sentiment(work / "model").path
             print(f"model: {model} ({model.stat().st_size:,} bytes)")
-            if not args.skip_http:
+            if "http" in args.sections:
                 http = run_http(args, pg, model, work)
-            if not args.skip_ingest:
+            if "ingest" in args.sections:
                 print(f"[B] ingest: {args.records:,} records")
                 url = pg.create_database("ingest")
                 wait_until_quiet(args.quiet_threshold, args.quiet_max_wait)
                 ingest = run_ingest(url, work / "ingest-spool", args.records)
                 for i in ingest:
                     print(f"    {i.name}: {i.rate:,.0f} rec/s ({i.rows_in_db:,} rows)")
+            if "shadow" in args.sections:
+                bodies = _write_bodies(work / "bodies.jsonl")
+                shadow = run_shadow(args, pg, model, work, bodies)
     finally:
         dropped = pg.drop_all()
         if dropped:
@@ -455,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     if code_version(REPO)[1] != digest:
         code_note += " -- WARNING: src/ changed during the run; figures mix code versions"
         print(f"warning: src/ changed during the run ({code})", file=sys.stderr)
-    vs = verdicts(http, ingest)
+    vs = verdicts(http, ingest) + (shadow_verdicts(shadow) if shadow else [])
     print()
     if http:
         print("\n".join(http_table(http)))
@@ -464,10 +522,18 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(ingest_table(ingest)))
         print()
     print("\n".join(verdict_table(vs)))
-    text = report(args, machine, code_note, started, wall, http, ingest, vs)
     if args.results is not None:
+        merged = set(args.sections) != set(RUN_SECTIONS) and args.results.exists()
+        sections = report(
+            args, machine, code_note, started, wall, http, ingest, shadow, vs, merged=merged
+        )
+        if merged:
+            ran = {k: v for k, v in sections.items() if k in args.sections}
+            text = merge(args.results.read_text(), ran, vs, set(args.sections))
+        else:
+            text = join_sections(sections)
         args.results.write_text(text)
-        print(f"\nwrote {args.results}")
+        print(f"\nwrote {args.results}" + (f" (only {', '.join(args.sections)})" if merged else ""))
     if args.json is not None:
         raw = {
             "machine": asdict(machine),
@@ -476,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: str(v) for k, v in vars(args).items()},
             "http": [asdict(r) for r in http],
             "ingest": [asdict(i) | {"rate": i.rate} for i in ingest],
+            "shadow": shadow_raw(shadow) if shadow else None,
             "verdicts": [asdict(v) for v in vs],
         }
         args.json.write_text(json.dumps(raw, indent=2, default=str))

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class LoadSettings:
     bodies: Path
     quiet_threshold: float = 20.0  # wait for the machine to be under this % busy first...
     quiet_max_wait: float = 120.0  # ...but no longer than this
+    rate: float | None = None  # open loop at this many req/s (concurrency: most connections)
 
 
 @dataclass
@@ -57,6 +59,12 @@ class TargetResult:
     background_busy_pct: float = 0.0  # machine busy % in the second before the load started
     waited_quiet_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # With track_shadow: rows counts production rows only, shadow rows are counted apart,
+    # and the server's shadow counters are read from /metrics once its shadow work is done.
+    shadow_rows: int = 0
+    shadow_predictions: int = 0  # predictd_shadow_predictions_total
+    shadow_dropped: int = 0  # predictd_shadow_dropped_total
+    shadow_drain_s: float = 0.0  # after the load, until shadow work had caught up
 
     @property
     def label(self) -> str:
@@ -158,18 +166,32 @@ def _clean_env() -> dict[str, str]:
 
 
 def predictd_server(
-    name: str, database_url: str, model: Path, workdir: Path, *, record: bool
+    name: str,
+    database_url: str,
+    model: Path | None,
+    workdir: Path,
+    *,
+    record: bool,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    env = _clean_env() | {
-        "DATABASE_URL": database_url,
-        "PREDICTD_AUTO_MIGRATE": "true",
-        "PREDICTD_SPOOL_DIR": str(workdir / "spool"),
-        "PREDICTD_ARTIFACT_DIR": str(workdir / "artifacts"),
-        "PREDICTD_LOG_LEVEL": "WARNING",
-        "PREDICTD_RECORD": "true" if record else "false",
-    }
+    """``predictd serve``; without ``model`` it serves what the database's registry holds
+    (``extra_env`` then names it, e.g. ``PREDICTD_MODEL_NAME``)."""
+    env = (
+        _clean_env()
+        | {
+            "DATABASE_URL": database_url,
+            "PREDICTD_AUTO_MIGRATE": "true",
+            "PREDICTD_SPOOL_DIR": str(workdir / "spool"),
+            "PREDICTD_ARTIFACT_DIR": str(workdir / "artifacts"),
+            "PREDICTD_LOG_LEVEL": "WARNING",
+            "PREDICTD_RECORD": "true" if record else "false",
+        }
+        | (extra_env or {})
+    )
     argv = [sys.executable, "-m", "predictd", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    return Server(name, [*argv, "--model", str(model)], env, workdir)
+    if model is not None:
+        argv += ["--model", str(model)]
+    return Server(name, argv, env, workdir)
 
 
 def reference_server(name: str, database_url: str, model: Path, workdir: Path) -> Server:
@@ -187,6 +209,8 @@ def reference_server(name: str, database_url: str, model: Path, workdir: Path) -
 def run_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
     argv = [sys.executable, str(LOADGEN), "--url", url, "--bodies", str(load.bodies)]
     argv += ["--concurrency", str(load.concurrency)]
+    if load.rate is not None:
+        argv += ["--rate", f"{load.rate:.3f}"]
     argv += ["--duration", str(load.duration), "--warmup", str(load.warmup)]
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=load.warmup + load.duration + 180
@@ -202,12 +226,19 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def wait_for_rows(pg: Postgres, url: str, want: int, stall_s: float = 10.0) -> float:
-    """Wait until the table holds ``want`` rows or stops growing; returns seconds waited."""
+def wait_for_rows(
+    pg: Postgres,
+    url: str,
+    want: int,
+    stall_s: float = 10.0,
+    count: Callable[[], int] | None = None,
+) -> float:
+    """Wait until the table holds ``want`` rows (``count()`` reaches ``want``) or stops
+    growing; returns seconds waited."""
     started = last_change = time.monotonic()
     last = -1
     while True:
-        rows = pg.count_rows(url)
+        rows = count() if count is not None else pg.count_rows(url)
         now = time.monotonic()
         if rows >= want:
             return now - started
@@ -216,6 +247,43 @@ def wait_for_rows(pg: Postgres, url: str, want: int, stall_s: float = 10.0) -> f
         elif now - last_change > stall_s:
             return now - started
         time.sleep(0.05)
+
+
+def scrape_counters(base: str, names: tuple[str, ...]) -> dict[str, float]:
+    """The named Prometheus counters from ``base``/metrics, summed over their label sets."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    found = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        metric, _, value = line.rpartition(" ")
+        name = metric.split("{", 1)[0]
+        if name in found:
+            found[name] += float(value)
+    return found
+
+
+def _production_rows(pg: Postgres, url: str) -> int:
+    return sum(n for v, n in pg.count_variants(url).items() if v != "shadow")
+
+
+SHADOW_COUNTERS = ("predictd_shadow_predictions_total", "predictd_shadow_dropped_total")
+
+
+def _wait_for_shadow(server: Server, pg: Postgres, url: str, answers: int) -> float:
+    """After the load: wait until every answer's shadow work is done (predicted and recorded,
+    or dropped) or stops progressing; returns seconds waited."""
+    started = time.monotonic()
+
+    def settled() -> int:
+        got = scrape_counters(server.base, SHADOW_COUNTERS)
+        done = int(got["predictd_shadow_predictions_total"])
+        return min(done, pg.count_variants(url).get("shadow", 0)) + int(
+            got["predictd_shadow_dropped_total"]
+        )
+
+    wait_for_rows(pg, url, answers, stall_s=5.0, count=settled)
+    return time.monotonic() - started
 
 
 def bench_target(
@@ -227,7 +295,11 @@ def bench_target(
     *,
     ready_path: str,
     expect_rows: bool,
+    track_shadow: bool = False,
+    shadow_on: bool = False,
 ) -> TargetResult:
+    """One load run against ``server``. ``track_shadow``: count production and shadow rows
+    apart and read the shadow counters; ``shadow_on``: also wait for the shadow work."""
     try:
         server.wait_ready(ready_path)
         waited, background = wait_until_quiet(load.quiet_threshold, load.quiet_max_wait)
@@ -246,12 +318,24 @@ def bench_target(
         result.machine_busy_pct = busy1.busy_pct_since(busy0)
         result.steal_pct = busy1.steal_pct_since(busy0) * result.cores
         if expect_rows:
-            result.drain_s = wait_for_rows(pg, database_url, result.ok)
+            count = (lambda: _production_rows(pg, database_url)) if track_shadow else None
+            result.drain_s = wait_for_rows(pg, database_url, result.ok, count=count)
+        if shadow_on:
+            result.shadow_drain_s = _wait_for_shadow(server, pg, database_url, result.ok)
+        if track_shadow:
+            counters = scrape_counters(server.base, SHADOW_COUNTERS)
+            result.shadow_predictions = int(counters["predictd_shadow_predictions_total"])
+            result.shadow_dropped = int(counters["predictd_shadow_dropped_total"])
     finally:
         code = server.stop()
     if code not in (0, -signal.SIGTERM):
         result.notes.append(f"server exit status {code}")
-    result.rows = pg.count_rows(database_url)
+    if track_shadow:
+        variants = pg.count_variants(database_url)
+        result.shadow_rows = variants.pop("shadow", 0)
+        result.rows = sum(variants.values())
+    else:
+        result.rows = pg.count_rows(database_url)
     if result.rows_lost:
         result.notes.append(f"log tail:\n{server.log_tail(10)}")
     return result

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     """Items waiting for the shadow model; beyond it shadow work is dropped and counted, so the
     candidate can never slow production."""
 
+    shadow_linger_ms: float = Field(default=100.0, ge=0, le=10_000)
+    """How long the shadow worker waits after the first queued request, so many requests share
+    one vectorised candidate call instead of costing one call each (0 = call at once)."""
+
     registry_poll_s: float = Field(default=5.0, gt=0)
     """How often a server re-reads the registry for changes made elsewhere (on PostgreSQL,
     LISTEN/NOTIFY usually brings them at once; this poll is the guarantee)."""

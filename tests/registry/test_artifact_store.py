@@ -60,6 +60,16 @@ def test_local_store_is_a_verified_directory(tmp_path: Path, source: Path) -> No
         store.verified_path(uri, sha)
 
 
+def test_a_store_under_a_path_that_needs_escaping(tmp_path: Path, source: Path) -> None:
+    root = tmp_path / "model store+1 %20 é"
+    store = ArtifactStore(root)
+    uri, sha = store.put(source)
+    assert "%20" in uri  # the URI is percent-encoded, the path it names is not
+    path = store.verified_path(uri, sha)
+    assert path == (root / sha[:2] / f"{sha}.skops").resolve()
+    assert path.read_bytes() == source.read_bytes()
+
+
 def test_remote_round_trip_through_the_cache(tmp_path: Path, source: Path, remote: str) -> None:
     settings = Settings(artifact_dir=tmp_path / "local", artifact_url=f"{remote}/")
     store = ArtifactStore.from_settings(settings)

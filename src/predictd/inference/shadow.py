@@ -1,7 +1,9 @@
 """Shadow traffic: the candidate answers production's inputs, off the request path.
 
-Requests only append to a bounded queue; one task drains it, gathering everything queued into
-one vectorised call on a thread of its own, and records the answers with ``variant=shadow`` and
+Requests only append to a bounded queue; one task drains it, lingering briefly after the first
+arrival so that many requests share one vectorised call (per-call overhead, not per-item work,
+is what a candidate called once per request would add to production's CPU), run on a thread
+of its own, and records the answers with ``variant=shadow`` and
 ``shadow_of`` pointing at the production answer. The queue is lossy on purpose: when the
 candidate cannot keep up, shadow work is dropped and counted rather than slowing production.
 """
@@ -29,7 +31,7 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.runtime import ModelInput, ModelRuntime
+from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
 from predictd.settings import Settings
@@ -86,6 +88,9 @@ class ShadowRunner:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            linger = self.settings.shadow_linger_ms / 1000
+            if linger > 0 and self._pending < MAX_CALL_ITEMS:
+                await asyncio.sleep(linger)
             self._wake.clear()
             while self._jobs:
                 self._busy = True
@@ -109,8 +114,10 @@ class ShadowRunner:
         self._pending -= count
         return jobs
 
-    async def _shadow(self, jobs: list[ShadowJob]) -> None:
-        candidate = jobs[0].candidate
+    def _predict(
+        self, candidate: ModelRuntime, jobs: list[ShadowJob]
+    ) -> tuple[list[ModelInput], list[tuple[ShadowJob, PredictionResult]], list[Prediction]]:
+        """Validation and prediction together, on the shadow thread, off the event loop."""
         values: list[ModelInput] = []
         pairs: list[tuple[ShadowJob, PredictionResult]] = []
         for job in jobs:
@@ -125,19 +132,25 @@ class ShadowRunner:
                     self.metrics.shadow_dropped.inc()
                     continue
                 pairs.append((job, result))
-        if not values:
-            return
-        started = time.perf_counter()
+        return values, pairs, candidate.predict(values) if values else []
+
+    async def _shadow(self, jobs: list[ShadowJob]) -> None:
+        candidate = jobs[0].candidate
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, candidate.predict, values)
+            values, pairs, outputs = await loop.run_in_executor(
+                self._executor, self._predict, candidate, jobs
+            )
         except Exception as exc:
             log.warning(
                 "shadow model raised",
                 extra={"model": candidate.meta.name, "version": candidate.meta.version,
                        "error": repr(exc)},
             )  # fmt: skip
-            self.metrics.shadow_dropped.inc(len(values))
+            self.metrics.shadow_dropped.inc(sum(len(job.items) for job in jobs))
+            return
+        if not values:
             return
         latency_ms = (time.perf_counter() - started) * 1000 / len(values)
         now = datetime.now(UTC)

@@ -18,6 +18,8 @@ import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from predictd.errors import ArtifactError, ArtifactTampered
 from predictd.settings import Settings
@@ -101,9 +103,12 @@ class ArtifactStore:
 
     @staticmethod
     def local_path(uri: str) -> Path:
-        if not uri.startswith("file://"):
+        """The path a ``file://`` URI names (``Path.as_uri`` percent-encodes spaces and the
+        like, so the URI is decoded rather than stripped)."""
+        parts = urlsplit(uri)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             raise ArtifactError(f"unsupported artifact location {uri!r}")
-        return Path(uri.removeprefix("file://"))
+        return Path(url2pathname(parts.path))
 
     def verified_path(self, uri: str, sha256: str) -> Path:
         """The artifact's local path, after checking its content still matches the registry
