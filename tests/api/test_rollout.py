@@ -180,6 +180,31 @@ async def test_shadow_answers_are_recorded_and_never_returned(
     assert {r["shadow_of"] for r in shadows} == answered
 
 
+async def test_shadow_work_arriving_together_shares_one_candidate_call(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    # One candidate call stamps all its rows with one time: distinct times count the calls.
+    settings = make_settings(tmp_path, db_url, shadow=True, shadow_linger_ms=1000)
+    await register(
+        settings,
+        (artifacts.sentiment, "sentiment", "production"),
+        (artifacts.sentiment_alt, "sentiment", "staging"),
+    )
+    texts = [f"{t} #{i}" for i in range(3) for t in TEXTS]
+    async with running_app(settings) as (app, client):
+        answers = await asyncio.gather(
+            *(client.post("/predict", json={"text": text}) for text in texts)
+        )
+        assert {a.status_code for a in answers} == {200}
+        await wait_shadow_idle(app)
+        await wait_shipped(app)
+        recent = (await client.get("/analytics/recent", params={"limit": 1000})).json()["items"]
+
+    shadows = [r for r in recent if r["variant"] == "shadow"]
+    assert len(shadows) == len(texts)
+    assert len({r["ts"] for r in shadows}) == 1
+
+
 async def test_compare_needs_a_model_with_a_production_version(
     tmp_path: Path, artifacts: Artifacts
 ) -> None:
