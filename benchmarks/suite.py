@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "RESULTS.md keeps the other parts' text as it was",
     )
     p.add_argument(
-        "--shadow-duration", type=float, help="part C: measured seconds per run (default 8)"
+        "--shadow-duration", type=float, help="part C: measured seconds per run (default 15)"
     )
     p.add_argument(
         "--shadow-rate",
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.records = args.records or (20_000 if args.quick else 200_000)
-    args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 8.0)
+    args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 15.0)
     if args.only is not None:
         args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown_sections = set(args.sections) - set(RUN_SECTIONS)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     """Items waiting for the shadow model; beyond it shadow work is dropped and counted, so the
     candidate can never slow production."""
 
+    shadow_process: bool = False
+    """Run the shadow candidate in a lower-priority worker process instead of a thread, so its
+    computing never holds the serving process's GIL: for candidates much heavier than
+    production. Costs a process, the model's memory and some pickling per call: for a light
+    candidate (the demo model takes ~1 ms per 30 inputs) the thread is as good."""
+
     shadow_linger_ms: float = Field(default=100.0, ge=0, le=10_000)
     """How long the shadow worker waits after the first queued request, so many requests share
     one vectorised candidate call instead of costing one call each (0 = call at once)."""

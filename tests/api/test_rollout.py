@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from skops.io import get_untrusted_types
 from skops.io import load as skops_load
@@ -140,10 +141,11 @@ async def test_canary_share_and_sticky_keys(tmp_path: Path, artifacts: Artifacts
         assert compared["agreement"] == {"shadowed": 0, "agreed": 0, "rate": None}
 
 
+@pytest.mark.parametrize("worker_process", [True, False], ids=["worker-process", "thread"])
 async def test_shadow_answers_are_recorded_and_never_returned(
-    tmp_path: Path, db_url: str, artifacts: Artifacts
+    tmp_path: Path, db_url: str, artifacts: Artifacts, worker_process: bool
 ) -> None:
-    settings = make_settings(tmp_path, db_url, shadow=True)
+    settings = make_settings(tmp_path, db_url, shadow=True, shadow_process=worker_process)
     await register(
         settings,
         (artifacts.sentiment, "sentiment", "production"),

@@ -79,7 +79,12 @@ class InferenceService:
 
     def deploy(self, deployment: Deployment, *, default: bool = False) -> None:
         # One dict assignment per swap: a request holding the old Deployment finishes on it.
+        previous = self.deployments.get(deployment.name)
         self.deployments[deployment.name] = deployment
+        candidate = deployment.candidate
+        changed = previous is None or previous.candidate is not candidate
+        if self.settings.shadow and candidate is not None and changed:
+            self.shadow.preload(candidate)
         if default or self.default_name is None:
             self.default_name = deployment.name
 

@@ -2,10 +2,11 @@
 
 Requests only append to a bounded queue; one task drains it, lingering briefly after the first
 arrival so that many requests share one vectorised call (per-call overhead, not per-item work,
-is what a candidate called once per request would add to production's CPU), run on a thread
-of its own, and records the answers with ``variant=shadow`` and
-``shadow_of`` pointing at the production answer. The queue is lossy on purpose: when the
-candidate cannot keep up, shadow work is dropped and counted rather than slowing production.
+is what a candidate called once per request would add to production's CPU). The call runs on
+a thread of its own (in a worker process with ``PREDICTD_SHADOW_PROCESS=true``, see
+``shadow_worker``), and the answers are recorded with ``variant=shadow`` and ``shadow_of``
+pointing at the production answer. The queue is lossy on purpose: when the candidate cannot
+keep up, shadow work is dropped and counted rather than slowing production.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
 from predictd.errors import PredictdError
+from predictd.inference import shadow_worker
 from predictd.inference.records import (
     ItemInput,
     PredictionResult,
@@ -31,7 +36,7 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
+from predictd.inference.runtime import ModelMeta, ModelRuntime
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
 from predictd.settings import Settings
@@ -60,7 +65,8 @@ class ShadowRunner:
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictd-shadow")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictd-shadow")
+        self._pool: ProcessPoolExecutor | None = None
 
     @property
     def idle(self) -> bool:
@@ -83,7 +89,10 @@ class ShadowRunner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
@@ -114,44 +123,63 @@ class ShadowRunner:
         self._pending -= count
         return jobs
 
-    def _predict(
-        self, candidate: ModelRuntime, jobs: list[ShadowJob]
-    ) -> tuple[list[ModelInput], list[tuple[ShadowJob, PredictionResult]], list[Prediction]]:
-        """Validation and prediction together, on the shadow thread, off the event loop."""
-        values: list[ModelInput] = []
-        pairs: list[tuple[ShadowJob, PredictionResult]] = []
-        for job in jobs:
-            for item, result in zip(job.items, job.results, strict=True):
-                try:
-                    values.append(
-                        candidate.validate(
-                            item.text, item.features, max_chars=self.settings.max_text_chars
-                        )
-                    )
-                except PredictdError:  # the candidate's schema differs: nothing to compare
-                    self.metrics.shadow_dropped.inc()
-                    continue
-                pairs.append((job, result))
-        return values, pairs, candidate.predict(values) if values else []
+    def _worker(self) -> Executor:
+        if not self.settings.shadow_process:
+            return self._thread
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=shadow_worker.init,
+                initargs=(self.settings,),
+            )
+        return self._pool
+
+    def preload(self, candidate: ModelRuntime) -> None:
+        """Start the worker and load ``candidate`` in it now rather than on the first shadowed
+        request, so start-up work is not done while production waits on the CPU."""
+        if not self.settings.shadow_process:
+            return
+        meta, path = candidate.meta, str(candidate.path)
+        try:
+            future = self._worker().submit(shadow_worker.run, meta, path, [], 0)
+        except BrokenProcessPool:
+            self._pool = None
+            return
+        future.add_done_callback(partial(_log_preload, candidate.meta))
 
     async def _shadow(self, jobs: list[ShadowJob]) -> None:
         candidate = jobs[0].candidate
+        items = [(i.text, i.features) for job in jobs for i in job.items]
+        answered = [(job, result) for job in jobs for result in job.results]
+        max_chars = self.settings.max_text_chars
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            values, pairs, outputs = await loop.run_in_executor(
-                self._executor, self._predict, candidate, jobs
-            )
+            if self.settings.shadow_process:
+                call = partial(
+                    shadow_worker.run, candidate.meta, str(candidate.path), items, max_chars
+                )
+            else:
+                call = partial(shadow_worker.predict_with, candidate, items, max_chars)
+            kept, values, outputs = await loop.run_in_executor(self._worker(), call)
         except Exception as exc:
+            if isinstance(exc, BrokenProcessPool) and self._pool is not None:
+                # The worker died (killed, out of memory): the next call starts a new one.
+                broken, self._pool = self._pool, None
+                broken.shutdown(wait=False, cancel_futures=True)
             log.warning(
                 "shadow model raised",
                 extra={"model": candidate.meta.name, "version": candidate.meta.version,
                        "error": repr(exc)},
             )  # fmt: skip
-            self.metrics.shadow_dropped.inc(sum(len(job.items) for job in jobs))
+            self.metrics.shadow_dropped.inc(len(items))
             return
+        if len(kept) < len(items):
+            self.metrics.shadow_dropped.inc(len(items) - len(kept))
         if not values:
             return
+        pairs = [answered[i] for i in kept]
         latency_ms = (time.perf_counter() - started) * 1000 / len(values)
         now = datetime.now(UTC)
         records: list[PredictionRecord] = [
@@ -176,3 +204,12 @@ class ShadowRunner:
             except PredictdError as exc:  # a full spool refuses shadow rows first
                 self.metrics.shadow_dropped.inc(len(records))
                 log.warning("shadow rows not recorded", extra={"error": exc.message})
+
+
+def _log_preload(meta: ModelMeta, future: Future[shadow_worker.Outcome]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning(
+            "shadow worker could not load the candidate",
+            extra={"model": meta.name, "version": meta.version,
+                   "error": repr(future.exception())},
+        )  # fmt: skip
