@@ -31,7 +31,7 @@ async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
     try:
         await migrate.upgrade(db)
         assert await migrate.current_revision(db) == migrate.head_revision()
-        assert await tables(db) == {"predictions", "model_versions"}
+        assert await tables(db) == {"predictions", "model_versions", "prediction_rollups"}
 
         async with db.engine.connect() as conn:
             diff = await conn.run_sync(
@@ -44,6 +44,6 @@ async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
         assert await tables(db) == set()
 
         await migrate.upgrade(db)
-        assert await tables(db) == {"predictions", "model_versions"}
+        assert await tables(db) == {"predictions", "model_versions", "prediction_rollups"}
     finally:
         await db.dispose()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -71,6 +73,41 @@ predictions = Table(
         postgresql_where=text("shadow_of IS NOT NULL"),
         sqlite_where=text("shadow_of IS NOT NULL"),
     ),
+)
+
+# Upper bounds (ms) of the rollups' latency histogram buckets; the last bucket (one more
+# column than bounds) holds everything slower. Part of the schema: changing it is a migration.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000,
+)  # fmt: skip
+HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(
+    f"latency_h{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1)
+)
+
+# One row per minute x model version x variant x predicted label, maintained by the recorder
+# in the transaction of each insert (see recording/rollups.py); analytics read these.
+prediction_rollups = Table(
+    "prediction_rollups",
+    metadata,
+    Column("bucket", UTCDateTime(), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("variant", String(20), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("cache_hits", BigInteger, nullable=False),
+    Column("confidence_count", BigInteger, nullable=False),
+    Column("confidence_sum", Float, nullable=False),
+    Column("latency_sum", Float, nullable=False),
+    Column("first_ts", UTCDateTime(), nullable=False),
+    Column("last_ts", UTCDateTime(), nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in HISTOGRAM_COLUMNS),
+    PrimaryKeyConstraint(
+        *("bucket", "model_name", "model_version", "variant", "label"),
+        name="pk_prediction_rollups",
+    ),
+    Index("ix_prediction_rollups_model_bucket", "model_name", "model_version", "bucket"),
 )
 
 model_versions = Table(

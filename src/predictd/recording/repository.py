@@ -1,4 +1,6 @@
-"""All SQL that writes predictions. One batch = one transaction, idempotent on the id."""
+"""All SQL that writes predictions. One batch = one transaction, idempotent on the id, and the
+batch's rollups (recording/rollups.py) are added in that transaction from the rows it actually
+inserted."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ from typing import Any
 
 import orjson
 from asyncpg.exceptions import UniqueViolationError
+from sqlalchemy import func
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from predictd.db.engine import Database
 from predictd.db.errors import is_row_error
-from predictd.db.tables import predictions
+from predictd.db.tables import prediction_rollups, predictions
 from predictd.recording.record import COLUMNS, PredictionRecord
+from predictd.recording.rollups import KEY_COLUMNS, SUM_COLUMNS, rollup, rows_of
 
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
 _STAGING_DDL = (
@@ -21,7 +25,17 @@ _STAGING_DDL = (
 )
 _MERGE = (
     f"INSERT INTO predictions ({_COLS}) SELECT {_COLS} FROM predictions_staging "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_ROLLUP_COLUMNS: tuple[str, ...] = tuple(c.name for c in prediction_rollups.c)
+_ROLLUP_ADD = [f'"{c}" = prediction_rollups."{c}" + EXCLUDED."{c}"' for c in SUM_COLUMNS]
+_ROLLUP_NAMES = ", ".join(f'"{c}"' for c in _ROLLUP_COLUMNS)
+_ROLLUP_UPSERT = (
+    f"INSERT INTO prediction_rollups ({_ROLLUP_NAMES}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_ROLLUP_COLUMNS) + 1))}) "
+    f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(_ROLLUP_ADD)}, "
+    "first_ts = LEAST(prediction_rollups.first_ts, EXCLUDED.first_ts), "
+    "last_ts = GREATEST(prediction_rollups.last_ts, EXCLUDED.last_ts)"
 )
 
 
@@ -70,14 +84,15 @@ class PredictionWriter:
 
         COPY has no conflict clause, so a batch holding an id that is already there (a replay
         after a crash, or a commit whose reply was lost) aborts; that batch is then staged and
-        merged with ON CONFLICT (id) DO NOTHING, which inserts only the missing rows.
+        merged with ON CONFLICT (id) DO NOTHING, which inserts only the missing rows, and only
+        those are added to the rollups.
         """
         tuples = [_copy_tuple(r) for r in records]
         async with self.db.writer_engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             try:
-                return await self._copy(driver, tuples)
+                return await self._copy(driver, records, tuples)
             except Exception as exc:
                 if not is_row_error(exc):
                     # We drove the driver connection directly, so the pool has not seen the
@@ -86,10 +101,13 @@ class PredictionWriter:
                 raise
 
     @staticmethod
-    async def _copy(driver: Any, tuples: list[tuple[Any, ...]]) -> int:
+    async def _copy(
+        driver: Any, records: Sequence[PredictionRecord], tuples: list[tuple[Any, ...]]
+    ) -> int:
         try:
             async with driver.transaction():
                 await driver.copy_records_to_table("predictions", records=tuples, columns=COLUMNS)
+                await _add_rollups(driver, records)
             return len(tuples)
         except UniqueViolationError:
             async with driver.transaction():
@@ -97,11 +115,40 @@ class PredictionWriter:
                 await driver.copy_records_to_table(
                     "predictions_staging", records=tuples, columns=COLUMNS
                 )
-                status: str = await driver.execute(_MERGE)
-            return int(status.rsplit(" ", 1)[-1])
+                inserted = {row[0] for row in await driver.fetch(_MERGE)}
+                await _add_rollups(driver, [r for r in records if r.id in inserted])
+            return len(inserted)
 
     async def _write_sqlite(self, records: Sequence[PredictionRecord]) -> int:
-        stmt = sqlite_insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+        stmt = (
+            sqlite_insert(predictions)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(predictions.c.id)
+        )
         async with self.db.engine.begin() as conn:
             result = await conn.execute(stmt, [r.to_row() for r in records])
-            return int(result.rowcount)
+            inserted = {row[0] for row in result}
+            rows = rows_of(rollup(r for r in records if r.id in inserted))
+            if rows:
+                await conn.execute(_SQLITE_ROLLUP_UPSERT, rows)
+            return len(inserted)
+
+
+async def _add_rollups(driver: Any, records: Sequence[PredictionRecord]) -> None:
+    rows = rows_of(rollup(records))
+    if rows:
+        await driver.executemany(
+            _ROLLUP_UPSERT, [tuple(row[c] for c in _ROLLUP_COLUMNS) for row in rows]
+        )
+
+
+def _sqlite_rollup_upsert() -> Any:
+    stmt = sqlite_insert(prediction_rollups)
+    t, new = prediction_rollups.c, stmt.excluded
+    added: dict[str, Any] = {c: t[c] + new[c] for c in SUM_COLUMNS}
+    added["first_ts"] = func.min(t.first_ts, new.first_ts)  # SQLite's two-argument min/max
+    added["last_ts"] = func.max(t.last_ts, new.last_ts)
+    return stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=added)
+
+
+_SQLITE_ROLLUP_UPSERT = _sqlite_rollup_upsert()
