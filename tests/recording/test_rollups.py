@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import case, func, select
 
+from predictd.analytics.histogram import percentile
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS, prediction_rollups, predictions
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
-from predictd.recording.rollups import percentile
 from predictd.settings import Settings
 from tests.recording.test_recorder import make_record
 

@@ -4,45 +4,90 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from predictd.analytics.repository import ANSWERED, AnalyticsRepository, window
+from predictd.analytics.histogram import latency_quantiles
+from predictd.analytics.repository import AnalyticsRepository, Interval, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import predictions as p
+from predictd.db.tables import LATENCY_BOUNDS_MS
 
 
 class AnalyticsService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def summary(self, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    async def summary(self, window: Window) -> dict[str, Any]:
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
-            return await AnalyticsRepository(conn).summary(window(start, end, ANSWERED))
+            totals = await AnalyticsRepository(conn).totals(window)
+        histogram = totals.pop("histogram")
+        quantiles = latency_quantiles(histogram)
+        answered = totals["total"]
+        return {
+            **totals,
+            "cache_hit_rate": totals["cache_hits"] / answered if answered else None,
+            **{f"{name}_latency_ms": value for name, value in quantiles.items()},
+        }
 
-    async def distribution(
-        self, start: datetime | None, end: datetime | None
-    ) -> list[tuple[Any, int]]:
+    async def distribution(self, window: Window) -> list[tuple[Any, int]]:
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
-            return await AnalyticsRepository(conn).distribution(window(start, end, ANSWERED))
+            return await AnalyticsRepository(conn).distribution(window)
 
-    async def recent(self, limit: int) -> list[dict[str, Any]]:
+    async def latency(self, window: Window) -> dict[str, Any]:
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
-            return await AnalyticsRepository(conn).recent(limit)
+            histogram = (await AnalyticsRepository(conn).totals(window))["histogram"]
+        bounds: list[float | None] = [*LATENCY_BOUNDS_MS, None]
+        return {
+            "count": sum(histogram),
+            **{f"{name}_ms": value for name, value in latency_quantiles(histogram).items()},
+            "buckets": [
+                {"le_ms": bound, "count": n} for bound, n in zip(bounds, histogram, strict=True)
+            ],
+        }
+
+    async def timeseries(self, window: Window, interval: Interval) -> list[dict[str, Any]]:
+        async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
+            rows = await AnalyticsRepository(conn).timeseries(window, interval)
+        points = []
+        for row in rows:
+            count, confidences = row["count"], row["confidence_count"]
+            quantiles = latency_quantiles(row["histogram"])
+            points.append(
+                {
+                    "ts": row["ts"],
+                    "count": count,
+                    "errors": row["errors"],
+                    "avg_confidence": row["confidence_sum"] / confidences if confidences else None,
+                    "avg_latency_ms": row["latency_sum"] / count if count else None,
+                    "p50_latency_ms": quantiles["p50"],
+                    "p95_latency_ms": quantiles["p95"],
+                    "p99_latency_ms": quantiles["p99"],
+                }
+            )
+        return points
+
+    async def recent(
+        self,
+        window: Window,
+        limit: int,
+        before: tuple[datetime, UUID] | None = None,
+        include_input: bool = False,
+    ) -> list[dict[str, Any]]:
+        async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
+            return await AnalyticsRepository(conn).recent(window, limit, before, include_input)
 
     async def arm(
         self, name: str, version: int, start: datetime | None, end: datetime | None
     ) -> dict[str, Any]:
-        """Everything recorded for one version of a model: counts by variant, labels,
-        confidence and latency."""
-        where = window(start, end, p.c.model_name == name, p.c.model_version == version)
+        """Everything recorded for one version of a model, shadow answers included: counts
+        by variant, labels, confidence and latency."""
+        window = Window(start, end, name, version, include_shadow=True)
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
             repo = AnalyticsRepository(conn)
-            return {
-                "version": version,
-                "variants": await repo.variant_counts(where),
-                **await repo.summary(where),
-                "labels": await repo.distribution(where),
-            }
+            variants = await repo.variant_counts(window)
+            labels = await repo.distribution(window)
+        return {"version": version, "variants": variants, **await self.summary(window),
+                "labels": labels}  # fmt: skip
 
     async def agreement(
         self, name: str, version: int, start: datetime | None, end: datetime | None

@@ -12,7 +12,7 @@ are read to the resolution of a bucket (the bounds are part of the schema, in db
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,22 +114,3 @@ def rows_of(rollups: dict[RollupKey, Rollup]) -> list[dict[str, Any]]:
         row.update(zip(HISTOGRAM_COLUMNS, acc.histogram, strict=True))
         rows.append(row)
     return rows
-
-
-def percentile(histogram: Sequence[int], q: float) -> float | None:
-    """The q-quantile (0..1) of a latency histogram, interpolated linearly inside its bucket;
-    the open last bucket answers its lower bound."""
-    total = sum(histogram)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(histogram):
-        if n and seen + n >= rank:
-            low = LATENCY_BOUNDS_MS[i - 1] if i else 0.0
-            if i == len(LATENCY_BOUNDS_MS):
-                return float(low)
-            high = LATENCY_BOUNDS_MS[i]
-            return float(low + (high - low) * max(0.0, rank - seen) / n)
-        seen += n
-    return float(LATENCY_BOUNDS_MS[-1])

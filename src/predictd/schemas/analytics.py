@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -11,12 +12,49 @@ from predictd.schemas.predict import Label
 
 
 class Summary(BaseModel):
+    """Answered predictions in the window (``total`` counts successes; ``errors`` failures).
+    Latency percentiles are read from a fixed-bucket histogram, to a bucket's resolution."""
+
     total: int
+    errors: int
+    cache_hits: int
+    cache_hit_rate: float | None
     avg_confidence: float | None
     avg_latency_ms: float | None
+    p50_latency_ms: float | None
     p95_latency_ms: float | None
+    p99_latency_ms: float | None
     earliest: datetime | None
     latest: datetime | None
+
+
+class LatencyBucket(BaseModel):
+    le_ms: float | None  # upper bound; null for the last, open bucket
+    count: int
+
+
+class Latency(BaseModel):
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    buckets: list[LatencyBucket]
+
+
+class TimePoint(BaseModel):
+    ts: datetime
+    count: int
+    errors: int
+    avg_confidence: float | None
+    avg_latency_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
+
+
+class Timeseries(BaseModel):
+    interval: str
+    points: list[TimePoint]
 
 
 class LabelCount(BaseModel):
@@ -47,9 +85,16 @@ class RecentPrediction(BaseModel):
     shadow_of: UUID | None = None
 
 
+class RecentPredictionWithInput(RecentPrediction):
+    """With include_input=true (admin): the stored input too."""
+
+    input: Any = None
+
+
 class Recent(BaseModel):
-    items: list[RecentPrediction]
+    items: list[RecentPredictionWithInput | RecentPrediction]
     count: int
+    next_cursor: str | None  # pass as ?cursor= for the next (older) page; null on the last
 
 
 class ArmStats(Summary):

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
+from predictd.analytics.repository import Window
+from predictd.api.auth import require_admin
 from predictd.api.deps import ServicesDep
-from predictd.errors import ModelNotFound
+from predictd.errors import InvalidInput, ModelNotFound
 from predictd.schemas.analytics import (
     Agreement,
     ArmStats,
     Comparison,
     Distribution,
     LabelCount,
+    Latency,
     Recent,
     RecentPrediction,
+    RecentPredictionWithInput,
     Summary,
+    TimePoint,
+    Timeseries,
 )
 from predictd.schemas.errors import ErrorResponse
 
@@ -27,28 +35,102 @@ From = Annotated[datetime | None, Query(alias="from", description="inclusive, IS
 To = Annotated[datetime | None, Query(alias="to", description="exclusive, ISO 8601")]
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC, the zone everything is stored in."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def analytics_window(
+    start: From = None,
+    end: To = None,
+    model: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="model name")
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, description="model version")] = None,
+) -> Window:
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("'to' must be after 'from'", field="to")
+    return Window(start, end, model, version)
+
+
+WindowDep = Annotated[Window, Depends(analytics_window)]
+
+
 @router.get("/summary")
-async def summary(services: ServicesDep, start: From = None, end: To = None) -> Summary:
-    """Totals, averages and p95 latency of successful predictions in the window."""
-    return Summary(**await services.analytics.summary(start, end))
+async def summary(services: ServicesDep, window: WindowDep) -> Summary:
+    """Counts, averages, cache hit rate and latency percentiles of the answered predictions
+    in the window (per-minute rollups: windows have one-minute resolution)."""
+    return Summary(**await services.analytics.summary(window))
 
 
 @router.get("/distribution")
-async def distribution(services: ServicesDep, start: From = None, end: To = None) -> Distribution:
-    """How many predictions gave each label."""
-    rows = await services.analytics.distribution(start, end)
+async def distribution(services: ServicesDep, window: WindowDep) -> Distribution:
+    """How many predictions gave each label (classifiers; regression values are not
+    bucketed)."""
+    rows = await services.analytics.distribution(window)
     labels = [LabelCount(label=label, count=count) for label, count in rows]
     return Distribution(total=sum(c.count for c in labels), labels=labels)
 
 
-@router.get("/recent")
+@router.get("/latency")
+async def latency(services: ServicesDep, window: WindowDep) -> Latency:
+    """p50/p95/p99 and the latency histogram of the answered predictions."""
+    return Latency(**await services.analytics.latency(window))
+
+
+@router.get("/timeseries")
+async def timeseries(
+    services: ServicesDep,
+    window: WindowDep,
+    interval: Annotated[Literal["minute", "hour", "day"], Query()] = "hour",
+) -> Timeseries:
+    """Volume, errors, confidence and latency per minute, hour or day (UTC)."""
+    points = await services.analytics.timeseries(window, interval)
+    return Timeseries(interval=interval, points=[TimePoint(**p) for p in points])
+
+
+def _cursor_of(row: dict[str, object]) -> str:
+    raw = f"{row['ts'].isoformat()}|{row['id']}"  # type: ignore[attr-defined]
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts, _, ident = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        return datetime.fromisoformat(ts), UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "cursor is not one this server gave out: pass next_cursor as it came", field="cursor"
+        ) from exc
+
+
+@router.get("/recent", responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
 async def recent(
-    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    request: Request,
+    services: ServicesDep,
+    window: WindowDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+    include_input: Annotated[
+        bool, Query(description="include stored inputs (admin token required)")
+    ] = False,
 ) -> Recent:
-    """The newest predictions first; inputs are never included."""
-    rows = await services.analytics.recent(limit)
-    items = [RecentPrediction(**row) for row in rows]
-    return Recent(items=items, count=len(items))
+    """The newest predictions first, a page at a time. Inputs are left out unless an admin
+    asks for them."""
+    if include_input:
+        await require_admin(request, services)
+    before = _parse_cursor(cursor) if cursor else None
+    rows = await services.analytics.recent(window, limit, before, include_input)
+    shape = RecentPredictionWithInput if include_input else RecentPrediction
+    items = [shape(**row) for row in rows]
+    next_cursor = _cursor_of(rows[-1]) if len(rows) == limit else None
+    return Recent(items=items, count=len(items), next_cursor=next_cursor)
 
 
 @router.get("/compare", responses={404: {"model": ErrorResponse}})
@@ -63,6 +145,7 @@ async def compare(
 ) -> Comparison:
     """Production vs candidate for one model: counts, label distribution, confidence,
     latency, and the agreement rate on shadowed inputs."""
+    start, end = _utc(start), _utc(end)
     production, staged = None, None
     for v in await services.registry.serving_versions([model]):
         if v.stage == "production":
