@@ -17,6 +17,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
+from predictd.monitoring.feedback import FeedbackService
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             recorder=recorder,
             inference=inference,
             analytics=AnalyticsService(db),
+            feedback=FeedbackService(db),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
         )

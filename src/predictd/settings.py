@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     """How long the shadow worker waits after the first queued request, so many requests share
     one vectorised candidate call instead of costing one call each (0 = call at once)."""
 
+    feedback_unmatched_days: int = Field(default=7, ge=1)
+    """Feedback whose prediction never arrived is kept this long (it may still be on its way
+    through a spool), then `predictd db cleanup` deletes it."""
+
     registry_poll_s: float = Field(default=5.0, gt=0)
     """How often a server re-reads the registry for changes made elsewhere (on PostgreSQL,
     LISTEN/NOTIFY usually brings them at once; this poll is the guarantee)."""

@@ -14,6 +14,8 @@ from predictd.db.engine import Database
 from predictd.db.tables import metadata
 from predictd.settings import Settings
 
+TABLES = {"predictions", "model_versions", "prediction_rollups", "feedback"}
+
 
 async def tables(db: Database) -> set[str]:
     async with db.engine.connect() as conn:
@@ -31,7 +33,7 @@ async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
     try:
         await migrate.upgrade(db)
         assert await migrate.current_revision(db) == migrate.head_revision()
-        assert await tables(db) == {"predictions", "model_versions", "prediction_rollups"}
+        assert await tables(db) == TABLES
 
         async with db.engine.connect() as conn:
             diff = await conn.run_sync(
@@ -44,6 +46,6 @@ async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
         assert await tables(db) == set()
 
         await migrate.upgrade(db)
-        assert await tables(db) == {"predictions", "model_versions", "prediction_rollups"}
+        assert await tables(db) == TABLES
     finally:
         await db.dispose()

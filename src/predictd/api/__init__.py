@@ -3,8 +3,15 @@
 from predictd.api.deps import Services
 from predictd.api.errors import install_error_handlers
 from predictd.api.middleware import ServingMiddleware
-from predictd.api.routes import analytics, health, metrics, models, predict
+from predictd.api.routes import analytics, feedback, health, metrics, models, predict
 
-ROUTERS = (predict.router, health.router, analytics.router, models.router, metrics.router)
+ROUTERS = (
+    predict.router,
+    feedback.router,
+    health.router,
+    analytics.router,
+    models.router,
+    metrics.router,
+)
 
 __all__ = ["ROUTERS", "Services", "ServingMiddleware", "install_error_handlers"]

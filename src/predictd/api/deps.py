@@ -11,6 +11,7 @@ from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService, RequestContext
+from predictd.monitoring.feedback import FeedbackService
 from predictd.observability import Metrics
 from predictd.recording.recorder import PredictionRecorder
 from predictd.registry.loader import ModelLoader
@@ -27,6 +28,7 @@ class Services:
     recorder: PredictionRecorder
     inference: InferenceService
     analytics: AnalyticsService
+    feedback: FeedbackService
     loader: ModelLoader
     readiness: ReadinessProbe
 

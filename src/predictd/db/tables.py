@@ -110,6 +110,18 @@ prediction_rollups = Table(
     Index("ix_prediction_rollups_model_bucket", "model_name", "model_version", "bucket"),
 )
 
+# Ground truth, one row per prediction (a second answer replaces the first). No foreign key:
+# feedback may arrive before the recorder has written its prediction.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("prediction_id", Uuid(as_uuid=True), primary_key=True),
+    Column("actual", JsonValue, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("revisions", Integer, nullable=False),  # how many times it was sent
+    Index("ix_feedback_received_at", "received_at"),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,

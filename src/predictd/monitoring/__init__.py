@@ -1,0 +1,1 @@
+"""Feedback, performance, drift and alerts: what happens to a model after it is deployed."""
