@@ -16,7 +16,13 @@ from sqlalchemy import case, func, select
 from predictd.analytics.histogram import percentile
 from predictd.db import migrate
 from predictd.db.engine import Database
-from predictd.db.tables import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS, prediction_rollups, predictions
+from predictd.db.tables import (
+    CONFIDENCE_COLUMNS,
+    HISTOGRAM_COLUMNS,
+    LATENCY_BOUNDS_MS,
+    prediction_rollups,
+    predictions,
+)
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
@@ -66,8 +72,13 @@ async def raw_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     below = [
         func.sum(case((ok & (p.latency_ms <= bound), 1), else_=0)) for bound in LATENCY_BOUNDS_MS
     ]
+    bins = [
+        func.sum(case((ok & (p.confidence >= i / 10) & (p.confidence < (i + 1) / 10), 1), else_=0))
+        for i in range(9)
+    ] + [func.sum(case((ok & (p.confidence >= 0.9), 1), else_=0))]
     query = select(
         *GROUP,
+        *bins,
         func.sum(case((ok, 1), else_=0)),
         func.sum(case((ok, 0), else_=1)),
         func.sum(case((ok & p.cache_hit, 1), else_=0)),
@@ -88,6 +99,7 @@ async def rollup_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     cumulative = [func.sum(sum(histogram[: i + 1])) for i in range(len(LATENCY_BOUNDS_MS))]
     query = select(
         *RGROUP,
+        *(func.sum(r[name]) for name in CONFIDENCE_COLUMNS),
         func.sum(r.count),
         func.sum(r.errors),
         func.sum(r.cache_hits),

@@ -83,6 +83,10 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
 HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(
     f"latency_h{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1)
 )
+# Confidence in ten equal bins, [0, 0.1) ... [0.9, 1.0]: the dashboard's histogram, and what
+# estimated accuracy is computed from without reading single rows.
+CONFIDENCE_BINS = 10
+CONFIDENCE_COLUMNS: tuple[str, ...] = tuple(f"confidence_h{i}" for i in range(CONFIDENCE_BINS))
 
 # One row per minute x model version x variant x predicted label, maintained by the recorder
 # in the transaction of each insert (see recording/rollups.py); analytics read these.
@@ -103,6 +107,7 @@ prediction_rollups = Table(
     Column("first_ts", UTCDateTime(), nullable=False),
     Column("last_ts", UTCDateTime(), nullable=False),
     *(Column(name, BigInteger, nullable=False) for name in HISTOGRAM_COLUMNS),
+    *(Column(name, BigInteger, nullable=False) for name in CONFIDENCE_COLUMNS),
     PrimaryKeyConstraint(
         *("bucket", "model_name", "model_version", "variant", "label"),
         name="pk_prediction_rollups",

@@ -6,7 +6,8 @@ actually added, so a replayed batch adds nothing and replicas writing at once st
 upsert adds in the database: ``count = count + excluded.count``).
 
 Latency is kept as a fixed-bucket histogram (``LATENCY_BOUNDS_MS``), from which percentiles
-are read to the resolution of a bucket (the bounds are part of the schema, in db/tables).
+are read to the resolution of a bucket (the bounds are part of the schema, in db/tables), and
+confidence in ten equal bins.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from typing import Any
 
 import orjson
 
-from predictd.db.tables import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS
+from predictd.db.tables import (
+    CONFIDENCE_BINS,
+    CONFIDENCE_COLUMNS,
+    HISTOGRAM_COLUMNS,
+    LATENCY_BOUNDS_MS,
+)
 from predictd.recording.record import PredictionRecord
 
 KEY_COLUMNS = ("bucket", "model_name", "model_version", "variant", "label")
 SUM_COLUMNS: tuple[str, ...] = (
     "count", "errors", "cache_hits", "confidence_count", "confidence_sum", "latency_sum",
-    *HISTOGRAM_COLUMNS,
+    *HISTOGRAM_COLUMNS, *CONFIDENCE_COLUMNS,
 )  # fmt: skip
 NO_LABEL = ""  # regression outputs and failed predictions: not bucketed by value
 
@@ -46,6 +52,10 @@ def label_key(output: Any, probabilities: Any) -> str:
     return NO_LABEL
 
 
+def confidence_bin(confidence: float) -> int:
+    return min(CONFIDENCE_BINS - 1, max(0, int(confidence * CONFIDENCE_BINS)))
+
+
 def latency_bucket(latency_ms: float) -> int:
     return bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)
 
@@ -61,6 +71,7 @@ class Rollup:
     confidence_sum: float = 0.0
     latency_sum: float = 0.0
     histogram: list[int] = field(default_factory=lambda: [0] * len(HISTOGRAM_COLUMNS))
+    confidences: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
 
     def add(self, r: PredictionRecord) -> None:
         self.first_ts = min(self.first_ts, r.ts)
@@ -73,6 +84,7 @@ class Rollup:
         if r.confidence is not None:
             self.confidence_count += 1
             self.confidence_sum += r.confidence
+            self.confidences[confidence_bin(r.confidence)] += 1
         self.latency_sum += r.latency_ms
         self.histogram[latency_bucket(r.latency_ms)] += 1
 
@@ -112,5 +124,6 @@ def rows_of(rollups: dict[RollupKey, Rollup]) -> list[dict[str, Any]]:
             last_ts=acc.last_ts,
         )
         row.update(zip(HISTOGRAM_COLUMNS, acc.histogram, strict=True))
+        row.update(zip(CONFIDENCE_COLUMNS, acc.confidences, strict=True))
         rows.append(row)
     return rows

@@ -24,6 +24,7 @@ depends_on = None
 # change it.
 BOUNDS = 20
 HISTOGRAM = [f"latency_h{i:02d}" for i in range(BOUNDS + 1)]
+CONFIDENCE = [f"confidence_h{i}" for i in range(10)]
 BACKFILL_CHUNK = 50_000
 
 
@@ -44,6 +45,7 @@ def _columns() -> list[Any]:
         sa.Column("first_ts", dt, nullable=False),
         sa.Column("last_ts", dt, nullable=False),
         *(sa.Column(name, sa.BigInteger, nullable=False) for name in HISTOGRAM),
+        *(sa.Column(name, sa.BigInteger, nullable=False) for name in CONFIDENCE),
     ]
 
 
