@@ -18,6 +18,7 @@ from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
 from predictd.monitoring.feedback import FeedbackService
+from predictd.monitoring.performance import PerformanceService, monitor_forever
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             inference=inference,
             analytics=AnalyticsService(db),
             feedback=FeedbackService(db),
+            performance=PerformanceService(db),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
         )
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         inference.start()
         await loader.attempt()  # a healthy start is ready at once
         tasks.append(asyncio.create_task(loader.watch(settings.registry_poll_s)))
+        if settings.monitor_interval_s > 0:
+            tasks.append(asyncio.create_task(monitor_forever(services.performance, settings)))
         try:
             yield
         finally:

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     """How long the shadow worker waits after the first queued request, so many requests share
     one vectorised candidate call instead of costing one call each (0 = call at once)."""
 
+    monitor_interval_s: float = Field(default=0.0, ge=0)
+    """Run the performance monitor inside the server this often (0 = never; run `predictd
+    monitor run` from cron instead). Each run stores one row per version that answered."""
+
+    monitor_window_h: float = Field(default=24.0, gt=0)
+    """How far back the in-server monitor looks."""
+
     feedback_unmatched_days: int = Field(default=7, ge=1)
     """Feedback whose prediction never arrived is kept this long (it may still be on its way
     through a spool), then `predictd db cleanup` deletes it."""

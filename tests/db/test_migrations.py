@@ -14,7 +14,13 @@ from predictd.db.engine import Database
 from predictd.db.tables import metadata
 from predictd.settings import Settings
 
-TABLES = {"predictions", "model_versions", "prediction_rollups", "feedback"}
+TABLES = {
+    "predictions",
+    "model_versions",
+    "prediction_rollups",
+    "feedback",
+    "performance_metrics",
+}
 
 
 async def tables(db: Database) -> set[str]:

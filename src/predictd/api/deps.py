@@ -12,6 +12,7 @@ from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService, RequestContext
 from predictd.monitoring.feedback import FeedbackService
+from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
 from predictd.recording.recorder import PredictionRecorder
 from predictd.registry.loader import ModelLoader
@@ -29,6 +30,7 @@ class Services:
     inference: InferenceService
     analytics: AnalyticsService
     feedback: FeedbackService
+    performance: PerformanceService
     loader: ModelLoader
     readiness: ReadinessProbe
 

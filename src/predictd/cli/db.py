@@ -20,7 +20,7 @@ db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=Tr
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Database], Awaitable[T]]) -> T:
+def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     """Run ``work`` against the configured database; a failure is one line and exit 1."""
 
     async def runner() -> T:
@@ -43,21 +43,21 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
 @db_app.command()
 def upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
-    _run(lambda db: migrate.upgrade(db, revision))
+    run_with_database(lambda db: migrate.upgrade(db, revision))
     typer.echo(f"upgraded to {revision}")
 
 
 @db_app.command()
 def downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")]) -> None:
     """Revert migrations down to REVISION."""
-    _run(lambda db: migrate.downgrade(db, revision))
+    run_with_database(lambda db: migrate.downgrade(db, revision))
     typer.echo(f"downgraded to {revision}")
 
 
 @db_app.command()
 def current() -> None:
     """Print the database's current revision."""
-    typer.echo(_run(migrate.current_revision) or "<base>")
+    typer.echo(run_with_database(migrate.current_revision) or "<base>")
 
 
 @db_app.command()
@@ -87,7 +87,7 @@ def status() -> None:
         return revision, counts
 
     try:
-        revision, counts = _run(probe)
+        revision, counts = run_with_database(probe)
     except typer.Exit:
         typer.echo("reachable: no")
         raise
@@ -111,7 +111,7 @@ def cleanup(
         deleted = await maintenance.cleanup(db, days)
         return deleted, await FeedbackService(db).purge_unmatched(keep), keep
 
-    deleted, orphans, keep = _run(work)
+    deleted, orphans, keep = run_with_database(work)
     typer.echo(f"deleted {deleted} prediction(s) older than {days} day(s)")
     typer.echo(
         f"deleted {orphans} feedback answer(s) whose prediction never arrived within {keep} day(s)"
@@ -125,4 +125,4 @@ def backup(path: Annotated[Path, typer.Argument(help="Where to write the backup.
     async def work(db: Database) -> str:
         return await asyncio.to_thread(maintenance.backup, db, path)
 
-    typer.echo(_run(work))
+    typer.echo(run_with_database(work))

@@ -13,6 +13,7 @@ import typer
 
 from predictd.cli.db import db_app
 from predictd.cli.models import models_app
+from predictd.cli.monitor import monitor_app
 from predictd.cli.output import fail
 from predictd.errors import PredictdError
 from predictd.observability import uvicorn_log_config
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]

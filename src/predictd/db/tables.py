@@ -127,6 +127,25 @@ feedback = Table(
     Index("ix_feedback_received_at", "received_at"),
 )
 
+# One row per model version and window each time the monitor runs: realised metrics from
+# feedback (null until some arrives) beside the label-free estimate.
+performance_metrics = Table(
+    "performance_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("task", String(20), nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("window_end", UTCDateTime(), nullable=False),
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("labelled", BigInteger, nullable=False),
+    Column("metrics", JsonValue),
+    Column("estimated", JsonValue),
+    Index("ix_performance_metrics_model_name", "model_name", "model_version", "computed_at"),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,

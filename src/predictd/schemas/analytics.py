@@ -118,3 +118,24 @@ class Comparison(BaseModel):
     production: ArmStats
     candidate: ArmStats | None
     agreement: Agreement | None
+
+
+class PerformanceRow(BaseModel):
+    """One monitor run for one model version: ``metrics`` realised from feedback (null until
+    some arrives), ``estimated`` from confidence alone (classifiers), with ``gap`` = realised
+    minus estimated accuracy once both exist."""
+
+    model_name: str
+    model_version: int
+    task: str
+    window_start: datetime
+    window_end: datetime
+    computed_at: datetime
+    predictions: int
+    labelled: int
+    metrics: dict[str, Any] | None
+    estimated: dict[str, Any] | None
+
+
+class Performance(BaseModel):
+    items: list[PerformanceRow]

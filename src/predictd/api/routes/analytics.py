@@ -20,6 +20,8 @@ from predictd.schemas.analytics import (
     Distribution,
     LabelCount,
     Latency,
+    Performance,
+    PerformanceRow,
     Recent,
     RecentPrediction,
     RecentPredictionWithInput,
@@ -131,6 +133,21 @@ async def recent(
     items = [shape(**row) for row in rows]
     next_cursor = _cursor_of(rows[-1]) if len(rows) == limit else None
     return Recent(items=items, count=len(items), next_cursor=next_cursor)
+
+
+@router.get("/performance")
+async def performance(
+    services: ServicesDep,
+    model: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="model name")
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, description="model version")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> Performance:
+    """The newest performance rows the monitor stored (`predictd monitor run`, or the server
+    itself with PREDICTD_MONITOR_INTERVAL_S)."""
+    rows = await services.performance.latest(model, version, limit)
+    return Performance(items=[PerformanceRow(**row) for row in rows])
 
 
 @router.get("/compare", responses={404: {"model": ErrorResponse}})

@@ -1,0 +1,46 @@
+"""`predictd monitor ...`: compute and store performance from the recorded predictions."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from predictd.cli.db import run_with_database
+from predictd.cli.output import fail
+from predictd.db.engine import Database
+from predictd.monitoring.performance import PerformanceService
+
+monitor_app = typer.Typer(help="Performance monitoring.", no_args_is_help=True)
+
+UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_window(text: str) -> timedelta:
+    """'30m', '24h', '7d' -> a timedelta."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", text)
+    if match is None or float(match.group(1)) <= 0:
+        fail(f"--window {text!r}: use a positive number with m, h or d, e.g. 24h")
+    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+
+
+@monitor_app.command()
+def run(
+    model: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
+    window: Annotated[str, typer.Option(help="How far back to look: 30m, 24h, 7d.")] = "24h",
+) -> None:
+    """Compute realised (from feedback) and estimated performance for every version that
+    answered in the window, store it in performance_metrics, and print it as JSON lines."""
+    span = parse_window(window)
+
+    async def work(db: Database) -> list[dict[str, object]]:
+        return await PerformanceService(db).run(span, model)
+
+    rows = run_with_database(work)
+    if not rows:
+        typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
+    for row in rows:
+        typer.echo(json.dumps(row, default=str))

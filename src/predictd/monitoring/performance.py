@@ -1,0 +1,286 @@
+"""Performance per model version over a window: realised from feedback, estimated without it.
+
+Realised metrics join predictions to feedback and aggregate in the database (a confusion
+matrix of counts for classifiers; sums of errors for regressors), so only a handful of rows
+reach Python however many predictions were labelled.
+
+The estimate needs no labels: a classifier's expected accuracy is its average confidence,
+read from the rollups' confidence bins, mapped through the version's calibration (observed
+accuracy per bin on validation data, ``reference_profile["calibration"]``) when the registry
+has one. Reported beside the realised accuracy, a drop shows before labels arrive, and once
+they do the gap says how far the estimate can be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Float, and_, cast, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from predictd.db.engine import Database
+from predictd.db.errors import translate_errors
+from predictd.db.tables import (
+    CONFIDENCE_BINS,
+    CONFIDENCE_COLUMNS,
+    feedback,
+    model_versions,
+    performance_metrics,
+    prediction_rollups,
+    predictions,
+)
+from predictd.settings import Settings
+
+log = logging.getLogger("predictd.monitor")
+
+p, f, r = predictions.c, feedback.c, prediction_rollups.c
+
+
+def label_key(value: Any) -> str:
+    """Labels compare by text, so a client's "1" matches a model's 1 (JSON bools as JSON)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def classification_metrics(confusion: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """Accuracy and macro precision/recall/F1 from {(predicted, actual): count}."""
+    labels = sorted({label for pair in confusion for label in pair})
+    total = sum(confusion.values())
+    correct = sum(n for (pred, actual), n in confusion.items() if pred == actual)
+    precisions, recalls, f1s = [], [], []
+    for label in labels:
+        tp = confusion.get((label, label), 0)
+        predicted = sum(n for (pred, _), n in confusion.items() if pred == label)
+        actual = sum(n for (_, act), n in confusion.items() if act == label)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        precisions.append(precision)
+        recalls.append(recall)
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return {
+        "accuracy": correct / total if total else None,
+        "precision_macro": sum(precisions) / len(labels) if labels else None,
+        "recall_macro": sum(recalls) / len(labels) if labels else None,
+        "f1_macro": sum(f1s) / len(labels) if labels else None,
+        "confusion": {
+            "labels": labels,  # rows: actual, columns: predicted
+            "matrix": [[confusion.get((pred, act), 0) for pred in labels] for act in labels],
+        },
+    }
+
+
+def regression_metrics(
+    n: int, abs_err: float, sq_err: float, y: float, y2: float
+) -> dict[str, Any]:
+    """MAE, RMSE and R² from sums, so the database does the per-row work."""
+    if n == 0:
+        return {"mae": None, "rmse": None, "r2": None}
+    total_var = y2 - y * y / n
+    return {
+        "mae": abs_err / n,
+        "rmse": (sq_err / n) ** 0.5,
+        "r2": 1 - sq_err / total_var if total_var > 0 else None,
+    }
+
+
+def estimated_accuracy(
+    bins: Sequence[int], mean_confidence: float | None, calibration: Sequence[Any] | None
+) -> dict[str, Any] | None:
+    """Expected accuracy: calibrated per confidence bin when a calibration is known, else the
+    mean confidence itself (what a perfectly calibrated model would score)."""
+    count = sum(bins)
+    if count == 0 or mean_confidence is None:
+        return None
+    usable = calibration is not None and len(calibration) == CONFIDENCE_BINS
+    if usable and calibration is not None:
+        # A bin the validation data never reached falls back to its midpoint.
+        rates = [
+            float(c) if c is not None else (i + 0.5) / CONFIDENCE_BINS
+            for i, c in enumerate(calibration)
+        ]
+        value = sum(n * rate for n, rate in zip(bins, rates, strict=True)) / count
+    else:
+        value = mean_confidence
+    return {"accuracy": value, "calibrated": usable, "predictions": count}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    version: int
+    task: str
+    calibration: list[Any] | None
+
+
+def _numeric(conn: AsyncConnection, column: Any) -> Any:
+    """A JSON scalar as a float, in each database's words."""
+    if conn.dialect.name == "postgresql":
+        return cast(column.op("#>>")(literal_column("'{}'")), Float)
+    return cast(func.json_extract(column, "$"), Float)
+
+
+class PerformanceService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def run(
+        self, window: timedelta, model: str | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Compute and store one row per version that answered in the window."""
+        end = now or datetime.now(UTC)
+        start = end - window
+        async with translate_errors("computing performance"), self.db.engine.begin() as conn:
+            rows = []
+            for target in await self._targets(conn, start, end, model):
+                row = await self._measure(conn, target, start, end)
+                await conn.execute(performance_metrics.insert(), [row])
+                rows.append(row)
+        return rows
+
+    async def latest(
+        self, model: str | None, version: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        t = performance_metrics.c
+        query = select(performance_metrics).order_by(t.computed_at.desc(), t.id.desc())
+        if model is not None:
+            query = query.where(t.model_name == model)
+        if version is not None:
+            query = query.where(t.model_version == version)
+        async with translate_errors("reading performance"), self.db.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+
+    async def _targets(
+        self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
+    ) -> list[Target]:
+        answered = [
+            r.bucket >= start.replace(second=0, microsecond=0),
+            r.bucket < end,
+            r.variant != "shadow",
+        ]
+        if model is not None:
+            answered.append(r.model_name == model)
+        served = (
+            select(r.model_name, r.model_version).where(*answered).distinct().subquery("served")
+        )
+        v = model_versions.c
+        rows = await conn.execute(
+            select(v.name, v.version, v.task, v.reference_profile)
+            .join(served, and_(served.c.model_name == v.name, served.c.model_version == v.version))
+            .order_by(v.name, v.version)
+        )
+        return [
+            Target(name, version, task, (profile or {}).get("calibration"))
+            for name, version, task, profile in rows
+        ]
+
+    async def _measure(
+        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
+    ) -> dict[str, Any]:
+        answered = and_(
+            p.model_name == target.name,
+            p.model_version == target.version,
+            p.status == "ok",
+            p.variant != "shadow",
+            p.ts >= start,
+            p.ts < end,
+        )
+        labelled = predictions.join(feedback, f.prediction_id == p.id)
+        if target.task == "classification":
+            rows = await conn.execute(
+                select(p.output, f.actual, func.count())
+                .select_from(labelled)
+                .where(answered)
+                .group_by(p.output, f.actual)
+            )
+            confusion: dict[tuple[str, str], int] = {}
+            for output, actual, n in rows:
+                key = (label_key(output), label_key(actual))
+                confusion[key] = confusion.get(key, 0) + int(n)
+            count = sum(confusion.values())
+            metrics = classification_metrics(confusion) if count else None
+            estimated = await self._estimate(conn, target, start, end)
+            if metrics is not None and estimated is not None:
+                estimated["gap"] = metrics["accuracy"] - estimated["accuracy"]
+        else:
+            y, yhat = _numeric(conn, f.actual), _numeric(conn, p.output)
+            n, abs_err, sq_err, y_sum, y2_sum = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.sum(func.abs(y - yhat)),
+                        func.sum((y - yhat) * (y - yhat)),
+                        func.sum(y),
+                        func.sum(y * y),
+                    )
+                    .select_from(labelled)
+                    .where(answered, y.is_not(None), yhat.is_not(None))
+                )
+            ).one()
+            count = int(n)
+            sums = (float(abs_err or 0), float(sq_err or 0), float(y_sum or 0), float(y2_sum or 0))
+            metrics = regression_metrics(count, *sums) if count else None
+            estimated = None
+        total = await self._answered(conn, target, start, end)
+        return {
+            "model_name": target.name,
+            "model_version": target.version,
+            "task": target.task,
+            "window_start": start,
+            "window_end": end,
+            "computed_at": datetime.now(UTC),
+            "predictions": total,
+            "labelled": count,
+            "metrics": metrics,
+            "estimated": estimated,
+        }
+
+    def _rollup_window(self, target: Target, start: datetime, end: datetime) -> Any:
+        return and_(
+            r.model_name == target.name,
+            r.model_version == target.version,
+            r.variant != "shadow",
+            r.bucket >= start.replace(second=0, microsecond=0),
+            r.bucket < end,
+        )
+
+    async def _answered(
+        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
+    ) -> int:
+        where = self._rollup_window(target, start, end)
+        total = (await conn.execute(select(func.sum(r.count)).where(where))).scalar()
+        return int(total or 0)
+
+    async def _estimate(
+        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
+    ) -> dict[str, Any] | None:
+        where = self._rollup_window(target, start, end)
+        row = (
+            await conn.execute(
+                select(
+                    func.sum(r.confidence_sum),
+                    func.sum(r.confidence_count),
+                    *(func.coalesce(func.sum(r[c]), 0) for c in CONFIDENCE_COLUMNS),
+                ).where(where)
+            )
+        ).one()
+        confidences = int(row[1] or 0)
+        mean = float(row[0]) / confidences if confidences else None
+        return estimated_accuracy([int(n) for n in row[2:]], mean, target.calibration)
+
+
+async def monitor_forever(service: PerformanceService, settings: Settings) -> None:
+    """The in-server schedule: a failed run (database away) is logged and retried next time."""
+    window = timedelta(hours=settings.monitor_window_h)
+    while True:
+        await asyncio.sleep(settings.monitor_interval_s)
+        try:
+            rows = await service.run(window)
+            log.info("performance computed", extra={"versions": len(rows)})
+        except Exception as exc:
+            log.warning("performance monitor run failed", extra={"error": repr(exc)})
