@@ -207,6 +207,36 @@ async def test_shadow_work_arriving_together_shares_one_candidate_call(
     assert len({r["ts"] for r in shadows}) == 1
 
 
+async def test_compare_reports_accuracy_where_feedback_exists(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    settings = make_settings(tmp_path, db_url, shadow=True)
+    await register(
+        settings,
+        (artifacts.sentiment, "sentiment", "production"),
+        (artifacts.sentiment_alt, "sentiment", "staging"),
+    )
+    texts = [f"{t} #{i}" for i in range(2) for t in TEXTS]
+    labelled = texts[:10]  # feedback for some answers only: "positive" is the truth
+    async with running_app(settings) as (app, client):
+        ids = [
+            (await client.post("/predict", json={"text": t})).json()["prediction_id"] for t in texts
+        ]
+        await wait_shadow_idle(app)
+        await wait_shipped(app)
+        items = [{"prediction_id": i, "actual": "positive"} for i in ids[: len(labelled)]]
+        assert (await client.post("/feedback/batch", json={"items": items})).status_code == 200
+        compared = (await client.get("/analytics/compare", params={"model": "sentiment"})).json()
+
+    production = local_predictions(artifacts.sentiment, labelled)
+    candidate = local_predictions(artifacts.sentiment_alt, labelled)
+    assert compared["production"]["labelled"] == len(labelled)
+    assert compared["production"]["accuracy"] == production.count("positive") / len(labelled)
+    # The candidate's shadow answers are judged by the feedback on the answers they mirror.
+    assert compared["candidate"]["labelled"] == len(labelled)
+    assert compared["candidate"]["accuracy"] == candidate.count("positive") / len(labelled)
+
+
 async def test_compare_needs_a_model_with_a_production_version(
     tmp_path: Path, artifacts: Artifacts
 ) -> None:

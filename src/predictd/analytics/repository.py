@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.db.tables import HISTOGRAM_COLUMNS
+from predictd.db.tables import HISTOGRAM_COLUMNS, feedback
 from predictd.db.tables import prediction_rollups as r
 from predictd.db.tables import predictions as p
 
@@ -177,6 +177,33 @@ class AnalyticsRepository:
             )
         ).one()
         return int(row[0]), int(row[1] or 0)
+
+    async def labelled(
+        self, name: str, version: int, start: datetime | None, end: datetime | None
+    ) -> list[tuple[Any, Any, int]]:
+        """(predicted, actual, count) for one version's answers that have feedback. A shadow
+        answer is judged by the feedback on the production answer it mirrors (same input)."""
+        own, mirrored = p.alias("own"), p.alias("mirrored")
+        out: list[tuple[Any, Any, int]] = []
+        for rows, key, shadow in ((own, own.c.id, False), (mirrored, mirrored.c.shadow_of, True)):
+            clauses = [
+                rows.c.model_name == name,
+                rows.c.model_version == version,
+                rows.c.status == "ok",
+                (rows.c.variant == "shadow") if shadow else (rows.c.variant != "shadow"),
+            ]
+            if start is not None:
+                clauses.append(rows.c.ts >= start)
+            if end is not None:
+                clauses.append(rows.c.ts < end)
+            found = await self.conn.execute(
+                select(rows.c.output, feedback.c.actual, func.count())
+                .select_from(rows.join(feedback, feedback.c.prediction_id == key))
+                .where(and_(*clauses))
+                .group_by(rows.c.output, feedback.c.actual)
+            )
+            out += [(output, actual, int(n)) for output, actual, n in found]
+        return out
 
     async def recent(
         self,

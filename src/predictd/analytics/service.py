@@ -11,6 +11,7 @@ from predictd.analytics.repository import AnalyticsRepository, Interval, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import LATENCY_BOUNDS_MS
+from predictd.monitoring.performance import label_key
 
 
 class AnalyticsService:
@@ -80,14 +81,23 @@ class AnalyticsService:
         self, name: str, version: int, start: datetime | None, end: datetime | None
     ) -> dict[str, Any]:
         """Everything recorded for one version of a model, shadow answers included: counts
-        by variant, labels, confidence and latency."""
+        by variant, labels, confidence, latency, and accuracy where feedback exists."""
         window = Window(start, end, name, version, include_shadow=True)
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
             repo = AnalyticsRepository(conn)
             variants = await repo.variant_counts(window)
             labels = await repo.distribution(window)
-        return {"version": version, "variants": variants, **await self.summary(window),
-                "labels": labels}  # fmt: skip
+            pairs = await repo.labelled(name, version, start, end)
+        labelled = sum(n for _, _, n in pairs)
+        correct = sum(n for pred, act, n in pairs if label_key(pred) == label_key(act))
+        return {
+            "version": version,
+            "variants": variants,
+            **await self.summary(window),
+            "labels": labels,
+            "labelled": labelled,
+            "accuracy": correct / labelled if labelled else None,
+        }
 
     async def agreement(
         self, name: str, version: int, start: datetime | None, end: datetime | None

@@ -103,6 +103,8 @@ class ArmStats(Summary):
     version: int
     variants: dict[str, int]
     labels: list[LabelCount]
+    labelled: int  # answers with feedback (a shadow answer: feedback on the one it mirrors)
+    accuracy: float | None  # on those; null without feedback
 
 
 class Agreement(BaseModel):
