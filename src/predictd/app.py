@@ -19,6 +19,7 @@ from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
 from predictd.monitoring.feedback import FeedbackService
 from predictd.monitoring.performance import PerformanceService, monitor_forever
+from predictd.monitoring.system import SystemSampler, pool_in_use
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         inference.start()
         await loader.attempt()  # a healthy start is ready at once
         tasks.append(asyncio.create_task(loader.watch(settings.registry_poll_s)))
+        if settings.system_metrics_interval_s > 0:
+            sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
+            tasks.append(asyncio.create_task(sampler.forever(settings.system_metrics_interval_s)))
         if settings.monitor_interval_s > 0:
             tasks.append(asyncio.create_task(monitor_forever(services.performance, settings)))
         try:

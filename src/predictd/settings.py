@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     monitor_window_h: float = Field(default=24.0, gt=0)
     """How far back the in-server monitor looks."""
 
+    system_metrics_interval_s: float = Field(default=60.0, ge=0)
+    """Sample this server's CPU, memory, event-loop lag, recorder backlog and pool use into
+    `system_metrics` this often (0 = never); `predictd db cleanup` applies the retention."""
+
     feedback_unmatched_days: int = Field(default=7, ge=1)
     """Feedback whose prediction never arrived is kept this long (it may still be on its way
     through a spool), then `predictd db cleanup` deletes it."""

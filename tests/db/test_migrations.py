@@ -20,6 +20,7 @@ TABLES = {
     "prediction_rollups",
     "feedback",
     "performance_metrics",
+    "system_metrics",
 }
 
 

@@ -12,6 +12,7 @@ import typer
 from predictd.cli.output import fail
 from predictd.db import maintenance, migrate
 from predictd.db.engine import Database
+from predictd.monitoring import system
 from predictd.monitoring.feedback import FeedbackService
 from predictd.settings import Settings
 
@@ -103,16 +104,19 @@ def status() -> None:
 def cleanup(
     days: Annotated[int, typer.Option(min=1, help="Keep this many days of predictions.")],
 ) -> None:
-    """Delete predictions older than DAYS, in bounded chunks, and feedback whose prediction
-    never arrived within PREDICTD_FEEDBACK_UNMATCHED_DAYS."""
+    """Delete predictions and system metric samples older than DAYS (predictions in bounded
+    chunks), and feedback whose prediction never arrived within
+    PREDICTD_FEEDBACK_UNMATCHED_DAYS."""
 
-    async def work(db: Database) -> tuple[int, int, int]:
+    async def work(db: Database) -> tuple[int, int, int, int]:
         keep = db.settings.feedback_unmatched_days
         deleted = await maintenance.cleanup(db, days)
-        return deleted, await FeedbackService(db).purge_unmatched(keep), keep
+        samples = await system.purge(db, days)
+        return deleted, samples, await FeedbackService(db).purge_unmatched(keep), keep
 
-    deleted, orphans, keep = run_with_database(work)
+    deleted, samples, orphans, keep = run_with_database(work)
     typer.echo(f"deleted {deleted} prediction(s) older than {days} day(s)")
+    typer.echo(f"deleted {samples} system metric sample(s) older than {days} day(s)")
     typer.echo(
         f"deleted {orphans} feedback answer(s) whose prediction never arrived within {keep} day(s)"
     )

@@ -146,6 +146,22 @@ performance_metrics = Table(
     Index("ix_performance_metrics_model_name", "model_name", "model_version", "computed_at"),
 )
 
+# Periodic samples of each server's own health (CPU, memory, loop lag, recorder backlog, pool
+# use), long format: one row per value, the sampling process in ``labels``.
+system_metrics = Table(
+    "system_metrics",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("labels", JsonValue, nullable=False),
+    Index("ix_system_metrics_name", "name", "ts"),
+    Index("ix_system_metrics_ts", "ts"),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,

@@ -141,3 +141,14 @@ class PerformanceRow(BaseModel):
 
 class Performance(BaseModel):
     items: list[PerformanceRow]
+
+
+class SystemSample(BaseModel):
+    ts: datetime
+    name: str
+    value: float
+    labels: dict[str, Any]
+
+
+class SystemHistory(BaseModel):
+    items: list[SystemSample]

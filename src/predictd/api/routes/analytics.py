@@ -13,6 +13,7 @@ from predictd.analytics.repository import Window
 from predictd.api.auth import require_admin
 from predictd.api.deps import ServicesDep
 from predictd.errors import InvalidInput, ModelNotFound
+from predictd.monitoring.system import history as system_history
 from predictd.schemas.analytics import (
     Agreement,
     ArmStats,
@@ -26,6 +27,8 @@ from predictd.schemas.analytics import (
     RecentPrediction,
     RecentPredictionWithInput,
     Summary,
+    SystemHistory,
+    SystemSample,
     TimePoint,
     Timeseries,
 )
@@ -148,6 +151,22 @@ async def performance(
     itself with PREDICTD_MONITOR_INTERVAL_S)."""
     rows = await services.performance.latest(model, version, limit)
     return Performance(items=[PerformanceRow(**row) for row in rows])
+
+
+@router.get("/system")
+async def system(
+    services: ServicesDep,
+    start: From = None,
+    end: To = None,
+    name: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="e.g. cpu_percent, event_loop_lag_ms"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> SystemHistory:
+    """Samples of the servers' own health, newest first (PREDICTD_SYSTEM_METRICS_INTERVAL_S)."""
+    rows = await system_history(services.db, name, _utc(start), _utc(end), limit)
+    return SystemHistory(items=[SystemSample(**row) for row in rows])
 
 
 @router.get("/compare", responses={404: {"model": ErrorResponse}})
