@@ -17,8 +17,10 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
+from predictd.monitoring.alerts import AlertService
 from predictd.monitoring.feedback import FeedbackService
-from predictd.monitoring.performance import PerformanceService, monitor_forever
+from predictd.monitoring.monitor import monitor_forever
+from predictd.monitoring.performance import PerformanceService
 from predictd.monitoring.system import SystemSampler, pool_in_use
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             analytics=AnalyticsService(db),
             feedback=FeedbackService(db),
             performance=PerformanceService(db),
+            alerts=AlertService(db),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
         )
@@ -86,7 +89,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(settings.system_metrics_interval_s)))
         if settings.monitor_interval_s > 0:
-            tasks.append(asyncio.create_task(monitor_forever(services.performance, settings)))
+            tasks.append(asyncio.create_task(monitor_forever(db, settings, metrics)))
         try:
             yield
         finally:

@@ -98,6 +98,7 @@ class Metrics:
     served_version: Gauge
     shadow_predictions: Counter
     shadow_dropped: Counter
+    alerts_active: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -164,6 +165,13 @@ class Metrics:
                 "Model versions that failed to load, verify or warm up (never served); "
                 "reason=tampered when the artifact no longer matches its registered sha256.",
                 ["model", "role", "reason"],
+                registry=reg,
+            ),
+            alerts_active=Gauge(
+                "predictd_alerts_active",
+                "Open (active or acknowledged) alerts by rule and severity, as of the last "
+                "monitor run in this process.",
+                ["rule", "severity"],
                 registry=reg,
             ),
             served_version=Gauge(

@@ -111,6 +111,26 @@ class Settings(BaseSettings):
     monitor_window_h: float = Field(default=24.0, gt=0)
     """How far back the in-server monitor looks."""
 
+    alert_accuracy_min: float | None = Field(default=None, ge=0, le=1)
+    """Alert when a version's realised accuracy falls below this (unset: no floor)."""
+
+    alert_accuracy_drop: float = Field(default=0.1, ge=0, le=1)
+    """Alert when realised accuracy is more than this below the accuracy the version was
+    registered with (`models register --metrics-json`)."""
+
+    alert_p99_latency_ms: float = Field(default=1000.0, gt=0)
+    """Alert when a model's p99 latency over the monitor window exceeds this."""
+
+    alert_error_rate: float = Field(default=0.05, ge=0, le=1)
+    """Alert when more than this share of a model's predictions fail."""
+
+    alert_min_predictions: int = Field(default=100, ge=1)
+    """Latency and error-rate alerts wait for this many predictions in the window."""
+
+    alert_webhook_url: str | None = None
+    """POSTed `{"event": "opened"|"resolved", "alert": {...}}` for each new and resolved
+    alert, with retries."""
+
     system_metrics_interval_s: float = Field(default=60.0, ge=0)
     """Sample this server's CPU, memory, event-loop lag, recorder backlog and pool use into
     `system_metrics` this often (0 = never); `predictd db cleanup` applies the retention."""

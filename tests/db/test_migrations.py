@@ -21,6 +21,7 @@ TABLES = {
     "feedback",
     "performance_metrics",
     "system_metrics",
+    "alerts",
 }
 
 

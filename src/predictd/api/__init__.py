@@ -3,11 +3,12 @@
 from predictd.api.deps import Services
 from predictd.api.errors import install_error_handlers
 from predictd.api.middleware import ServingMiddleware
-from predictd.api.routes import analytics, feedback, health, metrics, models, predict
+from predictd.api.routes import alerts, analytics, feedback, health, metrics, models, predict
 
 ROUTERS = (
     predict.router,
     feedback.router,
+    alerts.router,
     health.router,
     analytics.router,
     models.router,

@@ -11,6 +11,7 @@ from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService, RequestContext
+from predictd.monitoring.alerts import AlertService
 from predictd.monitoring.feedback import FeedbackService
 from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
@@ -31,6 +32,7 @@ class Services:
     analytics: AnalyticsService
     feedback: FeedbackService
     performance: PerformanceService
+    alerts: AlertService
     loader: ModelLoader
     readiness: ReadinessProbe
 

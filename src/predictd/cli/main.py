@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
 from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(alerts_app, name="alerts")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]

@@ -12,7 +12,7 @@ import typer
 from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
 from predictd.db.engine import Database
-from predictd.monitoring.performance import PerformanceService
+from predictd.monitoring.monitor import MonitorResult, run_monitor
 
 monitor_app = typer.Typer(help="Performance monitoring.", no_args_is_help=True)
 
@@ -33,14 +33,18 @@ def run(
     window: Annotated[str, typer.Option(help="How far back to look: 30m, 24h, 7d.")] = "24h",
 ) -> None:
     """Compute realised (from feedback) and estimated performance for every version that
-    answered in the window, store it in performance_metrics, and print it as JSON lines."""
+    answered in the window, store it in performance_metrics, apply the alert rules, and print
+    it all as JSON lines."""
     span = parse_window(window)
 
-    async def work(db: Database) -> list[dict[str, object]]:
-        return await PerformanceService(db).run(span, model)
+    async def work(db: Database) -> MonitorResult:
+        return await run_monitor(db, db.settings, span, model)
 
-    rows = run_with_database(work)
-    if not rows:
+    result = run_with_database(work)
+    if not result.performance:
         typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
-    for row in rows:
+    for row in result.performance:
         typer.echo(json.dumps(row, default=str))
+    for event, changed in (("opened", result.alerts.opened), ("resolved", result.alerts.resolved)):
+        for alert in changed:
+            typer.echo(json.dumps({"alert": event, **alert}, default=str))

@@ -162,6 +162,37 @@ system_metrics = Table(
     Index("ix_system_metrics_ts", "ts"),
 )
 
+# active -> acknowledged -> resolved. At most one open alert per rule and model, enforced by
+# the database, so a condition that persists updates its alert instead of adding more.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(50), nullable=False),
+    Column("model_name", String(200), nullable=False),  # "" for rules about the server itself
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JsonValue),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", UTCDateTime()),
+    Column("resolved_by", String(200)),
+    Column("resolved_at", UTCDateTime()),
+    Column("resolution_notes", Text),
+    Index(
+        "uq_alerts_open",
+        "rule",
+        "model_name",
+        unique=True,
+        postgresql_where=text("status <> 'resolved'"),
+        sqlite_where=text("status <> 'resolved'"),
+    ),
+    Index("ix_alerts_status", "status", "created_at"),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,

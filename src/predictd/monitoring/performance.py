@@ -13,7 +13,6 @@ they do the gap says how far the estimate can be trusted.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from predictd.db.tables import (
     prediction_rollups,
     predictions,
 )
-from predictd.settings import Settings
 
 log = logging.getLogger("predictd.monitor")
 
@@ -272,15 +270,3 @@ class PerformanceService:
         confidences = int(row[1] or 0)
         mean = float(row[0]) / confidences if confidences else None
         return estimated_accuracy([int(n) for n in row[2:]], mean, target.calibration)
-
-
-async def monitor_forever(service: PerformanceService, settings: Settings) -> None:
-    """The in-server schedule: a failed run (database away) is logged and retried next time."""
-    window = timedelta(hours=settings.monitor_window_h)
-    while True:
-        await asyncio.sleep(settings.monitor_interval_s)
-        try:
-            rows = await service.run(window)
-            log.info("performance computed", extra={"versions": len(rows)})
-        except Exception as exc:
-            log.warning("performance monitor run failed", extra={"error": repr(exc)})

@@ -1,0 +1,70 @@
+"""`predictd alerts ...`: the alerts the monitor raised, from the command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+
+from predictd.cli.db import run_with_database
+from predictd.cli.output import fail
+from predictd.db.engine import Database
+from predictd.errors import PredictdError
+from predictd.monitoring.alerts import AlertService
+
+alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve.", no_args_is_help=True)
+STATUSES = ("active", "acknowledged", "resolved", "open")
+By = Annotated[str | None, typer.Option(help="Who (default: your login name).")]
+
+
+def _change(work: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = run_with_database(work)
+    except PredictdError as exc:
+        fail(exc.message)
+    return result
+
+
+@alerts_app.command("list")
+def list_alerts(
+    status: Annotated[
+        str | None, typer.Option(help="active, acknowledged, resolved or open.")
+    ] = None,
+) -> None:
+    """Alerts, newest first, as JSON lines."""
+    if status is not None and status not in STATUSES:
+        fail(f"--status {status!r}: use one of {', '.join(STATUSES)}")
+
+    async def work(db: Database) -> list[dict[str, Any]]:
+        return await AlertService(db).list(status)
+
+    for alert in run_with_database(work):
+        typer.echo(json.dumps(alert, default=str))
+
+
+@alerts_app.command("ack")
+def acknowledge(alert_id: int, by: By = None) -> None:
+    """Acknowledge an active alert."""
+
+    async def work(db: Database) -> dict[str, Any]:
+        return await AlertService(db).acknowledge(alert_id, by or getpass.getuser())
+
+    alert = _change(work)
+    typer.echo(f"alert {alert_id} acknowledged by {alert['acknowledged_by']}")
+
+
+@alerts_app.command("resolve")
+def resolve(
+    alert_id: int,
+    by: By = None,
+    notes: Annotated[str | None, typer.Option(help="What was done.")] = None,
+) -> None:
+    """Resolve an open alert, with notes."""
+
+    async def work(db: Database) -> dict[str, Any]:
+        return await AlertService(db).resolve(alert_id, by or getpass.getuser(), notes)
+
+    alert = _change(work)
+    typer.echo(f"alert {alert_id} resolved by {alert['resolved_by']}")

@@ -1,0 +1,261 @@
+"""Alert rules and the alert lifecycle: active -> acknowledged -> resolved.
+
+Rules are pure: they turn what the monitor measured into findings (firing or clear) per rule
+and model. ``AlertService.apply`` keeps at most one open alert per rule and model (the database
+enforces it), refreshes it while the condition persists, and resolves it, with a note, when
+the condition clears. New and resolved alerts go to the optional webhook, with retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from predictd.db.engine import Database
+from predictd.db.errors import translate_errors
+from predictd.db.tables import alerts
+from predictd.errors import Conflict, NotFound
+from predictd.settings import Settings
+
+log = logging.getLogger("predictd.alerts")
+
+OPEN_STATUSES = ("active", "acknowledged")
+SYSTEM = "predictd"  # who resolves an alert whose condition cleared
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    model: str
+    firing: bool
+    severity: str = "warning"
+    title: str = ""
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+# -- rules -------------------------------------------------------------------------------
+
+
+def accuracy_findings(
+    performance: Iterable[Mapping[str, Any]],
+    training_accuracy: Mapping[tuple[str, int], float],
+    settings: Settings,
+) -> list[Finding]:
+    """Realised accuracy below the floor, or more than the allowed drop below the accuracy
+    the version was registered with."""
+    out = []
+    for row in performance:
+        realised = (row.get("metrics") or {}).get("accuracy")
+        if realised is None:
+            continue
+        name, version = row["model_name"], row["model_version"]
+        trained = training_accuracy.get((name, version))
+        reasons = []
+        if settings.alert_accuracy_min is not None and realised < settings.alert_accuracy_min:
+            reasons.append(f"below the floor {settings.alert_accuracy_min:.3f}")
+        if trained is not None and realised < trained - settings.alert_accuracy_drop:
+            reasons.append(f"more than {settings.alert_accuracy_drop:.3f} below training "
+                           f"accuracy {trained:.3f}")  # fmt: skip
+        out.append(
+            Finding(
+                "accuracy",
+                name,
+                bool(reasons),
+                "critical",
+                f"{name} v{version} accuracy {realised:.3f}",
+                f"realised accuracy {realised:.3f} on {row['labelled']} labelled predictions: "
+                + ("; ".join(reasons) or "within bounds"),
+                {"version": version, "accuracy": realised, "training_accuracy": trained},
+            )
+        )
+    return out
+
+
+def serving_findings(name: str, summary: Mapping[str, Any], settings: Settings) -> list[Finding]:
+    """p99 latency and error rate over the window, once there is enough traffic to judge."""
+    total, errors = int(summary["total"]), int(summary["errors"])
+    if total + errors < settings.alert_min_predictions:
+        return []
+    p99 = summary.get("p99_latency_ms")
+    rate = errors / (total + errors)
+    slow = p99 is not None and p99 > settings.alert_p99_latency_ms
+    failing = rate > settings.alert_error_rate
+    return [
+        Finding(
+            "latency_p99", name, slow, "warning",
+            f"{name} p99 latency {p99 or 0:.0f} ms",
+            f"p99 latency {p99 or 0:.1f} ms (limit {settings.alert_p99_latency_ms:g} ms) over "
+            f"{total} predictions",
+            {"p99_latency_ms": p99, "predictions": total},
+        ),
+        Finding(
+            "error_rate", name, failing, "critical",
+            f"{name} error rate {rate:.1%}",
+            f"{errors} of {total + errors} predictions failed ({rate:.2%}; limit "
+            f"{settings.alert_error_rate:.2%})",
+            {"errors": errors, "predictions": total + errors, "error_rate": rate},
+        ),
+    ]  # fmt: skip
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    opened: list[dict[str, Any]]
+    resolved: list[dict[str, Any]]
+
+
+class AlertService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def apply(self, findings: Sequence[Finding]) -> Changes:
+        opened, resolved = [], []
+        now = datetime.now(UTC)
+        async with translate_errors("updating alerts"), self.db.engine.begin() as conn:
+            for finding in findings:
+                current = (
+                    await conn.execute(
+                        select(alerts).where(
+                            alerts.c.rule == finding.rule,
+                            alerts.c.model_name == finding.model,
+                            alerts.c.status.in_(OPEN_STATUSES),
+                        )
+                    )
+                ).first()
+                if finding.firing and current is None:
+                    row = {
+                        "rule": finding.rule, "model_name": finding.model,
+                        "severity": finding.severity, "status": "active",
+                        "title": finding.title, "message": finding.message,
+                        "data": dict(finding.data), "created_at": now, "updated_at": now,
+                    }  # fmt: skip
+                    try:
+                        async with conn.begin_nested():
+                            result = await conn.execute(alerts.insert().values(**row))
+                    except IntegrityError:  # another replica opened it a moment ago
+                        continue
+                    key = result.inserted_primary_key
+                    opened.append({"id": key[0] if key else None, **row})
+                elif finding.firing and current is not None:
+                    await conn.execute(
+                        update(alerts)
+                        .where(alerts.c.id == current.id)
+                        .values(
+                            message=finding.message,
+                            title=finding.title,
+                            data=dict(finding.data),
+                            updated_at=now,
+                        )
+                    )
+                elif current is not None:
+                    notes = f"condition cleared: {finding.message}"
+                    await conn.execute(
+                        update(alerts)
+                        .where(alerts.c.id == current.id)
+                        .values(
+                            status="resolved",
+                            resolved_by=SYSTEM,
+                            resolved_at=now,
+                            resolution_notes=notes,
+                            updated_at=now,
+                        )
+                    )
+                    resolved.append({**current._mapping, "status": "resolved",
+                                     "resolved_by": SYSTEM, "resolved_at": now,
+                                     "resolution_notes": notes})  # fmt: skip
+        return Changes(opened, resolved)
+
+    async def list(self, status: str | None, limit: int = 200) -> list[dict[str, Any]]:
+        query = select(alerts).order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
+        if status == "open":
+            query = query.where(alerts.c.status.in_(OPEN_STATUSES))
+        elif status is not None:
+            query = query.where(alerts.c.status == status)
+        async with translate_errors("reading alerts"), self.db.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+
+    async def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
+        return await self._move(alert_id, "acknowledged", by, None, allowed=("active",))
+
+    async def resolve(self, alert_id: int, by: str, notes: str | None) -> dict[str, Any]:
+        return await self._move(alert_id, "resolved", by, notes, allowed=OPEN_STATUSES)
+
+    async def _move(
+        self, alert_id: int, status: str, by: str, notes: str | None, allowed: Sequence[str]
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "acknowledged":
+            values.update(acknowledged_by=by, acknowledged_at=now)
+        else:
+            values.update(resolved_by=by, resolved_at=now, resolution_notes=notes)
+        async with translate_errors("updating alerts"), self.db.engine.begin() as conn:
+            current = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+            if current is None:
+                raise NotFound(f"no alert {alert_id}")
+            if current.status not in allowed:
+                raise Conflict(f"alert {alert_id} is {current.status}: it cannot become {status}")
+            await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+        return {**current._mapping, **values}
+
+    async def active_counts(self) -> dict[tuple[str, str], int]:
+        async with translate_errors("reading alerts"), self.db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(alerts.c.rule, alerts.c.severity, func.count())
+                .where(alerts.c.status.in_(OPEN_STATUSES))
+                .group_by(alerts.c.rule, alerts.c.severity)
+            )
+            return {(rule, severity): int(n) for rule, severity, n in rows}
+
+
+class Webhook:
+    """POSTs ``{"event": "opened"|"resolved", "alert": {...}}``, retrying transient failures;
+    a webhook that stays down is logged, never raised: alerts live in the database anyway."""
+
+    ATTEMPTS = 4
+
+    def __init__(self, url: str | None, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+
+    async def send(self, changes: Changes) -> int:
+        if self.url is None:
+            return 0
+        events = [("opened", a) for a in changes.opened] + [
+            ("resolved", a) for a in changes.resolved
+        ]
+        sent = 0
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            for event, alert in events:
+                body = {"event": event, "alert": _jsonable(alert)}
+                try:
+                    async for attempt in AsyncRetrying(
+                        stop=stop_after_attempt(self.ATTEMPTS),
+                        wait=wait_exponential(multiplier=0.2, max=2),
+                        retry=retry_if_exception_type(httpx.HTTPError),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            response = await client.post(self.url, json=body)
+                            response.raise_for_status()
+                    sent += 1
+                except httpx.HTTPError as exc:
+                    log.warning("alert webhook failed", extra={"event": event,
+                                "alert": alert.get("id"), "error": repr(exc)})  # fmt: skip
+        return sent
+
+
+def _jsonable(alert: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in alert.items()}

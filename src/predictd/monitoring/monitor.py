@@ -1,0 +1,94 @@
+"""One monitor pass: performance per version, then the alert rules over what it measured.
+Run by `predictd monitor run` and, with PREDICTD_MONITOR_INTERVAL_S, inside the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from predictd.analytics.repository import Window
+from predictd.analytics.service import AnalyticsService
+from predictd.db.engine import Database
+from predictd.db.tables import model_versions
+from predictd.monitoring.alerts import (
+    AlertService,
+    Changes,
+    Webhook,
+    accuracy_findings,
+    serving_findings,
+)
+from predictd.monitoring.performance import PerformanceService
+from predictd.observability import Metrics
+from predictd.settings import Settings
+
+log = logging.getLogger("predictd.monitor")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorResult:
+    performance: list[dict[str, Any]]
+    alerts: Changes
+
+
+async def run_monitor(
+    db: Database,
+    settings: Settings,
+    window: timedelta,
+    model: str | None = None,
+    metrics: Metrics | None = None,
+) -> MonitorResult:
+    end = datetime.now(UTC)
+    performance = await PerformanceService(db).run(window, model, now=end)
+    findings = accuracy_findings(performance, await _training_accuracy(db, performance), settings)
+    analytics = AnalyticsService(db)
+    for name in sorted({row["model_name"] for row in performance}):
+        summary = await analytics.summary(Window(end - window, end, name))
+        findings += serving_findings(name, summary, settings)
+    service = AlertService(db)
+    changes = await service.apply(findings)
+    await Webhook(settings.alert_webhook_url).send(changes)
+    if metrics is not None:
+        metrics.alerts_active.clear()
+        for (rule, severity), count in (await service.active_counts()).items():
+            metrics.alerts_active.labels(rule=rule, severity=severity).set(count)
+    return MonitorResult(performance, changes)
+
+
+async def _training_accuracy(
+    db: Database, performance: list[dict[str, Any]]
+) -> dict[tuple[str, int], float]:
+    keys = {(row["model_name"], row["model_version"]) for row in performance}
+    if not keys:
+        return {}
+    v = model_versions.c
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(v.name, v.version, v.metrics).where(tuple_(v.name, v.version).in_(keys))
+        )
+        return {
+            (name, version): float(metrics["accuracy"])
+            for name, version, metrics in rows
+            if isinstance(metrics, dict) and isinstance(metrics.get("accuracy"), int | float)
+        }
+
+
+async def monitor_forever(db: Database, settings: Settings, metrics: Metrics) -> None:
+    """The in-server schedule: a failed pass (database away) is logged and retried next time."""
+    window = timedelta(hours=settings.monitor_window_h)
+    while True:
+        await asyncio.sleep(settings.monitor_interval_s)
+        try:
+            result = await run_monitor(db, settings, window, metrics=metrics)
+            log.info(
+                "monitor pass",
+                extra={"versions": len(result.performance),
+                       "alerts_opened": len(result.alerts.opened),
+                       "alerts_resolved": len(result.alerts.resolved)},
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("monitor pass failed", extra={"error": repr(exc)})

@@ -1,0 +1,196 @@
+"""Alerts: rules, one open alert per rule and model, auto-resolve, the webhook with retries
+(a real HTTP server on 127.0.0.1), the Prometheus gauge, the API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from predictd.cli import app as cli
+from predictd.db import migrate
+from predictd.db.engine import Database
+from predictd.monitoring.alerts import AlertService, Finding, serving_findings
+from predictd.monitoring.feedback import FeedbackItem, FeedbackService
+from predictd.monitoring.monitor import run_monitor
+from predictd.observability import Metrics
+from predictd.recording.repository import PredictionWriter
+from predictd.registry.service import ModelRegistry
+from predictd.settings import Settings
+from tests.conftest import Artifacts
+from tests.recording.test_recorder import make_record
+from tests.support.app import make_settings, running_app
+
+
+@pytest.fixture
+async def db(db_url: str) -> Any:
+    database = Database(Settings(database_url=db_url))
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+def slow(firing: bool) -> Finding:
+    return Finding("latency_p99", "m", firing, "warning", "slow", f"firing={firing}", {"n": 1})
+
+
+async def test_one_open_alert_per_rule_and_model(db: Database) -> None:
+    service = AlertService(db)
+    first = await service.apply([slow(True)])
+    assert len(first.opened) == 1
+    alert_id = first.opened[0]["id"]
+    again = await service.apply([slow(True), replace(slow(True), model="other")])
+    assert [a["model_name"] for a in again.opened] == ["other"]  # no duplicate for "m"
+    await service.acknowledge(alert_id, "ops")
+    still = await service.apply([slow(True)])
+    assert still.opened == []
+    assert (await service.list("open"))[-1]["status"] == "acknowledged"
+
+    cleared = await service.apply([slow(False)])
+    assert [a["id"] for a in cleared.resolved] == [alert_id]
+    done = next(a for a in await service.list("resolved") if a["id"] == alert_id)
+    assert done["resolved_by"] == "predictd"
+    assert done["resolution_notes"].startswith("condition cleared")
+    back = await service.apply([slow(True)])
+    assert len(back.opened) == 1
+    assert back.opened[0]["id"] != alert_id
+
+
+def test_serving_rules_wait_for_enough_traffic() -> None:
+    settings = Settings(alert_p99_latency_ms=100, alert_error_rate=0.1, alert_min_predictions=50)
+    quiet = {"total": 10, "errors": 9, "p99_latency_ms": 900.0}
+    assert serving_findings("m", quiet, settings) == []
+    busy = {"total": 100, "errors": 5, "p99_latency_ms": 150.0}
+    found = {f.rule: f.firing for f in serving_findings("m", busy, settings)}
+    assert found == {"latency_p99": True, "error_rate": False}
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+    failures_left = 1  # the first POST fails: the sender must retry
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if Hook.failures_left > 0:
+            Hook.failures_left -= 1
+            self.send_response(503)
+        else:
+            Hook.received.append(body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Hook.received, Hook.failures_left = [], 1
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_monitor_raises_and_clears_alerts(
+    tmp_path: Path, db_url: str, artifacts: Artifacts, webhook: str
+) -> None:
+    settings = make_settings(tmp_path, db_url, alert_webhook_url=webhook, alert_min_predictions=20)
+    db = Database(settings)
+    try:
+        await migrate.upgrade(db)
+        registry = ModelRegistry(settings, db)
+        version = registry.inspect(artifacts.sentiment.path, "clf", metrics={"accuracy": 0.95})
+        await registry.register(version, stage="production")
+        now = datetime.now(UTC)
+        ok = [make_record(id=uuid.uuid4(), model_name="clf", output="positive",
+                          ts=now - timedelta(minutes=5)) for _ in range(30)]  # fmt: skip
+        failed = [make_record(id=uuid.uuid4(), model_name="clf", status="error", output=None,
+                              confidence=None, ts=now - timedelta(minutes=5))
+                  for _ in range(10)]  # fmt: skip
+        await PredictionWriter(db).write(ok + failed)
+        await FeedbackService(db).submit([FeedbackItem(r.id, "negative") for r in ok[:20]])
+
+        metrics = Metrics.create()
+        result = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        assert sorted(a["rule"] for a in result.alerts.opened) == ["accuracy", "error_rate"]
+        sample = metrics.registry.get_sample_value
+        assert sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) == 1
+        assert [b["event"] for b in Hook.received] == ["opened", "opened"]  # after one retry
+
+        # The same conditions again: nothing new. Then the errors stop and labels improve.
+        again = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        assert again.alerts.opened == []
+        fresh = [make_record(id=uuid.uuid4(), model_name="clf", output="positive",
+                             ts=now - timedelta(minutes=2)) for _ in range(400)]  # fmt: skip
+        await PredictionWriter(db).write(fresh)
+        await FeedbackService(db).submit([FeedbackItem(r.id, "positive") for r in ok + fresh])
+        cleared = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        assert sorted(a["rule"] for a in cleared.alerts.resolved) == ["accuracy", "error_rate"]
+        assert (
+            sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) is None
+        )
+        assert [b["event"] for b in Hook.received][-2:] == ["resolved", "resolved"]
+    finally:
+        await db.dispose()
+
+
+async def test_alerts_over_http(tmp_path: Path, db_url: str) -> None:
+    settings = make_settings(tmp_path, db_url, admin_token="s3cret")
+    async with running_app(settings) as (app, client):
+        service = AlertService(app.state.services.db)
+        first, second = (await service.apply([slow(True), replace(slow(True), model="n")])).opened
+        admin = {"Authorization": "Bearer s3cret"}
+
+        listed = (await client.get("/alerts", params={"status": "active"})).json()
+        assert {a["id"] for a in listed["items"]} == {first["id"], second["id"]}
+        path = f"/alerts/{first['id']}"
+        assert (await client.post(f"{path}/acknowledge")).status_code == 401
+        acked = await client.post(f"{path}/acknowledge", json={"by": "kim"}, headers=admin)
+        assert acked.json()["acknowledged_by"] == "kim"
+        twice = await client.post(f"{path}/acknowledge", headers=admin)
+        assert twice.status_code == 409
+        done = await client.post(f"{path}/resolve", json={"notes": "scaled up"}, headers=admin)
+        assert (done.json()["status"], done.json()["resolution_notes"]) == ("resolved", "scaled up")
+        assert (await client.post(f"{path}/resolve", headers=admin)).status_code == 409
+        assert (await client.post("/alerts/9999/resolve", headers=admin)).status_code == 404
+        bad = await client.get("/alerts", params={"status": "sleeping"})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "status"
+
+
+def test_alerts_from_the_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def seed() -> dict[str, Any]:
+        database = Database(Settings(database_url=db_url))
+        try:
+            await migrate.upgrade(database)
+            return (await AlertService(database).apply([slow(True)])).opened[0]
+        finally:
+            await database.dispose()
+
+    second = asyncio.run(seed())
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    runner = CliRunner()
+    listed_cli = runner.invoke(cli, ["alerts", "list", "--status", "open"])
+    assert listed_cli.exit_code == 0, listed_cli.output
+    assert [json.loads(line)["id"] for line in listed_cli.output.splitlines()] == [second["id"]]
+    ack = runner.invoke(cli, ["alerts", "ack", str(second["id"]), "--by", "lee"])
+    assert ack.exit_code == 0, ack.output
+    assert "acknowledged by lee" in ack.output
+    resolved = runner.invoke(cli, ["alerts", "resolve", str(second["id"]), "--notes", "ok"])
+    assert resolved.exit_code == 0, resolved.output
+    missing = runner.invoke(cli, ["alerts", "ack", "9999"])
+    assert missing.exit_code == 1
+    assert "no alert 9999" in missing.output
