@@ -21,6 +21,7 @@ from predictd.monitoring.alerts import AlertService
 from predictd.monitoring.feedback import FeedbackService
 from predictd.monitoring.monitor import monitor_forever
 from predictd.monitoring.performance import PerformanceService
+from predictd.monitoring.recording_health import RecordingWatch
 from predictd.monitoring.system import SystemSampler, pool_in_use
 from predictd.observability import Metrics, configure_logging
 from predictd.recording.recorder import PredictionRecorder
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         if settings.system_metrics_interval_s > 0:
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(settings.system_metrics_interval_s)))
+        watch = RecordingWatch(settings, recorder.state, services.alerts, metrics)
+        tasks.append(asyncio.create_task(watch.forever(min(5.0, settings.alert_recording_s / 5))))
         if settings.monitor_interval_s > 0:
             tasks.append(asyncio.create_task(monitor_forever(db, settings, metrics)))
         try:

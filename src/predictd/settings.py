@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     alert_min_predictions: int = Field(default=100, ge=1)
     """Latency and error-rate alerts wait for this many predictions in the window."""
 
+    alert_recording_s: float = Field(default=60.0, gt=0)
+    """Alert when the database has been unreachable, or the recorder's backlog has kept
+    growing, for this long. Decided by each server itself, since the database is what fails."""
+
     alert_webhook_url: str | None = None
     """POSTed `{"event": "opened"|"resolved", "alert": {...}}` for each new and resolved
     alert, with retries."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +21,16 @@ from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, Finding, serving_findings
 from predictd.monitoring.feedback import FeedbackItem, FeedbackService
 from predictd.monitoring.monitor import run_monitor
+from predictd.monitoring.recording_health import RecordingCondition
 from predictd.observability import Metrics
+from predictd.recording.recorder import RecorderState
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
 from tests.recording.test_recorder import make_record
 from tests.support.app import make_settings, running_app
+from tests.support.webhook import WebhookSink, webhook_sink
 
 
 @pytest.fixture
@@ -75,39 +76,36 @@ def test_serving_rules_wait_for_enough_traffic() -> None:
     assert found == {"latency_p99": True, "error_rate": False}
 
 
-class Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-    failures_left = 1  # the first POST fails: the sender must retry
+def recorder(backlog: int, database_ok: bool | None) -> RecorderState:
+    return RecorderState(0, 0, backlog, 0, database_ok, None if database_ok else "refused")
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if Hook.failures_left > 0:
-            Hook.failures_left -= 1
-            self.send_response(503)
-        else:
-            Hook.received.append(body)
-            self.send_response(200)
-        self.end_headers()
 
-    def log_message(self, *_: Any) -> None:
-        return None
+def test_the_recording_condition_needs_to_last() -> None:
+    condition = RecordingCondition(limit_s=10)
+    assert condition.observe(recorder(5, False), now=0)[0] is False
+    assert condition.observe(recorder(9, False), now=9)[0] is False
+    firing, message = condition.observe(recorder(12, False), now=10)
+    assert firing
+    assert "unreachable for 10 s" in message
+    assert condition.observe(recorder(11, True), now=11)[0] is False  # back, draining
+    for t in range(12, 22):  # reachable, but the backlog keeps growing
+        assert condition.observe(recorder(100 + t, True), now=t)[0] is False
+    assert condition.observe(recorder(200, True), now=22)[0] is True
+    assert condition.observe(recorder(150, True), now=23)[0] is False
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
-    Hook.received, Hook.failures_left = [], 1
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+def webhook() -> Iterator[WebhookSink]:
+    with webhook_sink(failures=1) as sink:  # the first POST fails: the sender must retry
+        yield sink
 
 
 async def test_monitor_raises_and_clears_alerts(
-    tmp_path: Path, db_url: str, artifacts: Artifacts, webhook: str
+    tmp_path: Path, db_url: str, artifacts: Artifacts, webhook: WebhookSink
 ) -> None:
-    settings = make_settings(tmp_path, db_url, alert_webhook_url=webhook, alert_min_predictions=20)
+    settings = make_settings(
+        tmp_path, db_url, alert_webhook_url=webhook.url, alert_min_predictions=20
+    )
     db = Database(settings)
     try:
         await migrate.upgrade(db)
@@ -128,7 +126,7 @@ async def test_monitor_raises_and_clears_alerts(
         assert sorted(a["rule"] for a in result.alerts.opened) == ["accuracy", "error_rate"]
         sample = metrics.registry.get_sample_value
         assert sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) == 1
-        assert [b["event"] for b in Hook.received] == ["opened", "opened"]  # after one retry
+        assert webhook.events() == ["opened", "opened"]  # after one retry
 
         # The same conditions again: nothing new. Then the errors stop and labels improve.
         again = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
@@ -142,7 +140,7 @@ async def test_monitor_raises_and_clears_alerts(
         assert (
             sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) is None
         )
-        assert [b["event"] for b in Hook.received][-2:] == ["resolved", "resolved"]
+        assert webhook.events()[-2:] == ["resolved", "resolved"]
     finally:
         await db.dispose()
 
