@@ -20,7 +20,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, Finding, serving_findings
 from predictd.monitoring.feedback import FeedbackItem, FeedbackService
-from predictd.monitoring.monitor import run_monitor
+from predictd.monitoring.monitor import exclusive_pass, run_monitor
 from predictd.monitoring.recording_health import RecordingCondition
 from predictd.observability import Metrics
 from predictd.recording.recorder import RecorderState
@@ -29,7 +29,7 @@ from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
 from tests.recording.test_recorder import make_record
-from tests.support.app import make_settings, running_app
+from tests.support.app import make_settings, running_app, wait_shipped
 from tests.support.webhook import WebhookSink, webhook_sink
 
 
@@ -192,3 +192,42 @@ def test_alerts_from_the_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> No
     missing = runner.invoke(cli, ["alerts", "ack", "9999"])
     assert missing.exit_code == 1
     assert "no alert 9999" in missing.output
+
+
+async def test_one_replica_runs_each_monitor_pass(postgres_url: str) -> None:
+    first, second = (Database(Settings(database_url=postgres_url)) for _ in range(2))
+    try:
+        async with exclusive_pass(first) as mine:
+            assert mine
+            async with exclusive_pass(second) as theirs:
+                assert not theirs
+        async with exclusive_pass(second) as theirs:
+            assert theirs
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_the_server_runs_the_monitor_on_schedule(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    settings = make_settings(
+        tmp_path, db_url, model_path=artifacts.sentiment.path, monitor_interval_s=0.2
+    )
+    async with running_app(settings) as (app, client):
+        answer = (await client.post("/predict", json={"text": "I love it"})).json()
+        await wait_shipped(app)
+        await client.post(
+            "/feedback", json={"prediction_id": answer["prediction_id"], "actual": "positive"}
+        )
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            rows = (await client.get("/analytics/performance")).json()["items"]
+            if rows and rows[0]["labelled"] == 1:
+                break
+            assert asyncio.get_running_loop().time() < deadline, rows
+            await asyncio.sleep(0.1)
+        assert rows[0]["model_name"] == "sentiment"
+        assert rows[0]["metrics"]["accuracy"] == (
+            1.0 if answer["prediction"] == "positive" else 0.0
+        )

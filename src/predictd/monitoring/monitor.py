@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from predictd.analytics.repository import Window
 from predictd.analytics.service import AnalyticsService
@@ -27,6 +29,8 @@ from predictd.observability import Metrics
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.monitor")
+
+MONITOR_LOCK = 0x7072_6564  # advisory lock key: one monitor pass at a time per database
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +81,33 @@ async def _training_accuracy(
         }
 
 
+@asynccontextmanager
+async def exclusive_pass(db: Database) -> AsyncIterator[bool]:
+    """True for the one replica that runs this pass: on PostgreSQL a session advisory lock,
+    so N replicas on one schedule store one row per version, not N."""
+    if db.dialect != "postgresql":
+        yield True
+        return
+    async with db.engine.connect() as conn:
+        held = bool((await conn.execute(select(func.pg_try_advisory_lock(MONITOR_LOCK)))).scalar())
+        try:
+            yield held
+        finally:
+            if held:
+                await conn.execute(select(func.pg_advisory_unlock(MONITOR_LOCK)))
+
+
 async def monitor_forever(db: Database, settings: Settings, metrics: Metrics) -> None:
     """The in-server schedule: a failed pass (database away) is logged and retried next time."""
     window = timedelta(hours=settings.monitor_window_h)
     while True:
         await asyncio.sleep(settings.monitor_interval_s)
         try:
-            result = await run_monitor(db, settings, window, metrics=metrics)
+            async with exclusive_pass(db) as mine:
+                if not mine:
+                    log.debug("monitor pass skipped: another replica is running it")
+                    continue
+                result = await run_monitor(db, settings, window, metrics=metrics)
             log.info(
                 "monitor pass",
                 extra={"versions": len(result.performance),
