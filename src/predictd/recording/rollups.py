@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ SUM_COLUMNS: tuple[str, ...] = (
 NO_LABEL = ""  # regression outputs and failed predictions: not bucketed by value
 
 RollupKey = tuple[datetime, str, int, str, str]
+ONE_MINUTE = timedelta(minutes=1)
 
 
 def minute(ts: datetime) -> datetime:
@@ -56,10 +57,6 @@ def confidence_bin(confidence: float) -> int:
     return min(CONFIDENCE_BINS - 1, max(0, int(confidence * CONFIDENCE_BINS)))
 
 
-def latency_bucket(latency_ms: float) -> int:
-    return bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)
-
-
 @dataclass(slots=True)
 class Rollup:
     first_ts: datetime
@@ -74,35 +71,57 @@ class Rollup:
     confidences: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
 
     def add(self, r: PredictionRecord) -> None:
-        self.first_ts = min(self.first_ts, r.ts)
-        self.last_ts = max(self.last_ts, r.ts)
+        # The recorder calls this for every row it writes: plain comparisons, no helpers.
+        ts = r.ts
+        if ts < self.first_ts:
+            self.first_ts = ts
+        elif ts > self.last_ts:
+            self.last_ts = ts
         if r.status != "ok":
             self.errors += 1
             return
         self.count += 1
-        self.cache_hits += int(bool(r.cache_hit))
-        if r.confidence is not None:
+        if r.cache_hit:
+            self.cache_hits += 1
+        confidence = r.confidence
+        if confidence is not None:
             self.confidence_count += 1
-            self.confidence_sum += r.confidence
-            self.confidences[confidence_bin(r.confidence)] += 1
-        self.latency_sum += r.latency_ms
-        self.histogram[latency_bucket(r.latency_ms)] += 1
-
-
-def key_of(r: PredictionRecord) -> RollupKey:
-    label = label_key(r.output, r.probabilities) if r.status == "ok" else NO_LABEL
-    return (minute(r.ts), r.model_name, r.model_version, r.variant, label)
+            self.confidence_sum += confidence
+            self.confidences[confidence_bin(confidence)] += 1
+        latency = r.latency_ms
+        self.latency_sum += latency
+        self.histogram[bisect.bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
 
 
 def rollup(
     records: Iterable[PredictionRecord], into: dict[RollupKey, Rollup] | None = None
 ) -> dict[RollupKey, Rollup]:
+    """Sum ``records`` into rollups by minute, version, variant and label. Batches are mostly in
+    time order with few distinct labels, so the minute and the label text are reused rather
+    than rebuilt for every record."""
     found: dict[RollupKey, Rollup] = {} if into is None else into
+    labels: dict[tuple[type, Any, bool], str] = {}
+    start = end = None
     for r in records:
-        key = key_of(r)
+        ts = r.ts
+        if start is None or end is None or not start <= ts < end:
+            start = minute(ts)
+            end = start + ONE_MINUTE
+        if r.status != "ok":
+            label = NO_LABEL
+        else:
+            output = r.output
+            cached = (type(output), output, r.probabilities is None)
+            try:
+                label = labels[cached]
+            except KeyError:
+                label = labels[cached] = label_key(output, r.probabilities)
+            except TypeError:  # an unhashable output (a list): no label either way
+                label = label_key(output, r.probabilities)
+        key = (start, r.model_name, r.model_version, r.variant, label)
         acc = found.get(key)
         if acc is None:
-            acc = found[key] = Rollup(r.ts, r.ts)
+            acc = found[key] = Rollup(ts, ts)
         acc.add(r)
     return found
 
