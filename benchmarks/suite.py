@@ -1,5 +1,6 @@
 """The whole benchmark run behind `make bench`: part A (HTTP), part B (ingest), part C
-(shadow traffic); `--only SECTION` runs one of them and refreshes only its part of RESULTS.md."""
+(shadow traffic), part D (analytics at 10 million rows); `--only SECTION` runs one of them and
+refreshes only its part of RESULTS.md."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from benchmarks.analytics import AnalyticsResults, run_analytics
+from benchmarks.analytics import raw as analytics_raw
+from benchmarks.analytics import section as analytics_section
+from benchmarks.analytics import verdicts as analytics_verdicts
 from benchmarks.environment import (
     DEFAULT_ADMIN_URL,
     Machine,
@@ -57,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="benchmarks/run.py",
         description="predictd benchmarks: /predict throughput vs. baselines, recorder ingest, "
-        "shadow traffic's cost.",
+        "shadow traffic's cost, analytics at 10 million rows.",
     )
     p.add_argument("--duration", type=float, help="measured seconds per target (default 15)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds first (default 3)")
@@ -72,8 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 3 s per target, 20,000 records; RESULTS.md is left alone "
-        "unless --results is given",
+        help="smoke test: 3 s per target, 20,000 records, 200,000 analytics rows; RESULTS.md "
+        "is left alone unless --results is given",
     )
     p.add_argument(
         "--targets", default=",".join(ALL_TARGETS), help=f"subset of {','.join(ALL_TARGETS)}"
@@ -81,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-http", action="store_true", help="leave out part A (HTTP)")
     p.add_argument("--skip-ingest", action="store_true", help="leave out part B (ingest)")
     p.add_argument("--skip-shadow", action="store_true", help="leave out part C (shadow)")
+    p.add_argument("--skip-analytics", action="store_true", help="leave out part D (analytics)")
+    p.add_argument(
+        "--analytics-rows",
+        type=int,
+        help="part D: predictions loaded (default 10,000,000, --quick 200,000)",
+    )
     p.add_argument(
         "--only",
         help=f"run only these parts, comma-separated, of {','.join(RUN_SECTIONS)}; "
@@ -121,6 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.records = args.records or (20_000 if args.quick else 200_000)
     args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 15.0)
+    args.analytics_rows = args.analytics_rows or (200_000 if args.quick else 10_000_000)
     if args.only is not None:
         args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown_sections = set(args.sections) - set(RUN_SECTIONS)
@@ -128,7 +140,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--only: expected some of {','.join(RUN_SECTIONS)}")
     else:
         args.sections = list(RUN_SECTIONS)
-    skipped = {"http": args.skip_http, "ingest": args.skip_ingest, "shadow": args.skip_shadow}
+    skipped = {
+        "http": args.skip_http,
+        "ingest": args.skip_ingest,
+        "shadow": args.skip_shadow,
+        "analytics": args.skip_analytics,
+    }
     args.sections = [s for s in RUN_SECTIONS if s in args.sections and not skipped[s]]
     if not args.sections:
         p.error("nothing left to run")
@@ -352,6 +369,7 @@ def report(
     http: list[TargetResult],
     ingest: tuple[IngestResult, ...],
     shadow: ShadowResults | None,
+    analytics: AnalyticsResults | None,
     vs: list[Verdict],
     *,
     merged: bool,
@@ -388,7 +406,8 @@ def report(
         "such a part names its own run; every other figure comes from the run below. One "
         "machine, one model (the demo sentiment model, TF-IDF + LogisticRegression, trained "
         "by `predictd.demo.train.train_sentiment`; part C adds a candidate trained the same "
-        "way on another split).",
+        "way on another split; part D serves analytics from a database of synthetic "
+        "predictions).",
         "",
         *run,
     ]
@@ -467,6 +486,8 @@ def report(
         ]
     if shadow is not None:
         sections["shadow"] = shadow_section(args, shadow, machine.cores, preface)
+    if analytics is not None:
+        sections["analytics"] = analytics_section(args, analytics, preface)
     sections["targets"] = ["## Targets", "", *verdict_table(vs), ""]
     return {name: "\n".join(lines) for name, lines in sections.items()}
 
@@ -485,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     http: list[TargetResult] = []
     ingest: tuple[IngestResult, ...] = ()
     shadow: ShadowResults | None = None
+    analytics: AnalyticsResults | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="predictd-bench-") as tmp:
             work = Path(tmp)
@@ -504,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             if "shadow" in args.sections:
                 bodies = _write_bodies(work / "bodies.jsonl")
                 shadow = run_shadow(args, pg, model, work, bodies)
+            if "analytics" in args.sections:
+                analytics = run_analytics(args, pg, model, work)
     finally:
         dropped = pg.drop_all()
         if dropped:
@@ -514,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         code_note += " -- WARNING: src/ changed during the run; figures mix code versions"
         print(f"warning: src/ changed during the run ({code})", file=sys.stderr)
     vs = verdicts(http, ingest) + (shadow_verdicts(shadow) if shadow else [])
+    vs += analytics_verdicts(analytics) if analytics else []
     print()
     if http:
         print("\n".join(http_table(http)))
@@ -525,7 +550,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.results is not None:
         merged = set(args.sections) != set(RUN_SECTIONS) and args.results.exists()
         sections = report(
-            args, machine, code_note, started, wall, http, ingest, shadow, vs, merged=merged
+            args,
+            machine,
+            code_note,
+            started,
+            wall,
+            http,
+            ingest,
+            shadow,
+            analytics,
+            vs,
+            merged=merged,
         )
         if merged:
             ran = {k: v for k, v in sections.items() if k in args.sections}
@@ -543,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             "http": [asdict(r) for r in http],
             "ingest": [asdict(i) | {"rate": i.rate} for i in ingest],
             "shadow": shadow_raw(shadow) if shadow else None,
+            "analytics": analytics_raw(analytics) if analytics else None,
             "verdicts": [asdict(v) for v in vs],
         }
         args.json.write_text(json.dumps(raw, indent=2, default=str))
