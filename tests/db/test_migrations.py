@@ -18,6 +18,7 @@ TABLES = {
     "predictions",
     "model_versions",
     "prediction_rollups",
+    "prediction_rollups_hourly",
     "feedback",
     "performance_metrics",
     "system_metrics",

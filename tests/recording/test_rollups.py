@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, select
 
 from predictd.analytics.histogram import percentile
 from predictd.db import migrate
@@ -21,6 +21,7 @@ from predictd.db.tables import (
     HISTOGRAM_COLUMNS,
     LATENCY_BOUNDS_MS,
     prediction_rollups,
+    prediction_rollups_hourly,
     predictions,
 )
 from predictd.recording.record import PredictionRecord
@@ -59,11 +60,6 @@ def random_records(rng: random.Random, count: int) -> list[PredictionRecord]:
 
 
 GROUP = (predictions.c.model_name, predictions.c.model_version, predictions.c.variant)
-RGROUP = (
-    prediction_rollups.c.model_name,
-    prediction_rollups.c.model_version,
-    prediction_rollups.c.variant,
-)
 
 
 async def raw_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
@@ -93,12 +89,15 @@ async def raw_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     return {tuple(r[:3]): _rounded(r[3:]) for r in rows}
 
 
-async def rollup_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    r = prediction_rollups.c
+async def rollup_totals(
+    db: Database, table: Table = prediction_rollups
+) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    r = table.c
+    group = (r.model_name, r.model_version, r.variant)
     histogram = [r[name] for name in HISTOGRAM_COLUMNS]
     cumulative = [func.sum(sum(histogram[: i + 1])) for i in range(len(LATENCY_BOUNDS_MS))]
     query = select(
-        *RGROUP,
+        *group,
         *(func.sum(r[name]) for name in CONFIDENCE_COLUMNS),
         func.sum(r.count),
         func.sum(r.errors),
@@ -108,7 +107,7 @@ async def rollup_totals(db: Database) -> dict[tuple[Any, ...], tuple[Any, ...]]:
         func.min(r.first_ts),
         func.max(r.last_ts),
         *cumulative,
-    ).group_by(*RGROUP)
+    ).group_by(*group)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return {tuple(row[:3]): _rounded(row[3:]) for row in rows}
@@ -130,9 +129,11 @@ def _rounded(values: Any) -> tuple[Any, ...]:
 
 
 async def assert_rollups_match(db: Database) -> None:
-    raw, rolled = await raw_totals(db), await rollup_totals(db)
+    raw = await raw_totals(db)
     assert raw, "no rows were written"
-    assert rolled == {k: tuple(0.0 if x is None else x for x in v) for k, v in raw.items()}
+    want = {k: tuple(0.0 if x is None else x for x in v) for k, v in raw.items()}
+    assert await rollup_totals(db) == want
+    assert await rollup_totals(db, prediction_rollups_hourly) == want
 
 
 @pytest.fixture

@@ -13,20 +13,34 @@ returned) are left out unless a query asks for them, as ``compare`` does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    Table,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.db.tables import HISTOGRAM_COLUMNS, feedback
 from predictd.db.tables import prediction_rollups as r
+from predictd.db.tables import prediction_rollups_hourly as h
 from predictd.db.tables import predictions as p
 
 Interval = Literal["minute", "hour", "day"]
 NO_LABEL = ""  # see recording/rollups.py: regression values and failures
+SOURCE_COLUMNS: tuple[str, ...] = tuple(c.name for c in r.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,19 +53,53 @@ class Window:
     version: int | None = None
     include_shadow: bool = False
 
-    def rollups(self) -> ColumnElement[bool]:
+    def _filters(self, table: Table) -> list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
-        if self.start is not None:
-            clauses.append(r.c.bucket >= self.start.replace(second=0, microsecond=0))
-        if self.end is not None:
-            clauses.append(r.c.bucket < self.end)
         if self.model is not None:
-            clauses.append(r.c.model_name == self.model)
+            clauses.append(table.c.model_name == self.model)
         if self.version is not None:
-            clauses.append(r.c.model_version == self.version)
+            clauses.append(table.c.model_version == self.version)
         if not self.include_shadow:
-            clauses.append(r.c.variant != "shadow")
-        return and_(true(), *clauses)
+            clauses.append(table.c.variant != "shadow")
+        return clauses
+
+    def source(self, *, minutes_only: bool = False) -> Subquery:
+        """The rollup rows this window covers: whole hours from the hourly table, and the
+        minutes before the first and after the last whole hour from the minute table (a
+        30-day window reads ~720 hourly rows per version, variant and label, not 43,200)."""
+        start = None if self.start is None else self.start.replace(second=0, microsecond=0)
+        end = self.end
+        first_hour = None if start is None else _ceil_hour(start)
+        last_hour = None if end is None else end.replace(minute=0, second=0, microsecond=0)
+        if minutes_only or (
+            first_hour is not None and last_hour is not None and first_hour >= last_hour
+        ):
+            return _rows(r, self._filters(r), start, end).subquery("rollups")
+        parts = [_rows(h, self._filters(h), first_hour, last_hour)]
+        if start is not None and first_hour is not None and start < first_hour:
+            parts.append(_rows(r, self._filters(r), start, first_hour))
+        if end is not None and last_hour is not None and last_hour < end:
+            parts.append(_rows(r, self._filters(r), last_hour, end))
+        return union_all(*parts).subquery("rollups")
+
+
+def _ceil_hour(ts: datetime) -> datetime:
+    hour = ts.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == ts else hour + timedelta(hours=1)
+
+
+def _rows(
+    table: Table,
+    filters: list[ColumnElement[bool]],
+    start: datetime | None,
+    end: datetime | None,
+) -> Select[Any]:
+    clauses = list(filters)
+    if start is not None:
+        clauses.append(table.c.bucket >= start)
+    if end is not None:
+        clauses.append(table.c.bucket < end)
+    return select(*(table.c[name] for name in SOURCE_COLUMNS)).where(and_(true(), *clauses))
 
 
 def _utc(value: Any) -> datetime | None:
@@ -62,8 +110,8 @@ def _utc(value: Any) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _histogram_sums() -> list[Any]:
-    return [func.coalesce(func.sum(r.c[name]), 0) for name in HISTOGRAM_COLUMNS]
+def _histogram_sums(src: Subquery, names: tuple[str, ...] = HISTOGRAM_COLUMNS) -> list[Any]:
+    return [func.coalesce(func.sum(src.c[name]), 0) for name in names]
 
 
 class AnalyticsRepository:
@@ -71,19 +119,20 @@ class AnalyticsRepository:
         self.conn = conn
 
     async def totals(self, window: Window) -> dict[str, Any]:
+        src = window.source()
         row = (
             await self.conn.execute(
                 select(
-                    func.coalesce(func.sum(r.c.count), 0),
-                    func.coalesce(func.sum(r.c.errors), 0),
-                    func.coalesce(func.sum(r.c.cache_hits), 0),
-                    func.sum(r.c.confidence_sum),
-                    func.coalesce(func.sum(r.c.confidence_count), 0),
-                    func.sum(r.c.latency_sum),
-                    func.min(r.c.first_ts),
-                    func.max(r.c.last_ts),
-                    *_histogram_sums(),
-                ).where(window.rollups())
+                    func.coalesce(func.sum(src.c.count), 0),
+                    func.coalesce(func.sum(src.c.errors), 0),
+                    func.coalesce(func.sum(src.c.cache_hits), 0),
+                    func.sum(src.c.confidence_sum),
+                    func.coalesce(func.sum(src.c.confidence_count), 0),
+                    func.sum(src.c.latency_sum),
+                    func.min(src.c.first_ts),
+                    func.max(src.c.last_ts),
+                    *_histogram_sums(src),
+                )
             )
         ).one()
         total, confidences = int(row[0]), int(row[4])
@@ -99,34 +148,36 @@ class AnalyticsRepository:
         }
 
     async def distribution(self, window: Window) -> list[tuple[Any, int]]:
-        count = func.sum(r.c.count)
+        src = window.source()
+        count = func.sum(src.c.count)
         rows = await self.conn.execute(
-            select(r.c.label, count)
-            .where(window.rollups(), r.c.label != NO_LABEL)
-            .group_by(r.c.label)
-            .order_by(count.desc(), r.c.label)
+            select(src.c.label, count)
+            .where(src.c.label != NO_LABEL)
+            .group_by(src.c.label)
+            .order_by(count.desc(), src.c.label)
         )
         return [(orjson.loads(label), int(n)) for label, n in rows if n]
 
     async def variant_counts(self, window: Window) -> dict[str, int]:
+        src = window.source()
         rows = await self.conn.execute(
-            select(r.c.variant, func.sum(r.c.count)).where(window.rollups()).group_by(r.c.variant)
+            select(src.c.variant, func.sum(src.c.count)).group_by(src.c.variant)
         )
         return {str(v): int(n) for v, n in rows if n}
 
     async def timeseries(self, window: Window, interval: Interval) -> list[dict[str, Any]]:
-        period = self._period(interval).label("period")
+        src = window.source(minutes_only=interval == "minute")
+        period = self._period(src, interval).label("period")
         rows = await self.conn.execute(
             select(
                 period,
-                func.sum(r.c.count),
-                func.sum(r.c.errors),
-                func.sum(r.c.confidence_sum),
-                func.sum(r.c.confidence_count),
-                func.sum(r.c.latency_sum),
-                *_histogram_sums(),
+                func.sum(src.c.count),
+                func.sum(src.c.errors),
+                func.sum(src.c.confidence_sum),
+                func.sum(src.c.confidence_count),
+                func.sum(src.c.latency_sum),
+                *_histogram_sums(src),
             )
-            .where(window.rollups())
             .group_by(period)
             .order_by(period)
         )
@@ -143,13 +194,13 @@ class AnalyticsRepository:
             for row in rows
         ]
 
-    def _period(self, interval: Interval) -> Any:
+    def _period(self, src: Subquery, interval: Interval) -> Any:
         if interval == "minute":
-            return r.c.bucket
+            return src.c.bucket
         if self.conn.dialect.name == "postgresql":
-            return func.date_trunc(interval, r.c.bucket, literal_column("'UTC'"))
+            return func.date_trunc(interval, src.c.bucket, literal_column("'UTC'"))
         fmt = "%Y-%m-%d %H:00:00" if interval == "hour" else "%Y-%m-%d 00:00:00"
-        return func.strftime(fmt, r.c.bucket)
+        return func.strftime(fmt, src.c.bucket)
 
     async def agreement(
         self, name: str, version: int, start: datetime | None, end: datetime | None

@@ -88,32 +88,39 @@ HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(
 CONFIDENCE_BINS = 10
 CONFIDENCE_COLUMNS: tuple[str, ...] = tuple(f"confidence_h{i}" for i in range(CONFIDENCE_BINS))
 
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("bucket", UTCDateTime(), nullable=False),
+        Column("model_name", String(200), nullable=False),
+        Column("model_version", Integer, nullable=False),
+        Column("variant", String(20), nullable=False),
+        Column("label", Text, nullable=False),
+        Column("count", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("cache_hits", BigInteger, nullable=False),
+        Column("confidence_count", BigInteger, nullable=False),
+        Column("confidence_sum", Float, nullable=False),
+        Column("latency_sum", Float, nullable=False),
+        Column("first_ts", UTCDateTime(), nullable=False),
+        Column("last_ts", UTCDateTime(), nullable=False),
+        *(Column(c, BigInteger, nullable=False) for c in HISTOGRAM_COLUMNS),
+        *(Column(c, BigInteger, nullable=False) for c in CONFIDENCE_COLUMNS),
+        PrimaryKeyConstraint(
+            *("bucket", "model_name", "model_version", "variant", "label"), name=f"pk_{name}"
+        ),
+        Index(f"ix_{name}_model_bucket", "model_name", "model_version", "bucket"),
+    )
+
+
 # One row per minute x model version x variant x predicted label, maintained by the recorder
-# in the transaction of each insert (see recording/rollups.py); analytics read these.
-prediction_rollups = Table(
-    "prediction_rollups",
-    metadata,
-    Column("bucket", UTCDateTime(), nullable=False),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("variant", String(20), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("count", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("cache_hits", BigInteger, nullable=False),
-    Column("confidence_count", BigInteger, nullable=False),
-    Column("confidence_sum", Float, nullable=False),
-    Column("latency_sum", Float, nullable=False),
-    Column("first_ts", UTCDateTime(), nullable=False),
-    Column("last_ts", UTCDateTime(), nullable=False),
-    *(Column(name, BigInteger, nullable=False) for name in HISTOGRAM_COLUMNS),
-    *(Column(name, BigInteger, nullable=False) for name in CONFIDENCE_COLUMNS),
-    PrimaryKeyConstraint(
-        *("bucket", "model_name", "model_version", "variant", "label"),
-        name="pk_prediction_rollups",
-    ),
-    Index("ix_prediction_rollups_model_bucket", "model_name", "model_version", "bucket"),
-)
+# in the transaction of each insert (see recording/rollups.py); analytics read these. The
+# same sums per hour serve long windows: a 30-day query reads 720 hours instead of 43,200
+# minutes (per version, variant and label).
+prediction_rollups = _rollup_table("prediction_rollups")
+prediction_rollups_hourly = _rollup_table("prediction_rollups_hourly")
 
 # Ground truth, one row per prediction (a second answer replaces the first). No foreign key:
 # feedback may arrive before the recorder has written its prediction.

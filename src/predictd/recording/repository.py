@@ -9,14 +9,14 @@ from typing import Any
 
 import orjson
 from asyncpg.exceptions import UniqueViolationError
-from sqlalchemy import func
+from sqlalchemy import Table, func
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from predictd.db.engine import Database
 from predictd.db.errors import is_row_error
-from predictd.db.tables import prediction_rollups, predictions
+from predictd.db.tables import prediction_rollups, prediction_rollups_hourly, predictions
 from predictd.recording.record import COLUMNS, PredictionRecord
-from predictd.recording.rollups import KEY_COLUMNS, SUM_COLUMNS, rollup, rows_of
+from predictd.recording.rollups import KEY_COLUMNS, SUM_COLUMNS, by_hour, rollup, rows_of
 
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
 _STAGING_DDL = (
@@ -28,15 +28,24 @@ _MERGE = (
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _ROLLUP_COLUMNS: tuple[str, ...] = tuple(c.name for c in prediction_rollups.c)
-_ROLLUP_ADD = [f'"{c}" = prediction_rollups."{c}" + EXCLUDED."{c}"' for c in SUM_COLUMNS]
-_ROLLUP_NAMES = ", ".join(f'"{c}"' for c in _ROLLUP_COLUMNS)
-_ROLLUP_UPSERT = (
-    f"INSERT INTO prediction_rollups ({_ROLLUP_NAMES}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_ROLLUP_COLUMNS) + 1))}) "
-    f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(_ROLLUP_ADD)}, "
-    "first_ts = LEAST(prediction_rollups.first_ts, EXCLUDED.first_ts), "
-    "last_ts = GREATEST(prediction_rollups.last_ts, EXCLUDED.last_ts)"
-)
+
+
+def _pg_rollup_upsert(table: str) -> str:
+    names = ", ".join(f'"{c}"' for c in _ROLLUP_COLUMNS)
+    values = ", ".join(f"${i}" for i in range(1, len(_ROLLUP_COLUMNS) + 1))
+    added = ", ".join(f'"{c}" = {table}."{c}" + EXCLUDED."{c}"' for c in SUM_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({values}) "
+        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {added}, "
+        f"first_ts = LEAST({table}.first_ts, EXCLUDED.first_ts), "
+        f"last_ts = GREATEST({table}.last_ts, EXCLUDED.last_ts)"
+    )
+
+
+_PG_UPSERTS = {
+    "minute": _pg_rollup_upsert("prediction_rollups"),
+    "hour": _pg_rollup_upsert("prediction_rollups_hourly"),
+}
 
 
 def _json_text(value: Any) -> str | None:
@@ -128,27 +137,39 @@ class PredictionWriter:
         async with self.db.engine.begin() as conn:
             result = await conn.execute(stmt, [r.to_row() for r in records])
             inserted = {row[0] for row in result}
-            rows = rows_of(rollup(r for r in records if r.id in inserted))
-            if rows:
-                await conn.execute(_SQLITE_ROLLUP_UPSERT, rows)
+            fresh = [r for r in records if r.id in inserted]
+            if fresh:
+                for grain, rows in _rollups_by_grain(fresh):
+                    await conn.execute(_SQLITE_UPSERTS[grain], rows)
             return len(inserted)
 
 
+def _rollups_by_grain(
+    records: Sequence[PredictionRecord],
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    minutes = rollup(records)
+    return [("minute", rows_of(minutes)), ("hour", rows_of(by_hour(minutes)))]
+
+
 async def _add_rollups(driver: Any, records: Sequence[PredictionRecord]) -> None:
-    rows = rows_of(rollup(records))
-    if rows:
+    if not records:
+        return
+    for grain, rows in _rollups_by_grain(records):
         await driver.executemany(
-            _ROLLUP_UPSERT, [tuple(row[c] for c in _ROLLUP_COLUMNS) for row in rows]
+            _PG_UPSERTS[grain], [tuple(row[c] for c in _ROLLUP_COLUMNS) for row in rows]
         )
 
 
-def _sqlite_rollup_upsert() -> Any:
-    stmt = sqlite_insert(prediction_rollups)
-    t, new = prediction_rollups.c, stmt.excluded
+def _sqlite_rollup_upsert(table: Table) -> Any:
+    stmt = sqlite_insert(table)
+    t, new = table.c, stmt.excluded
     added: dict[str, Any] = {c: t[c] + new[c] for c in SUM_COLUMNS}
     added["first_ts"] = func.min(t.first_ts, new.first_ts)  # SQLite's two-argument min/max
     added["last_ts"] = func.max(t.last_ts, new.last_ts)
     return stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=added)
 
 
-_SQLITE_ROLLUP_UPSERT = _sqlite_rollup_upsert()
+_SQLITE_UPSERTS = {
+    "minute": _sqlite_rollup_upsert(prediction_rollups),
+    "hour": _sqlite_rollup_upsert(prediction_rollups_hourly),
+}

@@ -70,6 +70,18 @@ class Rollup:
     histogram: list[int] = field(default_factory=lambda: [0] * len(HISTOGRAM_COLUMNS))
     confidences: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
 
+    def merge(self, other: Rollup) -> None:
+        self.first_ts = min(self.first_ts, other.first_ts)
+        self.last_ts = max(self.last_ts, other.last_ts)
+        self.count += other.count
+        self.errors += other.errors
+        self.cache_hits += other.cache_hits
+        self.confidence_count += other.confidence_count
+        self.confidence_sum += other.confidence_sum
+        self.latency_sum += other.latency_sum
+        self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
+        self.confidences = [a + b for a, b in zip(self.confidences, other.confidences, strict=True)]
+
     def add(self, r: PredictionRecord) -> None:
         # The recorder calls this for every row it writes: plain comparisons, no helpers.
         ts = r.ts
@@ -124,6 +136,18 @@ def rollup(
             acc = found[key] = Rollup(ts, ts)
         acc.add(r)
     return found
+
+
+def by_hour(rollups: dict[RollupKey, Rollup]) -> dict[RollupKey, Rollup]:
+    """The same sums per hour, for the hourly table long windows read."""
+    hours: dict[RollupKey, Rollup] = {}
+    for (bucket, name, version, variant, label), acc in rollups.items():
+        key: RollupKey = (bucket.replace(minute=0), name, version, variant, label)
+        total = hours.get(key)
+        if total is None:
+            total = hours[key] = Rollup(acc.first_ts, acc.last_ts)
+        total.merge(acc)
+    return hours
 
 
 def rows_of(rollups: dict[RollupKey, Rollup]) -> list[dict[str, Any]]:
