@@ -1017,7 +1017,9 @@ def section(args: argparse.Namespace, res: AnalyticsResults, preface: list[str])
         "chunk encoded by the writer's own `_copy_tuple` and COPY'd (asyncpg "
         "`copy_records_to_table`) into `predictions`, its rollups built by the writer's own "
         "`rollup(records, into=acc)` and `rows_of` and COPY'd into `prediction_rollups` in "
-        "the same transaction; the next chunk is generated while one is copied. Then "
+        "the same transaction; the next chunk is generated while one is copied. The hourly "
+        "tier (`prediction_rollups_hourly`) is then summed from the minute rollups by the "
+        "database, as migration 0009 does for existing rows. Then "
         "`VACUUM (ANALYZE)` on both tables (what autovacuum would have done by then) and a "
         "CHECKPOINT.",
         "",
