@@ -107,3 +107,38 @@ def test_bad_register_options_register_nothing(
     assert not (tmp_path / "artifacts").exists() or not any(
         p.is_file() for p in (tmp_path / "artifacts").rglob("*")
     )
+
+
+def test_register_with_validation_data_calibrates_the_confidence(
+    env: str, tmp_path: Path, artifacts: Artifacts
+) -> None:
+    from skops.io import get_untrusted_types
+    from skops.io import load as skops_load
+
+    from predictd.demo.train import load_sentiment_data
+    from predictd.monitoring.calibration import calibration_bins
+
+    texts, labels = load_sentiment_data()
+    texts, labels = texts[::3], labels[::3]
+    path = artifacts.sentiment.path
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text(
+        "\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels, strict=True))
+    )
+    invoke("models", "register", str(path), "--name", "cal", "--validation", str(validation))
+    shown = json.loads(invoke("models", "show", "cal", "1"))
+
+    model = skops_load(path, trusted=get_untrusted_types(file=path))
+    proba = model.predict_proba(texts)
+    predicted = [model.classes_[row.argmax()] for row in proba]
+    expected = calibration_bins(
+        (float(row.max()), p == y) for row, p, y in zip(proba, predicted, labels, strict=True)
+    )
+    assert shown["reference_profile"]["calibration"] == pytest.approx(expected)
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine", "label": "positive"}\n{"text": "no label"}\n')
+    out = invoke("models", "register", str(path), "--name", "bad", "--validation", str(broken),
+                 code=1)  # fmt: skip
+    assert "--validation line 2" in out
+    assert "bad" not in invoke("models", "list")

@@ -34,6 +34,9 @@ async def prepare_demo(settings: Settings, *, tabular: bool) -> str:
                 description=trained.description,
                 training_samples=trained.training_samples,
                 feature_names=trained.feature_names,
+                reference_profile=(
+                    {"calibration": trained.calibration} if trained.calibration else None
+                ),
             )
             version = await registry.register(candidate)
         shown = ", ".join(f"{k}={v:.3f}" for k, v in trained.metrics.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar, cast
 
@@ -14,6 +15,8 @@ from predictd.cli.output import fail
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.errors import PredictdError
+from predictd.inference.records import ItemInput
+from predictd.inference.runtime import Label
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
@@ -54,6 +57,14 @@ def register(
         Path | None, typer.Option(help='A JSON file of metrics, e.g. {"accuracy": 0.9}.')
     ] = None,
     description: Annotated[str | None, typer.Option()] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            help='Labelled validation data, JSON lines of {"text": ..., "label": ...} or '
+            '{"features": {...}, "label": ...}: calibrates a classifier\'s confidence for the '
+            "monitor's label-free accuracy estimate."
+        ),
+    ] = None,
 ) -> None:
     """Register PATH as the next version of NAME."""
     if stage not in ("none", "staging", "production"):
@@ -66,14 +77,47 @@ def register(
         except (OSError, ValueError, AttributeError, TypeError) as exc:
             fail(f"--metrics-json: expected a JSON object of numbers ({exc})")
 
+    examples = _read_validation(validation) if validation is not None else []
+
     async def work(registry: ModelRegistry) -> ModelVersion:
         candidate = await asyncio.to_thread(
-            registry.inspect, path, name, metrics=metrics, description=description
+            partial(
+                registry.inspect,
+                path,
+                name,
+                metrics=metrics,
+                description=description,
+                validation=examples,
+            )
         )
         return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)
 
     version = _run(work)
     typer.echo(f"registered {version.name} v{version.version} ({version.stage})")
+
+
+def _read_validation(path: Path) -> list[tuple[ItemInput, Label]]:
+    """JSON lines of an input and its true label; a bad line is named, not skipped."""
+    examples: list[tuple[ItemInput, Label]] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        fail(f"--validation: {exc}")
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            label = row["label"]
+            item = ItemInput(text=row.get("text"), features=row.get("features"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            fail(f"--validation line {n}: expected {{'text' or 'features', 'label'}} ({exc})")
+        if not isinstance(label, str | int | float | bool):
+            fail(f"--validation line {n}: 'label' must be a string, number or boolean")
+        examples.append((item, label))
+    if not examples:
+        fail("--validation: the file holds no examples")
+    return examples
 
 
 @models_app.command("list")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from skops.io import dump
 
+from predictd.monitoring.calibration import calibration_bins
+
 
 @dataclass(frozen=True)
 class DemoModel:
@@ -18,6 +20,8 @@ class DemoModel:
     training_samples: int
     feature_names: tuple[str, ...] | None
     description: str
+    # Observed accuracy per confidence decile on the held-out split (monitoring/calibration).
+    calibration: list[float | None] | None = None
 
 
 def load_sentiment_data() -> tuple[list[str], list[str]]:
@@ -47,6 +51,10 @@ def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
     )
     pipeline.fit(x_train, y_train)
     predicted = pipeline.predict(x_test)
+    confidence = pipeline.predict_proba(x_test).max(axis=1)
+    calibration = calibration_bins(
+        (float(c), p == y) for c, p, y in zip(confidence, predicted, y_test, strict=True)
+    )
     metrics = {
         "accuracy": float(accuracy_score(y_test, predicted)),
         "f1_macro": float(f1_score(y_test, predicted, average="macro")),
@@ -62,6 +70,7 @@ def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
         len(texts),
         None,
         "Demo 3-class sentiment classifier (TF-IDF + LogisticRegression)",
+        calibration,
     )
 
 

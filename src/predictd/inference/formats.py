@@ -4,6 +4,7 @@ and stored with the version; loading goes by the stored flavor."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def runtime_for(flavor: str, path: Path, meta: ModelMeta, settings: Settings) ->
 
 def inspect_artifact(path: Path, settings: Settings) -> tuple[str, Schema]:
     """Load the file (blocking) and read its flavor and schema; raises ArtifactError."""
+    flavor, runtime = open_artifact(path, settings)
+    return flavor, runtime.schema()
+
+
+def open_artifact(path: Path, settings: Settings) -> tuple[str, ModelRuntime]:
+    """Load the file (blocking) into a runtime that can predict; raises ArtifactError. The
+    runtime's identity is a placeholder until the registry gives it one."""
     flavor = flavor_of(path)
     placeholder = ModelMeta(
         name=path.stem,
@@ -66,4 +74,13 @@ def inspect_artifact(path: Path, settings: Settings) -> tuple[str, Schema]:
     )
     runtime = runtime_for(flavor, path, placeholder, settings)
     runtime.load()
-    return flavor, runtime.schema()
+    schema = runtime.schema()
+    # The placeholder's schema becomes the artifact's own, so inputs validate against it.
+    runtime.meta = replace(
+        placeholder,
+        input_kind=schema.input_kind,
+        task=schema.task,
+        feature_names=schema.feature_names,
+        classes=schema.classes,
+    )
+    return flavor, runtime

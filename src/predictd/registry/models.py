@@ -32,6 +32,9 @@ class ModelVersion:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     parent_version: int | None = None
+    # Facts about the data the version was validated on: ``calibration`` (observed accuracy
+    # per confidence decile) today; the drift baseline later.
+    reference_profile: dict[str, Any] = field(default_factory=dict)
 
     def meta(self, *, source: str, loaded_at: datetime) -> ModelMeta:
         return ModelMeta(

@@ -33,6 +33,7 @@ def _from_row(row: Row[Any]) -> ModelVersion:
         hyperparameters=dict(row.hyperparameters or {}),
         tags=dict(row.tags or {}),
         parent_version=row.parent_version,
+        reference_profile=dict(row.reference_profile or {}),
     )
 
 

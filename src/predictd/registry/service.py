@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import (
@@ -21,8 +21,11 @@ from tenacity import (
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.errors import ArtifactError, Conflict, ModelNotFound
-from predictd.inference.runtime import ModelRuntime
+from predictd.errors import ArtifactError, Conflict, InvalidInput, ModelNotFound
+from predictd.inference.records import ItemInput
+from predictd.inference.runtime import Label, ModelRuntime
+from predictd.monitoring.calibration import calibration_bins
+from predictd.monitoring.performance import label_key
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
@@ -51,14 +54,21 @@ class ModelRegistry:
         description: str | None = None,
         training_samples: int | None = None,
         feature_names: tuple[str, ...] | None = None,
+        validation: Sequence[tuple[ItemInput, Label]] = (),
+        reference_profile: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Describe the artifact and store it; version 0 until the database assigns one.
-        The file is loaded before it is stored, so a bad file leaves nothing behind."""
+        The file is loaded before it is stored, so a bad file leaves nothing behind.
+        ``validation`` (inputs with their true labels) calibrates a classifier's confidence."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
-        from predictd.inference.formats import inspect_artifact
+        from predictd.inference.formats import open_artifact
 
-        flavor, info = inspect_artifact(path, self.settings)
+        flavor, runtime = open_artifact(path, self.settings)
+        info = runtime.schema()
+        profile = dict(reference_profile or {})
+        if validation:
+            profile["calibration"] = _calibrate(runtime, validation, self.settings)
         uri, sha = self.store.put(path)
         return ModelVersion(
             name=name,
@@ -76,6 +86,7 @@ class ModelRegistry:
             metrics=metrics or {},
             training_samples=training_samples,
             description=description,
+            reference_profile=profile,
         )
 
     async def _change(
@@ -231,3 +242,23 @@ class ModelRegistry:
             extra={"model": version.name, "version": version.version, "source": source},
         )
         return runtime
+
+
+def _calibrate(
+    runtime: ModelRuntime, validation: Sequence[tuple[ItemInput, Label]], settings: Settings
+) -> list[float | None]:
+    if runtime.schema().task != "classification":
+        raise InvalidInput("validation data calibrates classifiers only", field="validation")
+    values = []
+    for n, (item, _) in enumerate(validation):
+        values.append(
+            runtime.validate(
+                item.text, item.features, max_chars=settings.max_text_chars, prefix=f"{n}."
+            )
+        )
+    outputs = runtime.predict(values)
+    return calibration_bins(
+        (out.confidence, label_key(out.label) == label_key(actual))
+        for out, (_, actual) in zip(outputs, validation, strict=True)
+        if out.confidence is not None
+    )
