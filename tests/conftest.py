@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from predictd.db import migrate
+from predictd.db.engine import Database
 from predictd.demo.train import DemoModel, train_sentiment, train_tabular
+from predictd.settings import Settings
 from tests.support import services
 
 
@@ -52,3 +55,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'predictd.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated database (SQLite, then a fresh PostgreSQL one) with its engine."""
+    database = Database(Settings(database_url=db_url))
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()

@@ -9,14 +9,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from predictd.analytics.repository import AnalyticsRepository, Window
-from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
-from predictd.settings import Settings
 from tests.recording.test_recorder import make_record
 
 START = datetime(2026, 11, 20, 21, 37, tzinfo=UTC)
@@ -65,14 +61,6 @@ def expected(rows: list[PredictionRecord], window: Window) -> dict[str, Any]:
         "labels": Counter(r.output for r in ok),
         "days": Counter(r.ts.date() for r in ok),
     }
-
-
-@pytest.fixture
-async def db(db_url: str) -> Any:
-    database = Database(Settings(database_url=db_url))
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
 
 
 async def test_random_windows_match_the_raw_rows(db: Database) -> None:

@@ -33,14 +33,6 @@ from tests.support.app import make_settings, running_app, wait_shipped
 from tests.support.webhook import WebhookSink, webhook_sink
 
 
-@pytest.fixture
-async def db(db_url: str) -> Any:
-    database = Database(Settings(database_url=db_url))
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
-
-
 def slow(firing: bool) -> Finding:
     return Finding("latency_p99", "m", firing, "warning", "slow", f"firing={firing}", {"n": 1})
 

@@ -136,14 +136,6 @@ async def assert_rollups_match(db: Database) -> None:
     assert await rollup_totals(db, prediction_rollups_hourly) == want
 
 
-@pytest.fixture
-async def db(db_url: str) -> Any:
-    database = Database(Settings(database_url=db_url))
-    await migrate.upgrade(database)
-    yield database
-    await database.dispose()
-
-
 async def test_random_batches_and_replays(db: Database) -> None:
     rng = random.Random(7)
     writer = PredictionWriter(db)
