@@ -134,7 +134,14 @@ def test_register_with_validation_data_calibrates_the_confidence(
     expected = calibration_bins(
         (float(row.max()), p == y) for row, p, y in zip(proba, predicted, labels, strict=True)
     )
-    assert shown["reference_profile"]["calibration"] == pytest.approx(expected)
+    profile = shown["reference_profile"]
+    assert profile["calibration"] == pytest.approx(expected)
+    assert profile["rows"] == len(texts)
+    lengths = profile["text_length"]
+    assert sum(lengths["counts"]) == lengths["count"] == len(texts)
+    assert lengths["mean"] == pytest.approx(sum(map(len, texts)) / len(texts))
+    assert sum(profile["predicted_labels"].values()) == len(texts)
+    assert sum(profile["confidence_bins"]) == len(texts)
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "fine", "label": "positive"}\n{"text": "no label"}\n')

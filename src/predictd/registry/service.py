@@ -21,11 +21,12 @@ from tenacity import (
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.errors import ArtifactError, Conflict, InvalidInput, ModelNotFound
+from predictd.errors import ArtifactError, Conflict, ModelNotFound
 from predictd.inference.records import ItemInput
 from predictd.inference.runtime import Label, ModelRuntime
 from predictd.monitoring.calibration import calibration_bins
 from predictd.monitoring.performance import label_key
+from predictd.monitoring.profile import reference_profile
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
@@ -68,7 +69,7 @@ class ModelRegistry:
         info = runtime.schema()
         profile = dict(reference_profile or {})
         if validation:
-            profile["calibration"] = _calibrate(runtime, validation, self.settings)
+            profile.update(_profile(runtime, validation, self.settings))
         uri, sha = self.store.put(path)
         return ModelVersion(
             name=name,
@@ -244,21 +245,25 @@ class ModelRegistry:
         return runtime
 
 
-def _calibrate(
+def _profile(
     runtime: ModelRuntime, validation: Sequence[tuple[ItemInput, Label]], settings: Settings
-) -> list[float | None]:
-    if runtime.schema().task != "classification":
-        raise InvalidInput("validation data calibrates classifiers only", field="validation")
-    values = []
-    for n, (item, _) in enumerate(validation):
-        values.append(
-            runtime.validate(
-                item.text, item.features, max_chars=settings.max_text_chars, prefix=f"{n}."
-            )
+) -> dict[str, Any]:
+    """The model run on its validation data: the reference profile drift is measured
+    against, and for a classifier the calibration of its confidence."""
+    values = [
+        runtime.validate(
+            item.text, item.features, max_chars=settings.max_text_chars, prefix=f"{n}."
         )
+        for n, (item, _) in enumerate(validation)
+    ]
     outputs = runtime.predict(values)
-    return calibration_bins(
-        (out.confidence, label_key(out.label) == label_key(actual))
-        for out, (_, actual) in zip(outputs, validation, strict=True)
-        if out.confidence is not None
+    profile = reference_profile(
+        values, [out.label for out in outputs], [out.confidence for out in outputs]
     )
+    if runtime.schema().task == "classification":
+        profile["calibration"] = calibration_bins(
+            (out.confidence, label_key(out.label) == label_key(actual))
+            for out, (_, actual) in zip(outputs, validation, strict=True)
+            if out.confidence is not None
+        )
+    return profile

@@ -1,0 +1,78 @@
+"""A version's reference profile: what its validation data looked like, kept with the version
+so drift can later be measured against it without the data itself.
+
+Numeric features keep quantile bin edges (the database counts live values into the same
+bins), their counts, mean and standard deviation, and the raw values when there are few enough
+for a Kolmogorov-Smirnov test; text keeps the same for its length in characters; the model's
+answers keep their label counts and confidence deciles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from predictd.monitoring.drift_stats import SMALL_REFERENCE
+from predictd.monitoring.performance import label_key
+from predictd.recording.rollups import confidence_bin
+
+BINS = 10
+
+
+def numeric_profile(values: Sequence[float]) -> dict[str, Any]:
+    data = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if data.size == 0:
+        return {"count": 0}
+    edges = np.unique(np.quantile(data, np.linspace(0, 1, BINS + 1)))
+    # Inner edges only: the outer bins are open, so live values beyond the reference's range
+    # still land in a bin (and shift the distribution, as they should).
+    inner = [float(e) for e in edges[1:-1]]
+    counts = np.bincount(np.searchsorted(inner, data, side="right"), minlength=len(inner) + 1)
+    profile: dict[str, Any] = {
+        "count": int(data.size),
+        "mean": float(data.mean()),
+        "std": float(data.std()),
+        "edges": inner,
+        "centres": _centres(edges),
+        "counts": [int(c) for c in counts],
+    }
+    if data.size <= SMALL_REFERENCE:
+        profile["values"] = [float(v) for v in data]
+    return profile
+
+
+def _centres(edges: np.ndarray) -> list[float]:
+    if edges.size < 2:
+        return [float(edges[0])] if edges.size else []
+    return [float((a + b) / 2) for a, b in pairwise(edges)]
+
+
+def reference_profile(
+    inputs: Sequence[str | Mapping[str, float]],
+    labels: Sequence[Any],
+    confidences: Sequence[float | None],
+) -> dict[str, Any]:
+    """The profile of validation inputs and the model's answers to them."""
+    profile: dict[str, Any] = {"rows": len(inputs)}
+    if inputs and isinstance(inputs[0], str):
+        profile["text_length"] = numeric_profile([float(len(str(t))) for t in inputs])
+    else:
+        names = sorted({name for row in inputs if isinstance(row, Mapping) for name in row})
+        profile["features"] = {
+            name: numeric_profile(
+                [float(row[name]) for row in inputs if isinstance(row, Mapping) and name in row]
+            )
+            for name in names
+        }
+    profile["predicted_labels"] = dict(Counter(label_key(label) for label in labels))
+    deciles = [0] * 10
+    for confidence in confidences:
+        if confidence is not None:
+            deciles[confidence_bin(confidence)] += 1
+    profile["confidence_bins"] = deciles
+    return profile
