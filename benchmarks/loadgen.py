@@ -53,6 +53,14 @@ class Tally:
     window_done: int = 0  # 2xx answers that finished inside the measurement window
     latencies: list[float] = field(default_factory=list)  # 2xx started inside the window
 
+    def answered(self, status: int, started: float, finished: float) -> None:
+        self.statuses[status] += 1
+        if 200 <= status < 300:
+            if self.warm_end <= finished < self.end:
+                self.window_done += 1
+            if started >= self.warm_end:
+                self.latencies.append(finished - started)
+
 
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list (q in 0..100)."""
@@ -79,14 +87,7 @@ async def _worker(
             tally.errors[type(exc).__name__] += 1
             await asyncio.sleep(0.01)
             continue
-        t1 = time.perf_counter()
-        status = response.status_code
-        tally.statuses[status] += 1
-        if 200 <= status < 300:
-            if tally.warm_end <= t1 < tally.end:
-                tally.window_done += 1
-            if t0 >= tally.warm_end:
-                tally.latencies.append(t1 - t0)
+        tally.answered(response.status_code, t0, time.perf_counter())
 
 
 async def run_load(
@@ -128,14 +129,7 @@ async def _one(
         return
     finally:
         free.put_nowait(client)
-    t1 = time.perf_counter()
-    status = response.status_code
-    tally.statuses[status] += 1
-    if 200 <= status < 300:
-        if tally.warm_end <= t1 < tally.end:
-            tally.window_done += 1
-        if at >= tally.warm_end:
-            tally.latencies.append(t1 - at)
+    tally.answered(response.status_code, at, time.perf_counter())
 
 
 async def run_open_load(

@@ -54,3 +54,22 @@ def test_secrets_are_read_from_mounted_files(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("PREDICTD_SECRETS_DIR", str(secrets))
     assert Settings().database_url == "postgresql://app:pw@db/predictd"
+
+
+async def test_api_reads_are_planned_for_their_own_dates(postgres_url: str) -> None:
+    """Windowed analytics must not run on a cached generic plan (part D: twice the time);
+    the recorder's pool keeps PostgreSQL's default."""
+    from sqlalchemy import text
+
+    from predictd.db.engine import Database
+
+    db = Database(Settings(database_url=postgres_url))
+    try:
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar() == (
+                "force_custom_plan"
+            )
+        async with db.writer_engine.connect() as conn:
+            assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar() == "auto"
+    finally:
+        await db.dispose()

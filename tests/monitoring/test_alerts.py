@@ -223,3 +223,15 @@ async def test_the_server_runs_the_monitor_on_schedule(
         assert rows[0]["metrics"]["accuracy"] == (
             1.0 if answer["prediction"] == "positive" else 0.0
         )
+
+
+async def test_a_webhook_that_stays_down_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from predictd.monitoring.alerts import Changes, Webhook
+
+    with webhook_sink(failures=100) as sink:  # every attempt answers 503
+        sent = await Webhook(sink.url).send(Changes([{"id": 1, "rule": "x"}], []))
+    assert sent == 0
+    assert sink.failures_left == 100 - Webhook.ATTEMPTS
+    assert "alert webhook failed" in caplog.text

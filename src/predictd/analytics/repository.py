@@ -13,7 +13,7 @@ returned) are left out unless a query asks for them, as ``compare`` does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -37,6 +37,7 @@ from predictd.db.tables import HISTOGRAM_COLUMNS, feedback
 from predictd.db.tables import prediction_rollups as r
 from predictd.db.tables import prediction_rollups_hourly as h
 from predictd.db.tables import predictions as p
+from predictd.db.types import as_utc
 
 Interval = Literal["minute", "hour", "day"]
 NO_LABEL = ""  # see recording/rollups.py: regression values and failures
@@ -102,14 +103,6 @@ def _rows(
     return select(*(table.c[name] for name in SOURCE_COLUMNS)).where(and_(true(), *clauses))
 
 
-def _utc(value: Any) -> datetime | None:
-    """A timestamp from either database: SQLite hands back text for computed columns."""
-    if value is None:
-        return None
-    ts = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def _histogram_sums(src: Subquery, names: tuple[str, ...] = HISTOGRAM_COLUMNS) -> list[Any]:
     return [func.coalesce(func.sum(src.c[name]), 0) for name in names]
 
@@ -142,8 +135,8 @@ class AnalyticsRepository:
             "cache_hits": int(row[2]),
             "avg_confidence": float(row[3]) / confidences if confidences else None,
             "avg_latency_ms": float(row[5]) / total if total else None,
-            "earliest": _utc(row[6]),
-            "latest": _utc(row[7]),
+            "earliest": as_utc(row[6]),
+            "latest": as_utc(row[7]),
             "histogram": [int(n) for n in row[8:]],
         }
 
@@ -183,7 +176,7 @@ class AnalyticsRepository:
         )
         return [
             {
-                "ts": _utc(row[0]),
+                "ts": as_utc(row[0]),
                 "count": int(row[1]),
                 "errors": int(row[2]),
                 "confidence_sum": float(row[3] or 0.0),

@@ -11,7 +11,7 @@ from predictd.analytics.repository import AnalyticsRepository, Interval, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import LATENCY_BOUNDS_MS
-from predictd.monitoring.performance import label_key
+from predictd.monitoring.labels import label_key
 
 
 class AnalyticsService:

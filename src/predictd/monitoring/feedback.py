@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import feedback, predictions
+from predictd.db.types import as_utc
 
 Label = str | int | float | bool
 
@@ -92,7 +93,7 @@ class FeedbackService:
             "total": int(total),
             "matched": int(total) - int(unmatched),
             "unmatched": int(unmatched),
-            "oldest_unmatched_at": _utc(oldest),
+            "oldest_unmatched_at": as_utc(oldest),
         }
 
     async def purge_unmatched(self, days: int) -> int:
@@ -112,10 +113,3 @@ async def _present(conn: AsyncConnection, column: Any, ids: list[UUID]) -> set[U
         rows = await conn.execute(select(column).where(column.in_(ids[start : start + 500])))
         found.update(row[0] for row in rows)
     return found
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    ts = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Float, and_, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from predictd.analytics.repository import Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import (
@@ -33,17 +34,11 @@ from predictd.db.tables import (
     prediction_rollups,
     predictions,
 )
+from predictd.monitoring.labels import label_key
 
 log = logging.getLogger("predictd.monitor")
 
 p, f, r = predictions.c, feedback.c, prediction_rollups.c
-
-
-def label_key(value: Any) -> str:
-    """Labels compare by text, so a client's "1" matches a model's 1 (JSON bools as JSON)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def classification_metrics(confusion: Mapping[tuple[str, str], int]) -> dict[str, Any]:
@@ -156,16 +151,8 @@ class PerformanceService:
     async def _targets(
         self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
     ) -> list[Target]:
-        answered = [
-            r.bucket >= start.replace(second=0, microsecond=0),
-            r.bucket < end,
-            r.variant != "shadow",
-        ]
-        if model is not None:
-            answered.append(r.model_name == model)
-        served = (
-            select(r.model_name, r.model_version).where(*answered).distinct().subquery("served")
-        )
+        src = Window(start, end, model).source()
+        served = select(src.c.model_name, src.c.model_version).distinct().subquery("served")
         v = model_versions.c
         rows = await conn.execute(
             select(v.name, v.version, v.task, v.reference_profile)
@@ -238,33 +225,24 @@ class PerformanceService:
             "estimated": estimated,
         }
 
-    def _rollup_window(self, target: Target, start: datetime, end: datetime) -> Any:
-        return and_(
-            r.model_name == target.name,
-            r.model_version == target.version,
-            r.variant != "shadow",
-            r.bucket >= start.replace(second=0, microsecond=0),
-            r.bucket < end,
-        )
-
     async def _answered(
         self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
     ) -> int:
-        where = self._rollup_window(target, start, end)
-        total = (await conn.execute(select(func.sum(r.count)).where(where))).scalar()
+        src = Window(start, end, target.name, target.version).source()
+        total = (await conn.execute(select(func.sum(src.c.count)))).scalar()
         return int(total or 0)
 
     async def _estimate(
         self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
     ) -> dict[str, Any] | None:
-        where = self._rollup_window(target, start, end)
+        src = Window(start, end, target.name, target.version).source()
         row = (
             await conn.execute(
                 select(
-                    func.sum(r.confidence_sum),
-                    func.sum(r.confidence_count),
-                    *(func.coalesce(func.sum(r[c]), 0) for c in CONFIDENCE_COLUMNS),
-                ).where(where)
+                    func.sum(src.c.confidence_sum),
+                    func.sum(src.c.confidence_count),
+                    *(func.coalesce(func.sum(src.c[c]), 0) for c in CONFIDENCE_COLUMNS),
+                )
             )
         ).one()
         confidences = int(row[1] or 0)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
-from predictd.monitoring.performance import label_key
+from predictd.monitoring.labels import label_key
 from predictd.recording.rollups import confidence_bin
 
 BINS = 10

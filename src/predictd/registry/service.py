@@ -25,7 +25,7 @@ from predictd.errors import ArtifactError, Conflict, ModelNotFound
 from predictd.inference.records import ItemInput
 from predictd.inference.runtime import Label, ModelRuntime
 from predictd.monitoring.calibration import calibration_bins
-from predictd.monitoring.performance import label_key
+from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import reference_profile
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
