@@ -18,6 +18,7 @@ from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService
 from predictd.monitoring.alerts import AlertService
+from predictd.monitoring.drift import DriftService
 from predictd.monitoring.feedback import FeedbackService
 from predictd.monitoring.monitor import monitor_forever
 from predictd.monitoring.performance import PerformanceService
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             feedback=FeedbackService(db),
             performance=PerformanceService(db),
             alerts=AlertService(db),
+            drift=DriftService(db, settings),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
         )

@@ -105,11 +105,36 @@ class Settings(BaseSettings):
     one vectorised candidate call instead of costing one call each (0 = call at once)."""
 
     monitor_interval_s: float = Field(default=0.0, ge=0)
-    """Run the performance monitor inside the server this often (0 = never; run `predictd
-    monitor run` from cron instead). Each run stores one row per version that answered."""
+    """Run the monitor (performance, drift, alert rules) inside the server this often (0 =
+    never; run `predictd monitor run` from cron instead). Each pass stores one performance row
+    and one drift report per version that answered."""
 
     monitor_window_h: float = Field(default=24.0, gt=0)
     """How far back the in-server monitor looks."""
+
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    """A window's inputs have drifted when at least this share of the features tested drift."""
+
+    drift_p_value: float = Field(default=0.05, gt=0, lt=1)
+    """With a small reference (<= 1,000 rows): a feature drifts when its Kolmogorov-Smirnov or
+    chi-square test gives a p-value below this."""
+
+    drift_distance: float = Field(default=0.1, gt=0)
+    """With a larger reference: a feature drifts when its normalised Wasserstein distance
+    (numeric) or Jensen-Shannon distance (categorical) reaches this."""
+
+    drift_min_rows: int = Field(default=200, ge=1)
+    """Fewer answered predictions than this in the window: the drift report says there is too
+    little data instead of testing (no false alarms from a handful of requests)."""
+
+    drift_max_values: int = Field(default=2_000_000, ge=10_000)
+    """Feature values (rows x features) a drift report counts on PostgreSQL before it counts a
+    uniform random sample of rows instead; reading a value out of stored JSON costs ~0.1-0.3
+    µs, and a sample of this size moves bin shares by well under a percent."""
+
+    drift_sample: int = Field(default=5000, ge=100)
+    """Most recent values per feature a Kolmogorov-Smirnov test compares against a small
+    reference; bin counts always cover the whole window."""
 
     alert_accuracy_min: float | None = Field(default=None, ge=0, le=1)
     """Alert when a version's realised accuracy falls below this (unset: no floor)."""

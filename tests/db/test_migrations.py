@@ -23,6 +23,7 @@ TABLES = {
     "performance_metrics",
     "system_metrics",
     "alerts",
+    "drift_reports",
 }
 
 

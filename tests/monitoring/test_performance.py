@@ -185,9 +185,12 @@ def test_monitor_run_command(
     result = runner.invoke(cli, ["monitor", "run", "--window", "1h"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
-    assert [(row["model_name"], row["predictions"], row["labelled"]) for row in lines] == [
+    performance = [row for row in lines if "drift" not in row]
+    assert [(row["model_name"], row["predictions"], row["labelled"]) for row in performance] == [
         ("clf", 1, 0)
     ]
+    (drift,) = [row["drift"] for row in lines if "drift" in row]
+    assert (drift["model_name"], drift["status"]) == ("clf", "no_reference")
     bad = runner.invoke(cli, ["monitor", "run", "--window", "soon"])
     assert bad.exit_code == 1
     assert "--window" in bad.output

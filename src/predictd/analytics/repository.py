@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.db.tables import HISTOGRAM_COLUMNS, feedback
+from predictd.db.tables import CONFIDENCE_COLUMNS, HISTOGRAM_COLUMNS, feedback
 from predictd.db.tables import prediction_rollups as r
 from predictd.db.tables import prediction_rollups_hourly as h
 from predictd.db.tables import predictions as p
@@ -150,6 +150,12 @@ class AnalyticsRepository:
             .order_by(count.desc(), src.c.label)
         )
         return [(orjson.loads(label), int(n)) for label, n in rows if n]
+
+    async def confidence_bins(self, window: Window) -> list[int]:
+        """Answers per confidence decile, [0, 0.1) ... [0.9, 1.0]."""
+        src = window.source()
+        row = (await self.conn.execute(select(*_histogram_sums(src, CONFIDENCE_COLUMNS)))).one()
+        return [int(n) for n in row]
 
     async def variant_counts(self, window: Window) -> dict[str, int]:
         src = window.source()

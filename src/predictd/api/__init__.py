@@ -3,12 +3,22 @@
 from predictd.api.deps import Services
 from predictd.api.errors import install_error_handlers
 from predictd.api.middleware import ServingMiddleware
-from predictd.api.routes import alerts, analytics, feedback, health, metrics, models, predict
+from predictd.api.routes import (
+    alerts,
+    analytics,
+    drift,
+    feedback,
+    health,
+    metrics,
+    models,
+    predict,
+)
 
 ROUTERS = (
     predict.router,
     feedback.router,
     alerts.router,
+    drift.router,
     health.router,
     analytics.router,
     models.router,

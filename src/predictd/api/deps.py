@@ -12,6 +12,7 @@ from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
 from predictd.inference.service import InferenceService, RequestContext
 from predictd.monitoring.alerts import AlertService
+from predictd.monitoring.drift import DriftService
 from predictd.monitoring.feedback import FeedbackService
 from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
@@ -33,6 +34,7 @@ class Services:
     feedback: FeedbackService
     performance: PerformanceService
     alerts: AlertService
+    drift: DriftService
     loader: ModelLoader
     readiness: ReadinessProbe
 

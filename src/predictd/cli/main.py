@@ -13,6 +13,7 @@ import typer
 
 from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
+from predictd.cli.drift import drift_app
 from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
 from predictd.cli.output import fail
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(drift_app, name="drift")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]

@@ -32,9 +32,9 @@ def run(
     model: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
     window: Annotated[str, typer.Option(help="How far back to look: 30m, 24h, 7d.")] = "24h",
 ) -> None:
-    """Compute realised (from feedback) and estimated performance for every version that
-    answered in the window, store it in performance_metrics, apply the alert rules, and print
-    it all as JSON lines."""
+    """Compute realised (from feedback) and estimated performance and drift for every version
+    that answered in the window, store them (performance_metrics, drift_reports), apply the
+    alert rules, and print it all as JSON lines."""
     span = parse_window(window)
 
     async def work(db: Database) -> MonitorResult:
@@ -45,6 +45,8 @@ def run(
         typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
     for row in result.performance:
         typer.echo(json.dumps(row, default=str))
+    for report in result.drift:
+        typer.echo(json.dumps({"drift": report}, default=str))
     for event, changed in (("opened", result.alerts.opened), ("resolved", result.alerts.resolved)):
         for alert in changed:
             typer.echo(json.dumps({"alert": event, **alert}, default=str))

@@ -153,6 +153,28 @@ performance_metrics = Table(
     Index("ix_performance_metrics_model_name", "model_name", "model_version", "computed_at"),
 )
 
+# One row per model version each time drift is measured: per-feature tests of the window's
+# inputs (and the model's answers) against the version's reference profile.
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("window_end", UTCDateTime(), nullable=False),
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Column("status", String(30), nullable=False),  # ok | insufficient_data | no_reference
+    Column("rows", BigInteger, nullable=False),
+    Column("score", Float),  # share of the tested features that drifted
+    Column("drift_detected", Boolean, nullable=False),
+    Column("features", JsonValue),
+    Column("outputs", JsonValue),
+    Column("message", Text, nullable=False),
+    Index("ix_drift_reports_model_name", "model_name", "model_version", "computed_at"),
+    Index("ix_drift_reports_computed_at", "computed_at"),
+)
+
 # Periodic samples of each server's own health (CPU, memory, loop lag, recorder backlog, pool
 # use), long format: one row per value, the sampling process in ``labels``.
 system_metrics = Table(

@@ -107,6 +107,37 @@ def serving_findings(name: str, summary: Mapping[str, Any], settings: Settings) 
     ]  # fmt: skip
 
 
+def drift_findings(reports: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """Dataset drift in a version's inputs. A report without a verdict (too little data, no
+    reference) neither opens nor clears the alert."""
+    out = []
+    for report in reports:
+        if report["status"] != "ok":
+            continue
+        name, version = report["model_name"], report["model_version"]
+        drifted = sorted(k for k, f in (report["features"] or {}).items() if f.get("drifted"))
+        out.append(
+            Finding(
+                "drift", name, bool(report["drift_detected"]), "warning",
+                f"{name} v{version} input drift",
+                f"v{version}: {report['message']}",
+                {"version": version, "score": report["score"], "drifted_features": drifted},
+            )
+        )  # fmt: skip
+    return out
+
+
+def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per rule and model, firing if any of its versions fires, so a canary and
+    production in the same pass do not open and then resolve the same alert."""
+    merged: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        key = (finding.rule, finding.model)
+        if key not in merged or (finding.firing and not merged[key].firing):
+            merged[key] = finding
+    return list(merged.values())
+
+
 # -- lifecycle ---------------------------------------------------------------------------
 
 
@@ -124,7 +155,7 @@ class AlertService:
         opened, resolved = [], []
         now = datetime.now(UTC)
         async with translate_errors("updating alerts"), self.db.engine.begin() as conn:
-            for finding in findings:
+            for finding in merge_findings(findings):
                 current = (
                     await conn.execute(
                         select(alerts).where(

@@ -124,3 +124,30 @@ def categorical_drift(
         return FeatureDrift("chi_square", statistic, p, index, p < thresholds.p_value)
     distance = jensen_shannon(ref, cur)
     return FeatureDrift("jensen_shannon", distance, None, index, distance >= thresholds.distance)
+
+
+def binned_std(centres: Sequence[float], counts: Sequence[float]) -> float:
+    """The standard deviation of a distribution known only as counts per bin."""
+    total = float(sum(counts))
+    if not total:
+        return 0.0
+    mean = sum(c * n for c, n in zip(centres, counts, strict=True)) / total
+    return math.sqrt(sum(n * (c - mean) ** 2 for c, n in zip(centres, counts, strict=True)) / total)
+
+
+def binned_drift(
+    centres: Sequence[float],
+    reference_counts: Sequence[float],
+    current_counts: Sequence[float],
+    reference_rows: int,
+    thresholds: Thresholds = Thresholds(),
+) -> FeatureDrift:
+    """A numeric distribution kept only as counts per bin (the confidence deciles): chi-square
+    on the bins when the reference is small, else the normalised Wasserstein distance."""
+    index = psi(reference_counts, current_counts)
+    if reference_rows <= SMALL_REFERENCE:
+        statistic, p = chi_square(reference_counts, current_counts)
+        return FeatureDrift("chi_square", statistic, p, index, p < thresholds.p_value)
+    std = binned_std(centres, reference_counts)
+    distance = wasserstein_normalised(centres, reference_counts, current_counts, std)
+    return FeatureDrift("wasserstein", distance, None, index, distance >= thresholds.distance)

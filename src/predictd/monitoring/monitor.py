@@ -1,5 +1,6 @@
-"""One monitor pass: performance per version, then the alert rules over what it measured.
-Run by `predictd monitor run` and, with PREDICTD_MONITOR_INTERVAL_S, inside the server."""
+"""One monitor pass: performance and drift per version, then the alert rules over what it
+measured. Run by `predictd monitor run` and, with PREDICTD_MONITOR_INTERVAL_S, inside the
+server."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from predictd.monitoring.alerts import (
     Changes,
     Webhook,
     accuracy_findings,
+    drift_findings,
     serving_findings,
 )
+from predictd.monitoring.drift import DriftService
 from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
 from predictd.settings import Settings
@@ -36,6 +39,7 @@ MONITOR_LOCK = 0x7072_6564  # advisory lock key: one monitor pass at a time per 
 @dataclass(frozen=True, slots=True)
 class MonitorResult:
     performance: list[dict[str, Any]]
+    drift: list[dict[str, Any]]
     alerts: Changes
 
 
@@ -48,7 +52,9 @@ async def run_monitor(
 ) -> MonitorResult:
     end = datetime.now(UTC)
     performance = await PerformanceService(db).run(window, model, now=end)
+    drift = await DriftService(db, settings).run(window, model, now=end)
     findings = accuracy_findings(performance, await _training_accuracy(db, performance), settings)
+    findings += drift_findings(drift)
     analytics = AnalyticsService(db)
     for name in sorted({row["model_name"] for row in performance}):
         summary = await analytics.summary(Window(end - window, end, name))
@@ -60,7 +66,7 @@ async def run_monitor(
         metrics.alerts_active.clear()
         for (rule, severity), count in (await service.active_counts()).items():
             metrics.alerts_active.labels(rule=rule, severity=severity).set(count)
-    return MonitorResult(performance, changes)
+    return MonitorResult(performance, drift, changes)
 
 
 async def _training_accuracy(
@@ -111,6 +117,7 @@ async def monitor_forever(db: Database, settings: Settings, metrics: Metrics) ->
             log.info(
                 "monitor pass",
                 extra={"versions": len(result.performance),
+                       "drift_detected": sum(bool(r["drift_detected"]) for r in result.drift),
                        "alerts_opened": len(result.alerts.opened),
                        "alerts_resolved": len(result.alerts.resolved)},
             )  # fmt: skip
