@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sklearn.metrics import (
     accuracy_score,
+    f1_score,
     mean_absolute_error,
     mean_squared_error,
     precision_recall_fscore_support,
@@ -28,7 +29,12 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import model_versions
 from predictd.monitoring.feedback import FeedbackItem, FeedbackService
-from predictd.monitoring.performance import PerformanceService, classification_metrics
+from predictd.monitoring.performance import (
+    LabelConfidence,
+    PerformanceService,
+    classification_metrics,
+    estimated_performance,
+)
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
@@ -57,6 +63,35 @@ def test_classification_metrics_agree_with_scikit_learn() -> None:
     assert mine["recall_macro"] == pytest.approx(recall)
     assert mine["f1_macro"] == pytest.approx(f1)
     assert sum(map(sum, mine["confusion"]["matrix"])) == 500
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_expected_f1_matches_a_calibrated_model(classes: int) -> None:
+    """A model right with exactly its confidence: the label-free estimate of accuracy and
+    macro F1 must land on what labels later show (exact for two classes; for three, errors
+    fall on the other labels in proportion to how often they are predicted)."""
+    rng = random.Random(classes)
+    labels = LABELS[:classes]
+    weights = [0.5, 0.3, 0.2][:classes]
+    predicted, actual, per_label = [], [], {}
+    for _ in range(40_000):
+        label = rng.choices(labels, weights)[0]
+        confidence = rng.uniform(0.5, 1.0)
+        others = [x for x in labels if x != label]
+        wrong = rng.choices(others, [weights[labels.index(x)] for x in others])[0]
+        predicted.append(label)
+        actual.append(label if rng.random() < confidence else wrong)
+        bins, total, count = per_label.get(label, ([0] * 10, 0.0, 0))
+        bins[min(9, int(confidence * 10))] += 1
+        per_label[label] = (bins, total + confidence, count + 1)
+    estimate = estimated_performance(
+        {label: LabelConfidence(*value) for label, value in per_label.items()}, None
+    )
+    assert estimate is not None
+    assert estimate["accuracy"] == pytest.approx(accuracy_score(actual, predicted), abs=0.01)
+    realised_f1 = f1_score(actual, predicted, average="macro")
+    assert estimate["f1_macro"] == pytest.approx(realised_f1, abs=0.01)
+    assert estimated_performance({}, None) is None
 
 
 async def setup(settings: Settings, artifacts: Artifacts) -> Database:
@@ -126,6 +161,10 @@ async def test_realised_and_estimated_performance(
         assert estimated["calibrated"] is False
         assert estimated["accuracy"] == pytest.approx(mean_confidence)
         assert estimated["gap"] == pytest.approx(expected_accuracy - mean_confidence)
+        assert estimated["f1_gap"] == pytest.approx(
+            row["metrics"]["f1_macro"] - estimated["f1_macro"]
+        )
+        assert 0 < estimated["f1_macro"] < 1
 
         reg = [r for r in counted if r.model_name == "reg" and r.id in truth]
         y, yhat = [truth[r.id] for r in reg], [r.output for r in reg]

@@ -4,11 +4,12 @@ Realised metrics join predictions to feedback and aggregate in the database (a c
 matrix of counts for classifiers; sums of errors for regressors), so only a handful of rows
 reach Python however many predictions were labelled.
 
-The estimate needs no labels: a classifier's expected accuracy is its average confidence,
-read from the rollups' confidence bins, mapped through the version's calibration (observed
-accuracy per bin on validation data, ``reference_profile["calibration"]``) when the registry
-has one. Reported beside the realised accuracy, a drop shows before labels arrive, and once
-they do the gap says how far the estimate can be trusted.
+The estimate needs no labels: a classifier's expected accuracy and macro F1 come from its
+confidence, read per predicted label from the rollups' confidence bins and mapped through the
+version's calibration (observed accuracy per bin on validation data,
+``reference_profile["calibration"]``) when the registry has one. Reported beside the realised
+metrics, a drop shows before labels arrive, and once they do the gaps say how far the estimate
+can be trusted.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Float, and_, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.analytics.repository import Window
+from predictd.analytics.repository import NO_LABEL, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import (
@@ -82,25 +84,57 @@ def regression_metrics(
     }
 
 
-def estimated_accuracy(
-    bins: Sequence[int], mean_confidence: float | None, calibration: Sequence[Any] | None
+@dataclass(frozen=True, slots=True)
+class LabelConfidence:
+    """One predicted label's answers in the window, from the rollups."""
+
+    bins: Sequence[int]  # answers per confidence decile
+    confidence_sum: float
+    confidence_count: int
+
+
+def estimated_performance(
+    labels: Mapping[str, LabelConfidence], calibration: Sequence[Any] | None
 ) -> dict[str, Any] | None:
-    """Expected accuracy: calibrated per confidence bin when a calibration is known, else the
-    mean confidence itself (what a perfectly calibrated model would score)."""
-    count = sum(bins)
-    if count == 0 or mean_confidence is None:
+    """Expected accuracy and macro F1 without labels (confidence-based performance
+    estimation): each answer is right with the probability its confidence bin had on the
+    validation data when a calibration is known, else with its confidence (what a perfectly
+    calibrated model would score). A label's expected wrong answers are another label's
+    expected misses, spread over the other predicted labels in proportion to how often each is
+    predicted: exact for two classes, an approximation beyond."""
+    counts = {label: c.confidence_count for label, c in labels.items() if c.confidence_count}
+    total = sum(counts.values())
+    if total == 0:
         return None
     usable = calibration is not None and len(calibration) == CONFIDENCE_BINS
+    rates = [(i + 0.5) / CONFIDENCE_BINS for i in range(CONFIDENCE_BINS)]
     if usable and calibration is not None:
         # A bin the validation data never reached falls back to its midpoint.
-        rates = [
-            float(c) if c is not None else (i + 0.5) / CONFIDENCE_BINS
-            for i, c in enumerate(calibration)
-        ]
-        value = sum(n * rate for n, rate in zip(bins, rates, strict=True)) / count
-    else:
-        value = mean_confidence
-    return {"accuracy": value, "calibrated": usable, "predictions": count}
+        rates = [float(c) if c is not None else rates[i] for i, c in enumerate(calibration)]
+    hits = {
+        label: (
+            sum(n * rate for n, rate in zip(labels[label].bins, rates, strict=True))
+            if usable
+            else labels[label].confidence_sum
+        )
+        for label in counts
+    }
+    wrong = {label: counts[label] - hits[label] for label in counts}
+    f1s = []
+    for label in counts:
+        missed = 0.0
+        for other in counts:
+            if other != label:
+                rest = total - counts[other]
+                missed += wrong[other] * counts[label] / rest if rest else 0.0
+        denominator = 2 * hits[label] + wrong[label] + missed
+        f1s.append(2 * hits[label] / denominator if denominator else 0.0)
+    return {
+        "accuracy": sum(hits.values()) / total,
+        "f1_macro": sum(f1s) / len(f1s),
+        "calibrated": usable,
+        "predictions": total,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +226,7 @@ class PerformanceService:
             estimated = await self._estimate(conn, target, start, end)
             if metrics is not None and estimated is not None:
                 estimated["gap"] = metrics["accuracy"] - estimated["accuracy"]
+                estimated["f1_gap"] = metrics["f1_macro"] - estimated["f1_macro"]
         else:
             y, yhat = _numeric(conn, f.actual), _numeric(conn, p.output)
             n, abs_err, sq_err, y_sum, y2_sum = (
@@ -236,15 +271,20 @@ class PerformanceService:
         self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
     ) -> dict[str, Any] | None:
         src = Window(start, end, target.name, target.version).source()
-        row = (
-            await conn.execute(
-                select(
-                    func.sum(src.c.confidence_sum),
-                    func.sum(src.c.confidence_count),
-                    *(func.coalesce(func.sum(src.c[c]), 0) for c in CONFIDENCE_COLUMNS),
-                )
+        rows = await conn.execute(
+            select(
+                src.c.label,
+                func.coalesce(func.sum(src.c.confidence_sum), 0),
+                func.coalesce(func.sum(src.c.confidence_count), 0),
+                *(func.coalesce(func.sum(src.c[c]), 0) for c in CONFIDENCE_COLUMNS),
             )
-        ).one()
-        confidences = int(row[1] or 0)
-        mean = float(row[0]) / confidences if confidences else None
-        return estimated_accuracy([int(n) for n in row[2:]], mean, target.calibration)
+            .where(src.c.label != NO_LABEL)
+            .group_by(src.c.label)
+        )
+        labels = {
+            label_key(orjson.loads(row[0])): LabelConfidence(
+                [int(n) for n in row[3:]], float(row[1]), int(row[2])
+            )
+            for row in rows
+        }
+        return estimated_performance(labels, target.calibration)

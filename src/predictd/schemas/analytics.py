@@ -124,8 +124,8 @@ class Comparison(BaseModel):
 
 class PerformanceRow(BaseModel):
     """One monitor run for one model version: ``metrics`` realised from feedback (null until
-    some arrives), ``estimated`` from confidence alone (classifiers), with ``gap`` = realised
-    minus estimated accuracy once both exist."""
+    some arrives), ``estimated`` accuracy and macro F1 from confidence alone (classifiers), with
+    ``gap`` and ``f1_gap`` = realised minus estimated once both exist."""
 
     model_name: str
     model_version: int
