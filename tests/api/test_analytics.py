@@ -48,6 +48,11 @@ async def test_summary_distribution_recent(
             expected[a["prediction"]] = expected.get(a["prediction"], 0) + 1
         assert counts == expected
         assert dist["total"] == 4
+        deciles = [0] * 10
+        for a in answers:
+            deciles[min(9, int(a["confidence"] * 10))] += 1
+        assert [b["count"] for b in dist["confidence"]] == deciles
+        assert (dist["confidence"][0]["ge"], dist["confidence"][-1]["lt"]) == (0.0, 1.0)
 
         recent = (await client.get("/analytics/recent", params={"limit": 2})).json()
         assert recent["count"] == 2

@@ -27,3 +27,10 @@ async def test_demo_registers_then_reuses(tmp_path: Path) -> None:
     tabular = versions[0]
     assert len(tabular.feature_names) == 30
     assert tabular.metrics["accuracy"] > 0.9
+    # Both carry a reference profile from their held-out split, under the served names.
+    profile = tabular.reference_profile or {}
+    assert set(profile["features"]) == set(tabular.feature_names)
+    assert profile["rows"] == sum(profile["features"]["mean_radius"]["counts"]) > 100
+    text = versions[1].reference_profile or {}
+    assert text["text_length"]["count"] == text["rows"] > 50
+    assert len(text["calibration"]) == 10

@@ -73,7 +73,9 @@ def test_expected_f1_matches_a_calibrated_model(classes: int) -> None:
     rng = random.Random(classes)
     labels = LABELS[:classes]
     weights = [0.5, 0.3, 0.2][:classes]
-    predicted, actual, per_label = [], [], {}
+    predicted: list[str] = []
+    actual: list[str] = []
+    per_label: dict[str, tuple[list[int], float, int]] = {}
     for _ in range(40_000):
         label = rng.choices(labels, weights)[0]
         confidence = rng.uniform(0.5, 1.0)

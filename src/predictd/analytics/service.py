@@ -34,6 +34,10 @@ class AnalyticsService:
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
             return await AnalyticsRepository(conn).distribution(window)
 
+    async def confidence(self, window: Window) -> list[int]:
+        async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
+            return await AnalyticsRepository(conn).confidence_bins(window)
+
     async def latency(self, window: Window) -> dict[str, Any]:
         async with translate_errors("reading analytics"), self.db.engine.connect() as conn:
             histogram = (await AnalyticsRepository(conn).totals(window))["histogram"]

@@ -6,6 +6,7 @@ from predictd.api.middleware import ServingMiddleware
 from predictd.api.routes import (
     alerts,
     analytics,
+    dashboard,
     drift,
     feedback,
     health,
@@ -19,6 +20,7 @@ ROUTERS = (
     feedback.router,
     alerts.router,
     drift.router,
+    dashboard.router,
     health.router,
     analytics.router,
     models.router,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -34,10 +35,16 @@ async def prepare_demo(settings: Settings, *, tabular: bool) -> str:
                 description=trained.description,
                 training_samples=trained.training_samples,
                 feature_names=trained.feature_names,
-                reference_profile=(
-                    {"calibration": trained.calibration} if trained.calibration else None
-                ),
+                validation=trained.validation,
             )
+            if trained.calibration:
+                # Measured before the shipped model was refitted on everything, so it is not
+                # flattered by having seen the held-out split.
+                profile = {
+                    **(candidate.reference_profile or {}),
+                    "calibration": trained.calibration,
+                }
+                candidate = replace(candidate, reference_profile=profile)
             version = await registry.register(candidate)
         shown = ", ".join(f"{k}={v:.3f}" for k, v in trained.metrics.items())
         typer.echo(f"trained and registered {name} v{version.version} ({shown})")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skops.io import dump
 
+from predictd.inference.records import ItemInput
 from predictd.monitoring.calibration import calibration_bins
 
 
@@ -22,6 +23,8 @@ class DemoModel:
     description: str
     # Observed accuracy per confidence decile on the held-out split (monitoring/calibration).
     calibration: list[float | None] | None = None
+    # The held-out split with its labels: the reference profile drift is measured against.
+    validation: tuple[tuple[ItemInput, str | int], ...] = ()
 
 
 def load_sentiment_data() -> tuple[list[str], list[str]]:
@@ -71,6 +74,7 @@ def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
         None,
         "Demo 3-class sentiment classifier (TF-IDF + LogisticRegression)",
         calibration,
+        tuple((ItemInput(text=t), y) for t, y in zip(x_test, y_test, strict=True)),
     )
 
 
@@ -104,4 +108,8 @@ def train_tabular(out_dir: Path, seed: int = 0) -> DemoModel:
         len(x_train),
         names,
         "Demo tabular classifier (RandomForest, breast-cancer data; 0=malignant 1=benign)",
+        validation=tuple(
+            (ItemInput(features=dict(zip(names, map(float, row), strict=True))), int(y))
+            for row, y in zip(x_test, y_test, strict=True)
+        ),
     )

@@ -67,18 +67,14 @@ class ModelRegistry:
 
         flavor, runtime = open_artifact(path, self.settings)
         info = runtime.schema()
-        profile = dict(reference_profile or {})
-        if validation:
-            profile.update(_profile(runtime, validation, self.settings))
-        uri, sha = self.store.put(path)
-        return ModelVersion(
+        version = ModelVersion(
             name=name,
             version=0,
             flavor=flavor,
             task=info.task,
             input_kind=info.input_kind,
-            artifact_uri=uri,
-            artifact_sha256=sha,
+            artifact_uri="",  # known once stored, below
+            artifact_sha256="",
             stage="none",
             created_at=datetime.now(UTC),
             feature_names=feature_names or info.feature_names,
@@ -87,8 +83,20 @@ class ModelRegistry:
             metrics=metrics or {},
             training_samples=training_samples,
             description=description,
-            reference_profile=profile,
+            reference_profile=dict(reference_profile or {}),
         )
+        if validation:
+            # Validation rows name features as the registry will (feature_names may rename
+            # the artifact's positional x0, x1, ...): profile with the runtime serving opens.
+            from predictd.inference.formats import runtime_for
+
+            meta = version.meta(source="registry", loaded_at=version.created_at)
+            named = runtime_for(flavor, path, meta, self.settings)
+            named.prepare()
+            profile = _profile(named, validation, self.settings)
+            version = replace(version, reference_profile={**version.reference_profile, **profile})
+        uri, sha = self.store.put(path)
+        return replace(version, artifact_uri=uri, artifact_sha256=sha)
 
     async def _change(
         self, what: str, name: str, work: Callable[[ModelVersionRepository], Awaitable[T]]

@@ -62,9 +62,16 @@ class LabelCount(BaseModel):
     count: int
 
 
+class ConfidenceBucket(BaseModel):
+    ge: float  # the bucket holds confidences >= ge and < lt (the last one includes 1.0)
+    lt: float
+    count: int
+
+
 class Distribution(BaseModel):
     total: int
     labels: list[LabelCount]
+    confidence: list[ConfidenceBucket]  # answers per confidence decile (classifiers)
 
 
 class RecentPrediction(BaseModel):

@@ -18,6 +18,7 @@ from predictd.schemas.analytics import (
     Agreement,
     ArmStats,
     Comparison,
+    ConfidenceBucket,
     Distribution,
     LabelCount,
     Latency,
@@ -73,11 +74,16 @@ async def summary(services: ServicesDep, window: WindowDep) -> Summary:
 
 @router.get("/distribution")
 async def distribution(services: ServicesDep, window: WindowDep) -> Distribution:
-    """How many predictions gave each label (classifiers; regression values are not
-    bucketed)."""
+    """How many predictions gave each label, and how confident they were, per decile
+    (classifiers; regression values are not bucketed)."""
     rows = await services.analytics.distribution(window)
     labels = [LabelCount(label=label, count=count) for label, count in rows]
-    return Distribution(total=sum(c.count for c in labels), labels=labels)
+    bins = await services.analytics.confidence(window)
+    confidence = [
+        ConfidenceBucket(ge=i / len(bins), lt=(i + 1) / len(bins), count=n)
+        for i, n in enumerate(bins)
+    ]
+    return Distribution(total=sum(c.count for c in labels), labels=labels, confidence=confidence)
 
 
 @router.get("/latency")
