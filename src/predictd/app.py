@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             feedback=FeedbackService(db),
             performance=PerformanceService(db),
             alerts=AlertService(db),
-            drift=DriftService(db, settings),
+            drift=DriftService(db, settings, registry.vocabulary),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
         )
@@ -94,7 +94,9 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         watch = RecordingWatch(settings, recorder.state, services.alerts, metrics)
         tasks.append(asyncio.create_task(watch.forever(min(5.0, settings.alert_recording_s / 5))))
         if settings.monitor_interval_s > 0:
-            tasks.append(asyncio.create_task(monitor_forever(db, settings, metrics)))
+            tasks.append(
+                asyncio.create_task(monitor_forever(db, settings, metrics, registry.vocabulary))
+            )
         try:
             yield
         finally:

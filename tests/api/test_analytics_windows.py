@@ -82,8 +82,10 @@ async def test_filters_latency_and_timeseries(tmp_path: Path, db_url: str) -> No
         assert one_day["total"] == 20
 
         labels = await get(client, "/analytics/distribution", model="b")
+        deciles = [b["count"] for b in labels.pop("confidence")]
         assert labels == {"total": 12, "labels": [{"label": "neg", "count": 6},
                                                   {"label": "pos", "count": 6}]}  # fmt: skip
+        assert sum(deciles) == 12
 
         latency = await get(client, "/analytics/latency")
         assert latency["count"] == 60

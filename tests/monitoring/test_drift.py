@@ -49,12 +49,16 @@ def answers(rng: np.random.Generator, n: int, shift: float) -> tuple[list[str], 
 
 
 def records(
-    model: str, inputs: list[Any], labels: list[str], confidences: list[float]
+    model: str,
+    inputs: list[Any],
+    labels: list[str],
+    confidences: list[float],
+    at: datetime = NOW,
 ) -> list[PredictionRecord]:
     return [
         make_record(
             id=uuid.uuid4(),
-            ts=NOW - timedelta(seconds=30 + i % 3000),
+            ts=at - timedelta(seconds=30 + i % 3000),
             model_name=model,
             input={"text": value} if isinstance(value, str) else {"features": value},
             output=label,
@@ -283,3 +287,46 @@ async def read_over_http(settings: Settings) -> None:
         assert "no drift report for nobody" in missing.json()["error"]["message"]
         bad_limit = await client.get("/drift/reports", params={"limit": 0})
         assert (bad_limit.status_code, bad_limit.json()["error"]["field"]) == (422, "limit")
+
+
+async def test_tokens_and_out_of_vocabulary_of_a_text_model(
+    db: Database, artifacts: Artifacts
+) -> None:
+    """The demo text model's own tokenizer: traffic like its validation split does not drift;
+    traffic in words it never saw does, in tokens, out-of-vocabulary share and length."""
+    registry = ModelRegistry(db.settings, db)
+    model = artifacts.sentiment
+    await registry.register(
+        registry.inspect(model.path, "words", validation=model.validation), stage="production"
+    )
+    version = await registry.production("words")
+    assert version is not None
+    tokens = (version.reference_profile or {})["tokens"]
+    assert tokens["total"] > tokens["oov"] == 0  # its own validation split: all known
+    rng = np.random.default_rng(8)
+    known = [item.text or "" for item, _ in model.validation]
+    foreign = ["zorbly", "quandle", "mimsy", "borogove", "frabjous", "tulgey", "vorpal"]
+    same = [known[i] for i in rng.integers(0, len(known), 600)]
+    rare = min((t for t in tokens["counts"] if t != "(other)"), key=tokens["counts"].get)
+    odd = [" ".join([*rng.choice(foreign, 8), rare, rare, rare]) for _ in range(600)]
+    stream = records("words", same, *answers(rng, 600, 0.0))
+    await PredictionWriter(db).write(stream)
+    service = DriftService(db, db.settings, registry.vocabulary)
+    (steady,) = await service.run(WINDOW, "words", now=NOW)
+    assert steady["features"]["tokens"]["status"] == "ok"
+    assert steady["features"]["out_of_vocabulary"]["rate"] == 0.0
+    assert steady["drift_detected"] is False
+
+    later = NOW + timedelta(hours=2)
+    await PredictionWriter(db).write(records("words", odd, *answers(rng, 600, 0.0), at=later))
+    (shifted,) = await service.run(WINDOW, "words", now=later)
+    assert shifted["drift_detected"] is True
+    assert {k for k, f in shifted["features"].items() if f["drifted"]} == {
+        "text_length",
+        "tokens",
+        "out_of_vocabulary",
+    }
+    assert shifted["features"]["out_of_vocabulary"]["rate"] > 0.5
+
+    blind = await DriftService(db, db.settings).run(WINDOW, "words", now=NOW)
+    assert blind[0]["features"]["tokens"]["status"] == "unavailable"  # no tokenizer given

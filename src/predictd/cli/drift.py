@@ -12,6 +12,7 @@ from predictd.cli.monitor import parse_window
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, Changes, Webhook, drift_findings
 from predictd.monitoring.drift import DriftService
+from predictd.registry.service import ModelRegistry
 
 drift_app = typer.Typer(help="Data drift.", no_args_is_help=True)
 
@@ -27,7 +28,8 @@ def run(
     span = parse_window(window)
 
     async def work(db: Database) -> tuple[list[dict[str, Any]], Changes]:
-        reports = await DriftService(db, db.settings).run(span, model)
+        registry = ModelRegistry(db.settings, db)
+        reports = await DriftService(db, db.settings, registry.vocabulary).run(span, model)
         changes = await AlertService(db).apply(drift_findings(reports))
         await Webhook(db.settings.alert_webhook_url).send(changes)
         return reports, changes

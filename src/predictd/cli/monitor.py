@@ -13,6 +13,7 @@ from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
 from predictd.db.engine import Database
 from predictd.monitoring.monitor import MonitorResult, run_monitor
+from predictd.registry.service import ModelRegistry
 
 monitor_app = typer.Typer(help="Performance monitoring.", no_args_is_help=True)
 
@@ -38,7 +39,8 @@ def run(
     span = parse_window(window)
 
     async def work(db: Database) -> MonitorResult:
-        return await run_monitor(db, db.settings, span, model)
+        registry = ModelRegistry(db.settings, db)
+        return await run_monitor(db, db.settings, span, model, vocabularies=registry.vocabulary)
 
     result = run_with_database(work)
     if not result.performance:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,15 @@ class Schema:
     # True when the model only knows how many features it takes (x0, x1, ...): the registry
     # may then name them, and only the count has to agree.
     positional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextVocabulary:
+    """How a text model reads its input: the tokens it makes of a text (its own analyzer, so
+    n-grams and stop words match) and the tokens it knows."""
+
+    tokens: Callable[[str], list[str]]
+    known: Container[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +161,11 @@ class ModelRuntime(ABC):
     @abstractmethod
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         """One vectorised call for all inputs, results in input order."""
+
+    def vocabulary(self) -> TextVocabulary | None:
+        """A text model's tokenizer and vocabulary, when the format exposes them (for the
+        token-frequency and out-of-vocabulary drift tests); None otherwise."""
+        return None
 
     def validate(
         self,

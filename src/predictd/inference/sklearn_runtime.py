@@ -17,6 +17,7 @@ from predictd.inference.runtime import (
     ModelRuntime,
     Prediction,
     Schema,
+    TextVocabulary,
     from_probabilities,
     from_values,
     to_label,
@@ -108,6 +109,15 @@ class SklearnRuntime(ModelRuntime):
 
             return pd.DataFrame(rows, columns=list(names))
         return rows
+
+    def vocabulary(self) -> TextVocabulary | None:
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.pipeline import Pipeline
+
+        first = self._estimator.steps[0][1] if isinstance(self._estimator, Pipeline) else None
+        if not isinstance(first, CountVectorizer) or not hasattr(first, "vocabulary_"):
+            return None  # TfidfVectorizer is a CountVectorizer; a HashingVectorizer has no words
+        return TextVocabulary(first.build_analyzer(), first.vocabulary_)
 
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         matrix = self._matrix(inputs)

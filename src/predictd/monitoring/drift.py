@@ -12,8 +12,10 @@ A window with too few answered predictions gets a report that says so, never a v
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +29,7 @@ from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import CONFIDENCE_BINS, drift_reports, model_versions
 from predictd.db.tables import predictions as predictions_table
+from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import (
     FeatureDrift,
     Thresholds,
@@ -35,7 +38,13 @@ from predictd.monitoring.drift_stats import (
     numeric_drift,
 )
 from predictd.monitoring.labels import label_key
+from predictd.monitoring.profile import OOV, token_counts
 from predictd.settings import Settings
+
+log = logging.getLogger("predictd.monitor")
+
+# (model name, version) -> the text model's tokenizer and vocabulary (ModelRegistry.vocabulary)
+Vocabularies = Callable[[str, int], Awaitable[TextVocabulary | None]]
 
 p = predictions_table.c
 TEXT_LENGTH = "text_length"
@@ -88,9 +97,12 @@ def _result(drift: FeatureDrift, rows: int) -> dict[str, Any]:
 
 
 class DriftService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, vocabularies: Vocabularies | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.vocabularies = vocabularies
         self.thresholds = Thresholds(settings.drift_p_value, settings.drift_distance)
 
     async def run(
@@ -172,6 +184,8 @@ class DriftService:
             }
         fraction = min(1.0, self.settings.drift_max_values / (rows * len(features)))
         inputs = await self._input_drift(conn, features, name, version, start, end, fraction)
+        if isinstance(profile.get("tokens"), Mapping):
+            inputs |= await self._token_drift(conn, profile, name, version, start, end)
         tested = [r for r in inputs.values() if r["status"] == "ok"]
         drifted = sum(1 for r in tested if r["drifted"])
         share = drifted / len(tested) if tested else None
@@ -240,6 +254,65 @@ class DriftService:
                 "counts": current,
             }
         return out
+
+    async def _token_drift(
+        self,
+        conn: AsyncConnection,
+        profile: Mapping[str, Any],
+        name: str,
+        version: int,
+        start: datetime,
+        end: datetime,
+    ) -> dict[str, dict[str, Any]]:
+        """Token frequencies over the reference's most common known tokens, and the
+        out-of-vocabulary share, of the most recent ``drift_sample`` texts, tokenized by the
+        model's own analyzer (tokenizing is no job for SQL)."""
+        reference = profile["tokens"]
+        vocabulary = None
+        if self.vocabularies is not None:
+            try:
+                vocabulary = await self.vocabularies(name, version)
+            except Exception as exc:  # artifact missing or refused: the other tests still run
+                where = {"model": name, "version": version, "error": repr(exc)}
+                log.warning("drift: cannot open the model's vocabulary", extra=where)
+        if vocabulary is None:
+            gone = {"status": "unavailable", "rows": 0}
+            return {"tokens": gone, "out_of_vocabulary": gone}
+        rows = await conn.execute(
+            select(p.input["text"].as_string())
+            .where(p.model_name == name, p.model_version == version, p.status == "ok",
+                   p.ts >= start, p.ts < end)
+            .order_by(p.ts.desc())
+            .limit(self.settings.drift_sample)
+        )  # fmt: skip
+        texts = [text for (text,) in rows if text]
+        if len(texts) < self.settings.drift_min_rows:
+            short = {"status": "insufficient_data", "rows": len(texts)}
+            return {"tokens": short, "out_of_vocabulary": short}
+        counts = await asyncio.to_thread(token_counts, texts, vocabulary, list(reference["counts"]))
+        oov = counts.pop(OOV, 0)
+        known = sum(counts.values())
+        reference_rows = int(profile.get("rows") or 0)
+        tokens = categorical_drift(reference["counts"], counts, reference_rows, self.thresholds)
+        ref_oov = int(reference["oov"])
+        unknown = categorical_drift(
+            {"known": int(reference["total"]) - ref_oov, "unknown": ref_oov},
+            {"known": known, "unknown": oov},
+            reference_rows,
+            self.thresholds,
+        )
+        token_result: dict[str, Any] = {"status": "ok", **_result(tokens, len(texts))}
+        if not known:  # only unknown words: their share says it all
+            token_result = {"status": "insufficient_data", "rows": len(texts)}
+        return {
+            "tokens": token_result | {"tokens": known + oov},
+            "out_of_vocabulary": {
+                "status": "ok",
+                **_result(unknown, len(texts)),
+                "rate": oov / (known + oov) if known + oov else None,
+                "reference_rate": reference.get("oov_rate"),
+            },
+        }
 
     async def _samples(
         self, conn: AsyncConnection, features: list[Feature], where: ColumnElement[bool]

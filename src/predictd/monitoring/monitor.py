@@ -26,7 +26,7 @@ from predictd.monitoring.alerts import (
     drift_findings,
     serving_findings,
 )
-from predictd.monitoring.drift import DriftService
+from predictd.monitoring.drift import DriftService, Vocabularies
 from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
 from predictd.settings import Settings
@@ -49,10 +49,11 @@ async def run_monitor(
     window: timedelta,
     model: str | None = None,
     metrics: Metrics | None = None,
+    vocabularies: Vocabularies | None = None,
 ) -> MonitorResult:
     end = datetime.now(UTC)
     performance = await PerformanceService(db).run(window, model, now=end)
-    drift = await DriftService(db, settings).run(window, model, now=end)
+    drift = await DriftService(db, settings, vocabularies).run(window, model, now=end)
     findings = accuracy_findings(performance, await _training_accuracy(db, performance), settings)
     findings += drift_findings(drift)
     analytics = AnalyticsService(db)
@@ -103,7 +104,9 @@ async def exclusive_pass(db: Database) -> AsyncIterator[bool]:
                 await conn.execute(select(func.pg_advisory_unlock(MONITOR_LOCK)))
 
 
-async def monitor_forever(db: Database, settings: Settings, metrics: Metrics) -> None:
+async def monitor_forever(
+    db: Database, settings: Settings, metrics: Metrics, vocabularies: Vocabularies | None = None
+) -> None:
     """The in-server schedule: a failed pass (database away) is logged and retried next time."""
     window = timedelta(hours=settings.monitor_window_h)
     while True:
@@ -113,7 +116,9 @@ async def monitor_forever(db: Database, settings: Settings, metrics: Metrics) ->
                 if not mine:
                     log.debug("monitor pass skipped: another replica is running it")
                     continue
-                result = await run_monitor(db, settings, window, metrics=metrics)
+                result = await run_monitor(
+                    db, settings, window, metrics=metrics, vocabularies=vocabularies
+                )
             log.info(
                 "monitor pass",
                 extra={"versions": len(result.performance),

@@ -3,8 +3,9 @@ so drift can later be measured against it without the data itself.
 
 Numeric features keep quantile bin edges (the database counts live values into the same
 bins), their counts, mean and standard deviation, and the raw values when there are few enough
-for a Kolmogorov-Smirnov test; text keeps the same for its length in characters; the model's
-answers keep their label counts and confidence deciles.
+for a Kolmogorov-Smirnov test; text keeps the same for its length in characters, and, when the
+model exposes its tokenizer, the frequencies of its most common known tokens and its
+out-of-vocabulary count; the model's answers keep their label counts and confidence deciles.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
 from predictd.monitoring.labels import label_key
 from predictd.recording.rollups import confidence_bin
 
 BINS = 10
+TOP_TOKENS = 100  # the reference's most frequent tokens keep their own count; the rest pool
+OTHER = "(other)"
+OOV = "(out of vocabulary)"
 
 
 def numeric_profile(values: Sequence[float]) -> dict[str, Any]:
@@ -52,15 +57,52 @@ def _centres(edges: np.ndarray) -> list[float]:
     return [float((a + b) / 2) for a, b in pairwise(edges)]
 
 
+def token_counts(
+    texts: Sequence[str], vocabulary: TextVocabulary, top: Sequence[str] | None = None
+) -> Counter[str]:
+    """Tokens the model makes of ``texts``: per token of ``top`` (every known token when None),
+    the other known ones pooled as OTHER, unknown ones as OOV."""
+    wanted = None if top is None else set(top)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for token in vocabulary.tokens(text):
+            if token not in vocabulary.known:
+                counts[OOV] += 1
+            elif wanted is None or token in wanted:
+                counts[token] += 1
+            else:
+                counts[OTHER] += 1
+    return counts
+
+
+def token_profile(texts: Sequence[str], vocabulary: TextVocabulary) -> dict[str, Any]:
+    """Frequencies of the reference's TOP_TOKENS most common known tokens, the rest pooled,
+    and the out-of-vocabulary count."""
+    counts = token_counts(texts, vocabulary)
+    oov = counts.pop(OOV, 0)
+    kept = dict(counts.most_common(TOP_TOKENS))
+    other = sum(counts.values()) - sum(kept.values())
+    total = sum(counts.values()) + oov
+    return {
+        "counts": kept | ({OTHER: other} if other else {}),
+        "oov": oov,
+        "total": total,
+        "oov_rate": oov / total if total else None,
+    }
+
+
 def reference_profile(
     inputs: Sequence[str | Mapping[str, float]],
     labels: Sequence[Any],
     confidences: Sequence[float | None],
+    vocabulary: TextVocabulary | None = None,
 ) -> dict[str, Any]:
     """The profile of validation inputs and the model's answers to them."""
     profile: dict[str, Any] = {"rows": len(inputs)}
     if inputs and isinstance(inputs[0], str):
         profile["text_length"] = numeric_profile([float(len(str(t))) for t in inputs])
+        if vocabulary is not None:
+            profile["tokens"] = token_profile([str(t) for t in inputs], vocabulary)
     else:
         names = sorted({name for row in inputs if isinstance(row, Mapping) for name in row})
         profile["features"] = {

@@ -23,7 +23,7 @@ from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
 from predictd.inference.records import ItemInput
-from predictd.inference.runtime import Label, ModelRuntime
+from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
 from predictd.monitoring.calibration import calibration_bins
 from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import reference_profile
@@ -37,6 +37,7 @@ from predictd.settings import Settings
 log = logging.getLogger("predictd.registry")
 
 T = TypeVar("T")
+VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
 
 
 class ModelRegistry:
@@ -45,6 +46,7 @@ class ModelRegistry:
         self.db = db
         self.store = ArtifactStore.from_settings(settings)
         self.manifest = LoadManifest(settings.artifact_dir)
+        self._vocabularies: dict[tuple[str, int], TextVocabulary | None] = {}
 
     def inspect(
         self,
@@ -202,6 +204,18 @@ class ModelRegistry:
 
         return await self._change("archiving a model", name, work)
 
+    async def vocabulary(self, name: str, version: int) -> TextVocabulary | None:
+        """A text model's tokenizer and vocabulary, for drift: the version's artifact is
+        opened (verified, off the event loop) once and the last few are kept."""
+        key = (name, version)
+        if key not in self._vocabularies:
+            found = await self.get(name, version)
+            runtime = await asyncio.to_thread(self.open_runtime, found, source="drift")
+            while len(self._vocabularies) >= VOCABULARIES_KEPT:
+                self._vocabularies.pop(next(iter(self._vocabularies)))
+            self._vocabularies[key] = runtime.vocabulary()
+        return self._vocabularies[key]
+
     async def get(self, name: str, version: int) -> ModelVersion:
         async with translate_errors("reading the registry"), self.db.engine.connect() as conn:
             return await self._get(ModelVersionRepository(conn), name, version)
@@ -266,7 +280,10 @@ def _profile(
     ]
     outputs = runtime.predict(values)
     profile = reference_profile(
-        values, [out.label for out in outputs], [out.confidence for out in outputs]
+        values,
+        [out.label for out in outputs],
+        [out.confidence for out in outputs],
+        runtime.vocabulary(),
     )
     if runtime.schema().task == "classification":
         profile["calibration"] = calibration_bins(
