@@ -33,10 +33,11 @@ import signal
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -118,6 +119,35 @@ COUNTRIES = ("DE", "FR", "US", "GB", "NL", "ES", "IT", "PL")
 PLANS = ("free", "pro", "team")
 
 
+def uuid7(ms: int, seq: int) -> uuid.UUID:
+    """Time-ordered like the server's uuid7 ids, ``seq`` (a counter) for the random bits, so
+    every id is unique."""
+    rand = seq & ((1 << 74) - 1)
+    return uuid.UUID(
+        int=(ms << 80)
+        | (0x7 << 76)
+        | ((rand >> 62) << 64)
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
+    )
+
+
+class ChunkSource(Protocol):
+    """Synthetic predictions over ``start``..``end``, ``chunks`` of whole minutes; ``chunk(i)``
+    gives chunk ``i``'s records in time order (what ``load_source`` COPYs)."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+    @property
+    def chunks(self) -> Sequence[tuple[int, int]]: ...
+
+    def chunk(self, index: int) -> list[PredictionRecord]: ...
+
+
 class Traffic:
     """``rows`` predictions over the ``span`` before ``end``, in time order, a chunk of whole
     minutes at a time, seeded: the same rows every run. Request volume follows the time of
@@ -149,16 +179,8 @@ class Traffic:
         self._cum_labels = [np.cumsum(s.label_weights) / sum(s.label_weights) for s in STREAMS]
 
     def _uuid7(self, ms: int) -> uuid.UUID:
-        """Time-ordered like the server's uuid7 ids (a counter for the random bits: unique)."""
         self._seq += 1
-        rand = self._seq & ((1 << 74) - 1)
-        return uuid.UUID(
-            int=(ms << 80)
-            | (0x7 << 76)
-            | ((rand >> 62) << 64)
-            | (0b10 << 62)
-            | (rand & ((1 << 62) - 1))
-        )
+        return uuid7(ms, self._seq)
 
     def chunk(self, index: int) -> list[PredictionRecord]:
         m0, m1 = self.chunks[index]
@@ -373,7 +395,7 @@ async def _migrate(url: str) -> None:
 
 
 def _encode(
-    traffic: Traffic, index: int, acc: dict[RollupKey, Rollup]
+    traffic: ChunkSource, index: int, acc: dict[RollupKey, Rollup]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """One chunk as the writer would write it: its COPY tuples (``_copy_tuple``) and the
     rollup rows now final (``rollup(..., into=acc)``, ``rows_of``), in a worker thread."""
@@ -401,7 +423,7 @@ async def _copy_chunk(
             )
 
 
-async def _load(url: str, traffic: Traffic, progress: bool) -> tuple[int, float, float]:
+async def _load(url: str, traffic: ChunkSource, progress: bool) -> tuple[int, float, float]:
     """Generate and COPY every chunk; the next chunk is generated (in a thread) while the
     previous one is being copied. Returns (rollup rows, seconds, seconds generating)."""
     conn = await asyncpg.connect(url)
@@ -433,7 +455,13 @@ async def _load(url: str, traffic: Traffic, progress: bool) -> tuple[int, float,
 
 def load(pg: Postgres, url: str, rows: int) -> LoadResult:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    traffic = Traffic(rows, end)
+    return load_source(pg, url, Traffic(rows, end), rows)
+
+
+def load_source(pg: Postgres, url: str, traffic: ChunkSource, rows: int) -> LoadResult:
+    """Migrate the database at ``url`` and fill it with ``traffic``'s ``rows`` predictions
+    and their rollups (minute and hourly), then VACUUM (ANALYZE) and CHECKPOINT."""
+    end = traffic.end
     asyncio.run(_migrate(url))
     rollup_rows, seconds, generating = asyncio.run(_load(url, traffic, rows >= 1_000_000))
     # The hourly tier, summed from the minute rollups by the database (as migration 0009

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SECTIONS = ("header", "http", "ingest", "shadow", "analytics", "targets")
-RUN_SECTIONS = ("http", "ingest", "shadow", "analytics")  # the parts one can run alone
+SECTIONS = ("header", "http", "ingest", "shadow", "analytics", "drift", "targets")
+RUN_SECTIONS = ("http", "ingest", "shadow", "analytics", "drift")  # the parts one can run alone
 _MARKER = re.compile(r"^<!-- results:(\w+) -->\n", re.MULTILINE)
 
 
@@ -29,7 +29,7 @@ class Verdict:
 
 def section_of(check: str) -> str:
     """Which part of the suite a "Targets" row belongs to, from its check's name."""
-    for section in ("ingest", "shadow", "analytics"):
+    for section in ("ingest", "shadow", "analytics", "drift"):
         if check.startswith(f"{section}, "):
             return section
     return "http"

@@ -1,6 +1,6 @@
 """The whole benchmark run behind `make bench`: part A (HTTP), part B (ingest), part C
-(shadow traffic), part D (analytics at 10 million rows); `--only SECTION` runs one of them and
-refreshes only its part of RESULTS.md."""
+(shadow traffic), part D (analytics at 10 million rows), part E (drift reports over a million
+rows per model); `--only SECTION` runs one of them and refreshes only its part of RESULTS.md."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ from benchmarks.analytics import AnalyticsResults, run_analytics
 from benchmarks.analytics import raw as analytics_raw
 from benchmarks.analytics import section as analytics_section
 from benchmarks.analytics import verdicts as analytics_verdicts
+from benchmarks.drift import DriftResults, run_drift
+from benchmarks.drift import raw as drift_raw
+from benchmarks.drift import section as drift_section
+from benchmarks.drift import verdicts as drift_verdicts
 from benchmarks.environment import (
     DEFAULT_ADMIN_URL,
     Machine,
@@ -62,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="benchmarks/run.py",
         description="predictd benchmarks: /predict throughput vs. baselines, recorder ingest, "
-        "shadow traffic's cost, analytics at 10 million rows.",
+        "shadow traffic's cost, analytics at 10 million rows, drift reports over a million "
+        "rows per model.",
     )
     p.add_argument("--duration", type=float, help="measured seconds per target (default 15)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds first (default 3)")
@@ -77,8 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 3 s per target, 20,000 records, 200,000 analytics rows; RESULTS.md "
-        "is left alone unless --results is given",
+        help="smoke test: 3 s per target, 20,000 records, 200,000 analytics rows, 100,000 "
+        "drift rows per model; RESULTS.md is left alone unless --results is given",
     )
     p.add_argument(
         "--targets", default=",".join(ALL_TARGETS), help=f"subset of {','.join(ALL_TARGETS)}"
@@ -87,10 +92,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-ingest", action="store_true", help="leave out part B (ingest)")
     p.add_argument("--skip-shadow", action="store_true", help="leave out part C (shadow)")
     p.add_argument("--skip-analytics", action="store_true", help="leave out part D (analytics)")
+    p.add_argument("--skip-drift", action="store_true", help="leave out part E (drift)")
     p.add_argument(
         "--analytics-rows",
         type=int,
         help="part D: predictions loaded (default 10,000,000, --quick 200,000)",
+    )
+    p.add_argument(
+        "--drift-rows",
+        type=int,
+        help="part E: predictions per model in the 24 h window, as many again before it "
+        "(default 1,000,000, --quick 100,000)",
     )
     p.add_argument(
         "--only",
@@ -133,6 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.records = args.records or (20_000 if args.quick else 200_000)
     args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 15.0)
     args.analytics_rows = args.analytics_rows or (200_000 if args.quick else 10_000_000)
+    args.drift_rows = args.drift_rows or (100_000 if args.quick else 1_000_000)
     if args.only is not None:
         args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown_sections = set(args.sections) - set(RUN_SECTIONS)
@@ -145,6 +158,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ingest": args.skip_ingest,
         "shadow": args.skip_shadow,
         "analytics": args.skip_analytics,
+        "drift": args.skip_drift,
     }
     args.sections = [s for s in RUN_SECTIONS if s in args.sections and not skipped[s]]
     if not args.sections:
@@ -370,6 +384,7 @@ def report(
     ingest: tuple[IngestResult, ...],
     shadow: ShadowResults | None,
     analytics: AnalyticsResults | None,
+    drift: DriftResults | None,
     vs: list[Verdict],
     *,
     merged: bool,
@@ -407,7 +422,7 @@ def report(
         "machine, one model (the demo sentiment model, TF-IDF + LogisticRegression, trained "
         "by `predictd.demo.train.train_sentiment`; part C adds a candidate trained the same "
         "way on another split; part D serves analytics from a database of synthetic "
-        "predictions).",
+        "predictions; part E adds the demo breast-cancer model for drift reports).",
         "",
         *run,
     ]
@@ -488,6 +503,8 @@ def report(
         sections["shadow"] = shadow_section(args, shadow, machine.cores, preface)
     if analytics is not None:
         sections["analytics"] = analytics_section(args, analytics, preface)
+    if drift is not None:
+        sections["drift"] = drift_section(args, drift, preface)
     sections["targets"] = ["## Targets", "", *verdict_table(vs), ""]
     return {name: "\n".join(lines) for name, lines in sections.items()}
 
@@ -507,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest: tuple[IngestResult, ...] = ()
     shadow: ShadowResults | None = None
     analytics: AnalyticsResults | None = None
+    drift: DriftResults | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="predictd-bench-") as tmp:
             work = Path(tmp)
@@ -528,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                 shadow = run_shadow(args, pg, model, work, bodies)
             if "analytics" in args.sections:
                 analytics = run_analytics(args, pg, model, work)
+            if "drift" in args.sections:
+                drift = run_drift(args, pg, model, work)
     finally:
         dropped = pg.drop_all()
         if dropped:
@@ -539,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: src/ changed during the run ({code})", file=sys.stderr)
     vs = verdicts(http, ingest) + (shadow_verdicts(shadow) if shadow else [])
     vs += analytics_verdicts(analytics) if analytics else []
+    vs += drift_verdicts(drift) if drift else []
     print()
     if http:
         print("\n".join(http_table(http)))
@@ -559,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             ingest,
             shadow,
             analytics,
+            drift,
             vs,
             merged=merged,
         )
@@ -579,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest": [asdict(i) | {"rate": i.rate} for i in ingest],
             "shadow": shadow_raw(shadow) if shadow else None,
             "analytics": analytics_raw(analytics) if analytics else None,
+            "drift": drift_raw(drift) if drift else None,
             "verdicts": [asdict(v) for v in vs],
         }
         args.json.write_text(json.dumps(raw, indent=2, default=str))

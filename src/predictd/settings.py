@@ -129,8 +129,8 @@ class Settings(BaseSettings):
 
     drift_max_values: int = Field(default=2_000_000, ge=10_000)
     """Feature values (rows x features) a drift report counts on PostgreSQL before it counts a
-    uniform random sample of rows instead; reading a value out of stored JSON costs ~0.1-0.3
-    µs, and a sample of this size moves bin shares by well under a percent."""
+    fixed pseudo-random sample of rows (by a hash of the id) instead; reading a value out of
+    stored JSON costs ~0.1-0.3 µs, and a sample this size moves bin shares well under 1%."""
 
     drift_sample: int = Field(default=5000, ge=100)
     """Most recent values per feature a Kolmogorov-Smirnov test compares against a small

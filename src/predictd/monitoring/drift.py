@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Text, and_, case, cast, func, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +49,7 @@ Vocabularies = Callable[[str, int], Awaitable[TextVocabulary | None]]
 p = predictions_table.c
 TEXT_LENGTH = "text_length"
 MISSING = -1  # the bin of a row without the feature
+HASH_MASK = 0x7FFF_FFFF
 CONFIDENCE_CENTRES = [(i + 0.5) / CONFIDENCE_BINS for i in range(CONFIDENCE_BINS)]
 
 
@@ -198,7 +199,7 @@ class DriftService:
             else "no feature had enough values in the window to test"
         )
         if fraction < 1 and conn.dialect.name == "postgresql":
-            message += f"; inputs counted on a {fraction:.1%} random sample of rows"
+            message += f"; inputs counted on a {fraction:.1%} sample of rows (by a hash of the id)"
         moved = [k for k, r in outputs.items() if r.get("drifted")]
         if moved:
             message += "; the model's " + " and ".join(moved) + " distribution moved"
@@ -355,6 +356,13 @@ class DriftService:
         return out
 
 
+def _sampled(fraction: float) -> ColumnElement[bool]:
+    """A fixed pseudo-random share of rows, chosen by a hash of the id: the same rows each
+    run, and parallel-safe (random() would keep the scan on one core)."""
+    bucket = func.hashtext(cast(p.id, Text)).op("&")(HASH_MASK)
+    return bucket < int(fraction * (HASH_MASK + 1))
+
+
 async def _bin_counts(
     conn: AsyncConnection,
     features: list[Feature],
@@ -364,14 +372,14 @@ async def _bin_counts(
     """Rows per reference bin for each feature.
 
     PostgreSQL reads each value once, in one scan: every row becomes an array of bin numbers,
-    unnested and counted (parallel-safe; GROUPING SETS would sort once per feature). Below
-    ``fraction`` < 1 it counts a uniform random sample of rows instead: reading a JSON value
+    unnested and counted (parallel-safe; GROUPING SETS would sort once per feature). With
+    ``fraction`` < 1 it counts a pseudo-random sample of rows instead: reading a JSON value
     costs ~0.1-0.3 µs, so a 30-feature model at a million rows would otherwise take seconds.
     SQLite (small by nature) runs one exact GROUP BY per feature."""
     counts = {f.name: [0] * (len(f.edges) + 1) for f in features}
     buckets = [f.bucket(conn.dialect.name) for f in features]
     if conn.dialect.name == "postgresql":
-        sampled = where if fraction >= 1 else and_(where, func.random() < fraction)
+        sampled = where if fraction >= 1 else and_(where, _sampled(fraction))
         binned = select(postgresql.array(buckets).label("bins")).where(sampled).subquery("binned")
         each = (
             func.unnest(binned.c.bins)
