@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from predictd.analytics.repository import AnalyticsRepository, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import CONFIDENCE_BINS, drift_reports, model_versions
+from predictd.db.tables import CONFIDENCE_BINS, drift_reports
 from predictd.db.tables import predictions as predictions_table
 from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import (
@@ -39,6 +39,7 @@ from predictd.monitoring.drift_stats import (
 )
 from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import OOV, token_counts
+from predictd.monitoring.stored import newest, served_versions
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.monitor")
@@ -123,27 +124,16 @@ class DriftService:
     async def reports(
         self, model: str | None, version: int | None, limit: int
     ) -> list[dict[str, Any]]:
-        t = drift_reports.c
-        query = select(drift_reports).order_by(t.computed_at.desc(), t.id.desc())
-        if model is not None:
-            query = query.where(t.model_name == model)
-        if version is not None:
-            query = query.where(t.model_version == version)
+        query = newest(drift_reports, model, version, limit)
         async with translate_errors("reading drift reports"), self.db.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def _targets(
         self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
     ) -> list[tuple[str, int, dict[str, Any] | None]]:
-        src = Window(start, end, model, include_shadow=True).source()
-        served = select(src.c.model_name, src.c.model_version).distinct().subquery("served")
-        v = model_versions.c
-        rows = await conn.execute(
-            select(v.name, v.version, v.reference_profile)
-            .join(served, and_(served.c.model_name == v.name, served.c.model_version == v.version))
-            .order_by(v.name, v.version)
-        )
-        return [(name, version, profile) for name, version, profile in rows]
+        window = Window(start, end, model, include_shadow=True)
+        rows = await served_versions(conn, window)
+        return [(name, version, profile) for name, version, _, profile in rows]
 
     async def _measure(
         self,

@@ -31,12 +31,12 @@ from predictd.db.tables import (
     CONFIDENCE_BINS,
     CONFIDENCE_COLUMNS,
     feedback,
-    model_versions,
     performance_metrics,
     prediction_rollups,
     predictions,
 )
 from predictd.monitoring.labels import label_key
+from predictd.monitoring.stored import newest, served_versions
 
 log = logging.getLogger("predictd.monitor")
 
@@ -173,26 +173,14 @@ class PerformanceService:
     async def latest(
         self, model: str | None, version: int | None, limit: int
     ) -> list[dict[str, Any]]:
-        t = performance_metrics.c
-        query = select(performance_metrics).order_by(t.computed_at.desc(), t.id.desc())
-        if model is not None:
-            query = query.where(t.model_name == model)
-        if version is not None:
-            query = query.where(t.model_version == version)
+        query = newest(performance_metrics, model, version, limit)
         async with translate_errors("reading performance"), self.db.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def _targets(
         self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
     ) -> list[Target]:
-        src = Window(start, end, model).source()
-        served = select(src.c.model_name, src.c.model_version).distinct().subquery("served")
-        v = model_versions.c
-        rows = await conn.execute(
-            select(v.name, v.version, v.task, v.reference_profile)
-            .join(served, and_(served.c.model_name == v.name, served.c.model_version == v.version))
-            .order_by(v.name, v.version)
-        )
+        rows = await served_versions(conn, Window(start, end, model))
         return [
             Target(name, version, task, (profile or {}).get("calibration"))
             for name, version, task, profile in rows
