@@ -185,6 +185,7 @@ def predictd_server(
             "PREDICTD_ARTIFACT_DIR": str(workdir / "artifacts"),
             "PREDICTD_LOG_LEVEL": "WARNING",
             "PREDICTD_RECORD": "true" if record else "false",
+            "PREDICTD_AUTH": "off",  # bound to 127.0.0.1
         }
         | (extra_env or {})
     )

@@ -11,8 +11,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from predictd import __version__
+from predictd.access import audit
+from predictd.access.keys import KeyRing, KeyService
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
+from predictd.api.auth import drain_refusals
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -55,11 +58,14 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
+        audit.set_actor(audit.Actor("predictd"))  # the server's own changes (and its tasks')
         db = Database(settings)
         recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
         inference = InferenceService(settings, recorder, metrics)
         registry = ModelRegistry(settings, db)
         loader = ModelLoader(registry, inference, metrics)
+        key_service = KeyService(db)
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         services = Services(
             settings=settings,
             metrics=metrics,
@@ -74,6 +80,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             drift=DriftService(db, settings, registry.vocabulary),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
+            keys=KeyRing(key_service, admin_token),
+            key_service=key_service,
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
@@ -84,6 +92,10 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             except Exception as exc:
                 log.warning("database not migrated at startup", extra={"error": repr(exc)})
                 tasks.append(asyncio.create_task(_migrate_until_done(db)))
+        with contextlib.suppress(Exception):  # the database may be away: keys load later
+            async with asyncio.timeout(settings.db_connect_timeout_s + 1):
+                await services.keys.refresh()
+        tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
         recorder.start()
         inference.start()
         await loader.attempt()  # a healthy start is ready at once
@@ -105,6 +117,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await drain_refusals()
             await inference.close()
             await recorder.close()
             await db.dispose()

@@ -172,9 +172,23 @@ class Settings(BaseSettings):
     """How often a server re-reads the registry for changes made elsewhere (on PostgreSQL,
     LISTEN/NOTIFY usually brings them at once; this poll is the guarantee)."""
 
+    auth: Literal["on", "off"] = "on"
+    """on: every route but /health, /ready, /docs and the dashboard's page needs an API key
+    (`Authorization: Bearer <key>`) with the route's scope. off: predict and read are open to
+    anyone (the loopback demo); predictd refuses to serve off on a non-loopback address
+    unless `serve --insecure-no-auth`."""
+
     admin_token: SecretStr | None = None
-    """Bearer token for registry changes over HTTP (promote, rollback, reload). Unset: those
-    endpoints answer 403."""
+    """A bootstrap credential with the admin scope, checked without the database (before any
+    key exists, or in an emergency); not stored. Prefer named keys (`predictd keys create`)."""
+
+    keys_refresh_s: float = Field(default=2.0, gt=0, le=60)
+    """How often each server re-reads the live API keys: a revocation takes effect on every
+    replica within this."""
+
+    metrics_public: bool = False
+    """Serve /metrics without a key (for a Prometheus that scrapes without credentials on a
+    private network); otherwise it needs the read scope."""
 
     artifact_dir: Path = Path(".predictd/artifacts")
     """Content-addressed artifact store, and the manifest of the last loaded model used when

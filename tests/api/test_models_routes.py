@@ -70,8 +70,8 @@ async def test_changes_need_the_admin_token(tmp_path: Path, artifacts: Artifacts
     await register_two(open_settings, artifacts)
     async with running_app(open_settings) as (_, client):
         response = await client.post("/models/sentiment/versions/2/promote")
-        assert response.status_code == 403
-        assert "PREDICTD_ADMIN_TOKEN" in response.json()["error"]["message"]
+        assert response.status_code == 401
+        assert "'admin' scope" in response.json()["error"]["message"]
 
     guarded = make_settings(tmp_path, db_url, admin_token="s3cret")
     async with running_app(guarded) as (_, client):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from predictd.access.keys import KeyService
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, Finding
@@ -146,6 +147,7 @@ def test_dashboard_in_chromium(
             page.goto(f"{server.base_url}/dashboard?model=sentiment&hours=24")
             page.wait_for_selector('body[data-state="ready"]', timeout=20_000)
             shown = page.evaluate(SCRAPE)
+            assert page.is_hidden("#auth")  # PREDICTD_AUTH=off: no key asked for
             screenshot = os.environ.get("PREDICTD_DASHBOARD_SCREENSHOT")
             page.screenshot(path=screenshot or str(tmp_path / "dashboard.png"), full_page=True)
         finally:
@@ -226,3 +228,40 @@ def test_screenshot_is_kept_in_docs() -> None:
     shot = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000
+
+
+def test_dashboard_asks_for_a_key_when_auth_is_on(
+    chromium: str, pool: ServerPool, postgres_url: str, artifacts: Artifacts, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    asyncio.run(prepare(make_settings(tmp_path, postgres_url), artifacts))
+
+    async def reader_key() -> str:
+        db = Database(Settings(database_url=postgres_url))
+        try:
+            key, _ = await KeyService(db).create("dashboard", ["read"])
+            return key
+        finally:
+            await db.dispose()
+
+    key = asyncio.run(reader_key())
+    server = pool.start(postgres_url, spool_dir=tmp_path / "spool", model=None,
+                        env={"PREDICTD_AUTH": "on"})  # fmt: skip
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.base_url}/dashboard")
+            page.wait_for_selector('body[data-state="needs-key"]', timeout=20_000)
+            assert page.is_visible("#auth")
+            page.fill("#key", key)
+            page.click("#auth button")
+            page.wait_for_selector('body[data-state="ready"]', timeout=20_000)
+            assert page.is_hidden("#auth")
+            assert page.text_content("#stat-total") == "0"
+        finally:
+            browser.close()
+    assert errors == []

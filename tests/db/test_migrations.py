@@ -24,6 +24,8 @@ TABLES = {
     "system_metrics",
     "alerts",
     "drift_reports",
+    "api_keys",
+    "audit_log",
 }
 
 

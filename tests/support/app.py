@@ -35,6 +35,7 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
         "record_flush_ms": 5,
         "log_format": "text",
         "db_connect_timeout_s": 2.0,
+        "auth": "off",  # loopback: predict and read without keys (test_access.py turns it on)
     }
     values.update(overrides)
     return Settings(**values)

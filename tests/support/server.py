@@ -180,6 +180,7 @@ class ServerPool:
                 "PREDICTD_RECORD_RETRY_MAX_S": "1",
                 "PREDICTD_LOG_FORMAT": "text",
                 "PREDICTD_DURABILITY": durability,
+                "PREDICTD_AUTH": "off",  # bound to 127.0.0.1
                 "PYTHONUNBUFFERED": "1",
             }
         )

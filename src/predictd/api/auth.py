@@ -1,27 +1,107 @@
-"""The admin bearer token that guards registry changes over HTTP."""
+"""Deny by default: every route names the scope it needs through one dependency, ``Needs``.
+
+A request is admitted when its `Authorization: Bearer <key>` is a live key holding the scope
+(``admin`` holds all), or, with PREDICTD_AUTH=off, when it carries no key and the scope is
+predict or read. Anything else is refused: 401 without a valid key, 403 without the scope, 503
+while keys cannot be checked. Refusals go to the audit log in the background, bounded, so a
+flood of bad requests cannot queue writes without end. An admitted request's key is who the
+audit log names for whatever it changes.
+"""
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from predictd.api.deps import ServicesDep
+from predictd.access import audit
+from predictd.access.keys import Principal
+from predictd.access.scopes import ANONYMOUS, Scope, grants
+from predictd.api.deps import Services, ServicesDep
 from predictd.errors import Forbidden, Unauthorized
+from predictd.observability import request_id_var
+
+log = logging.getLogger("predictd.access")
+
+DENIAL_WRITES = 32  # refusals being written to the audit log at once; more are only logged
+_pending: set[asyncio.Task[None]] = set()
 
 
-async def require_admin(request: Request, services: ServicesDep) -> None:
-    token = services.settings.admin_token
-    if token is None:
-        raise Forbidden(
-            "registry changes over HTTP are disabled: set PREDICTD_ADMIN_TOKEN and send "
-            "'Authorization: Bearer <token>'"
-        )
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
-        raise Unauthorized("missing or invalid bearer token")
+class Needs:
+    """The dependency a route declares its scope with (``scope`` is read by the test that
+    checks every route has one)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(self, request: Request, services: ServicesDep) -> Principal:
+        header = request.headers.get("authorization")
+        if header is None and services.settings.auth == "off" and self.scope in ANONYMOUS:
+            principal = Principal(None, ANONYMOUS)
+        else:
+            principal = self._authenticate(header, request, services)
+        audit.set_actor(audit.Actor(principal.name, self.scope, request_id_var.get()))
+        return principal
+
+    def _authenticate(self, header: str | None, request: Request, services: Services) -> Principal:
+        scheme, _, presented = (header or "").partition(" ")
+        principal = None
+        if scheme.lower() == "bearer" and presented.strip():
+            principal = services.keys.verify(presented.strip())  # 503 if keys never loaded
+        if principal is None:
+            self._refuse(request, services, None)
+            raise Unauthorized(
+                "send a valid API key: 'Authorization: Bearer <key>'"
+                if header
+                else f"this endpoint needs an API key with the {self.scope!r} scope"
+            )
+        if not grants(principal.scopes, self.scope):
+            self._refuse(request, services, principal.name)
+            raise Forbidden(f"key {principal.name!r} lacks the {self.scope!r} scope")
+        return principal
+
+    def _refuse(self, request: Request, services: Services, key_name: str | None) -> None:
+        actor = audit.Actor(key_name, self.scope, request_id_var.get())
+        action = f"{request.method} {request.url.path}"
+        if len(_pending) >= DENIAL_WRITES:
+            log.warning("request refused", extra={"key": key_name, "action": action})
+            return
+        task = asyncio.create_task(audit.denied(services.db, actor, action, None))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
 
 
-AdminDep = Annotated[None, Depends(require_admin)]
+async def drain_refusals(timeout_s: float = 2.0) -> None:
+    """Let the refusals being written finish before the database goes (shutdown)."""
+    if _pending:
+        await asyncio.wait(list(_pending), timeout=timeout_s)
+
+
+PredictScope = Annotated[Principal, Depends(Needs("predict"))]
+ReadScope = Annotated[Principal, Depends(Needs("read"))]
+OperateScope = Annotated[Principal, Depends(Needs("operate"))]
+ApproveScope = Annotated[Principal, Depends(Needs("approve"))]
+AdminScope = Annotated[Principal, Depends(Needs("admin"))]
+
+
+def check_scope(principal: Principal, scope: Scope) -> None:
+    """A further scope one request needs for part of what it asks (e.g. inputs in
+    /analytics/recent need admin)."""
+    if principal.name is None:
+        raise Unauthorized(f"this needs an API key with the {scope!r} scope")
+    if not grants(principal.scopes, scope):
+        raise Forbidden(f"key {principal.name!r} lacks the {scope!r} scope this needs")
+
+
+__all__ = [
+    "AdminScope",
+    "ApproveScope",
+    "Needs",
+    "OperateScope",
+    "PredictScope",
+    "ReadScope",
+    "check_scope",
+    "drain_refusals",
+]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from predictd.access.keys import KeyRing, KeyService
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -37,6 +38,8 @@ class Services:
     drift: DriftService
     loader: ModelLoader
     readiness: ReadinessProbe
+    keys: KeyRing
+    key_service: KeyService
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a thread pool,

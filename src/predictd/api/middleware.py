@@ -16,6 +16,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid4
 
+from predictd.access import audit
 from predictd.observability import Metrics, request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -55,6 +56,7 @@ class ServingMiddleware:
         started = time.perf_counter()
         request_id = self._request_id(scope)
         token = request_id_var.set(request_id)
+        anonymous = audit.begin_request()  # who acts is decided per request, by the route
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = [500]
 
@@ -83,6 +85,7 @@ class ServingMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapper)
         finally:
+            audit.end_request(anonymous)
             request_id_var.reset(token)
             self._observe(scope, status_holder[0], time.perf_counter() - started)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -14,6 +16,7 @@ import typer
 from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
 from predictd.cli.drift import drift_app
+from predictd.cli.keys import keys_app
 from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
 from predictd.cli.output import fail
@@ -32,15 +35,38 @@ app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(drift_app, name="drift")
+app.add_typer(keys_app, name="keys")
+log = logging.getLogger("predictd.cli")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _serve(
+    settings: Settings, host: str | None, port: int | None, workers: int, *, insecure: bool = False
+) -> None:
     import uvicorn
 
+    bind = host or settings.host
+    if settings.auth == "off" and not _loopback(bind):
+        if not insecure:
+            fail(
+                f"refusing to serve {bind} with PREDICTD_AUTH=off: anyone who can reach it "
+                "could predict and read. Turn auth on (and create keys), bind 127.0.0.1, or "
+                "pass --insecure-no-auth if something in front of predictd authenticates"
+            )
+        log.warning(
+            "serving without authentication on a non-loopback address", extra={"host": bind}
+        )
     # Settings travel through the environment so every worker process builds the same ones.
+    os.environ["PREDICTD_AUTH"] = settings.auth
     os.environ["DATABASE_URL"] = settings.database_url
     if settings.model_path is not None:
         os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
@@ -54,7 +80,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     uvicorn.run(
         "predictd.app:create_app_from_env",
         factory=True,
-        host=host or settings.host,
+        host=bind,
         port=port or settings.port,
         workers=workers,
         access_log=False,
@@ -73,6 +99,14 @@ def serve(
         typer.Option(help="Serve this artifact as the default model (registered on startup)."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow PREDICTD_AUTH=off on a non-loopback address (something in front "
+            "authenticates).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the production version of every registered model (PREDICTD_MODELS picks which),
     and the artifact given with --model as the default one."""
@@ -81,7 +115,7 @@ def serve(
         if not model.is_file():
             fail(f"no artifact at {model}")
         settings = settings.model_copy(update={"model_path": model.resolve()})
-    _serve(settings, host, port, workers)
+    _serve(settings, host, port, workers, insecure=insecure_no_auth)
 
 
 @app.command()
@@ -92,10 +126,11 @@ def demo(
     host: Host = None,
     port: Port = None,
 ) -> None:
-    """Train and register the demo model (reused when already registered), then serve it."""
+    """Train and register the demo model (reused when already registered), then serve it
+    (without API keys unless PREDICTD_AUTH=on is set: the demo binds loopback)."""
     from predictd.cli.demo import prepare_demo
 
-    settings = Settings()
+    settings = Settings(auth=os.environ.get("PREDICTD_AUTH", "off"))
     try:
         name = asyncio.run(prepare_demo(settings, tabular=tabular))
     except PredictdError as exc:

@@ -222,6 +222,48 @@ alerts = Table(
     Index("ix_alerts_status", "status", "created_at"),
 )
 
+# API keys: only the SHA-256 of a key is kept; the key itself is shown once, at creation.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),  # the key's first characters, to tell keys apart
+    Column("scopes", JsonValue, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    # One live key per name; a revoked name may be reused.
+    Index(
+        "uq_api_keys_live_name",
+        "name",
+        unique=True,
+        postgresql_where=text("revoked_at IS NULL"),
+        sqlite_where=text("revoked_at IS NULL"),
+    ),
+)
+
+# Append-only: who did (or was refused) what, written in the transaction of the change.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("key_name", String(200)),  # null: nobody authenticated
+    Column("scope", String(20)),  # the scope the action needs
+    Column("action", String(100), nullable=False),
+    Column("target", String(300)),
+    Column("before", JsonValue),
+    Column("after", JsonValue),
+    Column("allowed", Boolean, nullable=False),
+    Column("request_id", String(64)),
+    Index("ix_audit_log_ts", "ts"),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import alerts
@@ -239,6 +240,14 @@ class AlertService:
             if current.status not in allowed:
                 raise Conflict(f"alert {alert_id} is {current.status}: it cannot become {status}")
             await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+            action = "alerts.acknowledge" if status == "acknowledged" else "alerts.resolve"
+            await audit.record(
+                conn,
+                action,
+                f"alert {alert_id} ({current.rule}, {current.model_name or 'server'})",
+                before={"status": current.status},
+                after={"status": status, "by": by, "notes": notes},
+            )
         return {**current._mapping, **values}
 
     async def active_counts(self) -> dict[tuple[str, str], int]:

@@ -19,6 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
@@ -101,7 +102,11 @@ class ModelRegistry:
         return replace(version, artifact_uri=uri, artifact_sha256=sha)
 
     async def _change(
-        self, what: str, name: str, work: Callable[[ModelVersionRepository], Awaitable[T]]
+        self,
+        what: str,
+        name: str,
+        work: Callable[[ModelVersionRepository], Awaitable[T]],
+        action: str,
     ) -> T:
         """Run one lifecycle change of ``name`` in its own transaction, announced to every
         server when it commits; retried briefly when a concurrent change got there first
@@ -116,6 +121,7 @@ class ModelRegistry:
                 with attempt:
                     async with self.db.engine.begin() as conn:
                         result = await work(ModelVersionRepository(conn))
+                        await audit.record(conn, f"models.{action}", name, after=_summary(result))
                         await events.publish(conn, name)
                         return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -147,7 +153,7 @@ class ModelRegistry:
                 await repo.set_stage(version.name, version.version, stage)
             return await self._get(repo, version.name, version.version)
 
-        return await self._change("registering a model", candidate.name, work)
+        return await self._change("registering a model", candidate.name, work, "register")
 
     async def promote(self, name: str, version: int) -> ModelVersion:
         """Make ``version`` the production version; the previous one is archived."""
@@ -159,7 +165,7 @@ class ModelRegistry:
                 await repo.promote(name, version)
             return await self._get(repo, name, version)
 
-        return await self._change("promoting a model", name, work)
+        return await self._change("promoting a model", name, work, "promote")
 
     async def rollback(self, name: str) -> ModelVersion:
         """Promote the version that was production before the current one."""
@@ -174,7 +180,7 @@ class ModelRegistry:
             await repo.promote(name, previous.version)
             return await self._get(repo, name, previous.version)
 
-        return await self._change("rolling back a model", name, work)
+        return await self._change("rolling back a model", name, work, "rollback")
 
     async def stage(self, name: str, version: int) -> ModelVersion:
         """Make ``version`` a candidate: with canary or shadow traffic on, servers send it
@@ -188,7 +194,7 @@ class ModelRegistry:
             await repo.set_stage(name, version, "staging")
             return await self._get(repo, name, version)
 
-        return await self._change("staging a model", name, work)
+        return await self._change("staging a model", name, work, "stage")
 
     async def archive(self, name: str, version: int) -> ModelVersion:
         async def work(repo: ModelVersionRepository) -> ModelVersion:
@@ -202,7 +208,7 @@ class ModelRegistry:
             await repo.set_stage(name, version, "archived")
             return await self._get(repo, name, version)
 
-        return await self._change("archiving a model", name, work)
+        return await self._change("archiving a model", name, work, "archive")
 
     async def vocabulary(self, name: str, version: int) -> TextVocabulary | None:
         """A text model's tokenizer and vocabulary, for drift: the version's artifact is
@@ -265,6 +271,13 @@ class ModelRegistry:
             extra={"model": version.name, "version": version.version, "source": source},
         )
         return runtime
+
+
+def _summary(result: object) -> dict[str, object] | None:
+    """What the audit log keeps of a lifecycle change's outcome."""
+    if isinstance(result, ModelVersion):
+        return {"version": result.version, "stage": result.stage, "sha256": result.artifact_sha256}
+    return None
 
 
 def _profile(

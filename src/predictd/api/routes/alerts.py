@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from predictd.api.auth import AdminDep
+from predictd.api.auth import OperateScope, ReadScope
 from predictd.api.deps import ServicesDep
 from predictd.schemas.alerts import AcknowledgeRequest, Alert, AlertList, ResolveRequest
 from predictd.schemas.errors import ErrorResponse
@@ -21,6 +21,7 @@ GUARDED: dict[int | str, dict[str, Any]] = {
 @router.get("")
 async def list_alerts(
     services: ServicesDep,
+    _: ReadScope,
     status: Annotated[
         Literal["active", "acknowledged", "resolved", "open"] | None,
         Query(description="open = active or acknowledged"),
@@ -33,7 +34,10 @@ async def list_alerts(
 
 @router.post("/{alert_id}/acknowledge", responses=GUARDED)
 async def acknowledge(
-    alert_id: AlertId, _: AdminDep, services: ServicesDep, body: AcknowledgeRequest | None = None
+    alert_id: AlertId,
+    _: OperateScope,
+    services: ServicesDep,
+    body: AcknowledgeRequest | None = None,
 ) -> Alert:
     """active -> acknowledged (409 otherwise). It still resolves itself when it clears."""
     by = (body or AcknowledgeRequest()).by
@@ -42,7 +46,7 @@ async def acknowledge(
 
 @router.post("/{alert_id}/resolve", responses=GUARDED)
 async def resolve(
-    alert_id: AlertId, _: AdminDep, services: ServicesDep, body: ResolveRequest | None = None
+    alert_id: AlertId, _: OperateScope, services: ServicesDep, body: ResolveRequest | None = None
 ) -> Alert:
     """active or acknowledged -> resolved, with notes (409 if already resolved)."""
     request = body or ResolveRequest()

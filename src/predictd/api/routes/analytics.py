@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from predictd.analytics.repository import Window
-from predictd.api.auth import require_admin
+from predictd.api.auth import Needs, ReadScope, check_scope
 from predictd.api.deps import ServicesDep
 from predictd.errors import InvalidInput, ModelNotFound
 from predictd.monitoring.system import history as system_history
@@ -35,7 +35,7 @@ from predictd.schemas.analytics import (
 )
 from predictd.schemas.errors import ErrorResponse
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[Depends(Needs("read"))])
 
 From = Annotated[datetime | None, Query(alias="from", description="inclusive, ISO 8601")]
 To = Annotated[datetime | None, Query(alias="to", description="exclusive, ISO 8601")]
@@ -121,7 +121,7 @@ def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 @router.get("/recent", responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
 async def recent(
-    request: Request,
+    principal: ReadScope,
     services: ServicesDep,
     window: WindowDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -135,7 +135,7 @@ async def recent(
     """The newest predictions first, a page at a time. Inputs are left out unless an admin
     asks for them."""
     if include_input:
-        await require_admin(request, services)
+        check_scope(principal, "admin")
     before = _parse_cursor(cursor) if cursor else None
     rows = await services.analytics.recent(window, limit, before, include_input)
     shape = RecentPredictionWithInput if include_input else RecentPrediction

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from predictd.api.auth import Needs
 from predictd.api.deps import ServicesDep
 from predictd.errors import NotFound
 from predictd.schemas.drift import DriftReport, DriftReportList
 from predictd.schemas.errors import ErrorResponse
 
-router = APIRouter(prefix="/drift", tags=["drift"])
+router = APIRouter(prefix="/drift", tags=["drift"], dependencies=[Depends(Needs("read"))])
 Model = Annotated[str | None, Query(max_length=200, description="only this model name")]
 Version = Annotated[int | None, Query(ge=1, description="only this version")]
 

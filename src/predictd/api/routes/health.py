@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from predictd.api.auth import ReadScope
 from predictd.api.deps import ServicesDep
 from predictd.api.responses import JSONResponse
 from predictd.errors import ModelNotFound, ModelNotReady
@@ -38,6 +39,7 @@ _STAGE_BY_SOURCE = {"registry": "production", "manifest": "production"}
 @router.get("/model-info", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 async def model_info(
     services: ServicesDep,
+    _: ReadScope,
     model: Annotated[
         str | None, Query(description="a served model name (default: the default)")
     ] = None,

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from predictd.access.keys import Principal
+from predictd.api.auth import Needs
 from predictd.api.deps import ServicesDep
+
+
+class MetricsNeeds(Needs):
+    """The read scope, unless PREDICTD_METRICS_PUBLIC lets a credential-less scraper in."""
+
+    async def __call__(self, request: Request, services: ServicesDep) -> Principal:
+        if services.settings.metrics_public:
+            return Principal(None, frozenset({"read"}))
+        return await super().__call__(request, services)
+
 
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(MetricsNeeds("read"))])
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

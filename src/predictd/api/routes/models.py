@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from predictd.api.auth import AdminDep
+from predictd.api.auth import AdminScope, ReadScope
 from predictd.api.deps import ServicesDep
 from predictd.errors import ModelNotFound
 from predictd.registry.models import ModelVersion
@@ -30,7 +30,7 @@ def _public(version: ModelVersion) -> ModelVersionPublic:
 
 
 @router.get("")
-async def list_models(services: ServicesDep) -> ModelList:
+async def list_models(services: ServicesDep, _: ReadScope) -> ModelList:
     """Every registered model name, with its production version."""
     summaries: dict[str, ModelSummary] = {}
     for v in await services.registry.list_versions():
@@ -44,7 +44,7 @@ async def list_models(services: ServicesDep) -> ModelList:
 
 
 @router.get("/{name}/versions", responses={404: {"model": ErrorResponse}})
-async def list_model_versions(name: str, services: ServicesDep) -> VersionList:
+async def list_model_versions(name: str, services: ServicesDep, _: ReadScope) -> VersionList:
     versions = await services.registry.list_versions(name)
     if not versions:
         raise ModelNotFound(f"no model named {name!r}")
@@ -52,13 +52,15 @@ async def list_model_versions(name: str, services: ServicesDep) -> VersionList:
 
 
 @router.get("/{name}/versions/{version}", responses={404: {"model": ErrorResponse}})
-async def get_model_version(name: str, version: int, services: ServicesDep) -> ModelVersionPublic:
+async def get_model_version(
+    name: str, version: int, services: ServicesDep, _: ReadScope
+) -> ModelVersionPublic:
     return _public(await services.registry.get(name, version))
 
 
 @router.post("/{name}/versions/{version}/promote", responses=_ADMIN_ERRORS)
 async def promote_model_version(
-    name: str, version: int, services: ServicesDep, _admin: AdminDep
+    name: str, version: int, services: ServicesDep, _admin: AdminScope
 ) -> ModelVersionPublic:
     """Make this version production (the previous one is archived); this replica swaps at
     once, the others within PREDICTD_REGISTRY_POLL_S."""
@@ -69,7 +71,7 @@ async def promote_model_version(
 
 @router.post("/{name}/versions/{version}/stage", responses=_ADMIN_ERRORS)
 async def stage_model_version(
-    name: str, version: int, services: ServicesDep, _admin: AdminDep
+    name: str, version: int, services: ServicesDep, _admin: AdminScope
 ) -> ModelVersionPublic:
     """Make this version the candidate for canary/shadow traffic (newest staging wins)."""
     staged = await services.registry.stage(name, version)
@@ -78,7 +80,9 @@ async def stage_model_version(
 
 
 @router.post("/{name}/rollback", responses=_ADMIN_ERRORS)
-async def rollback_model(name: str, services: ServicesDep, _admin: AdminDep) -> ModelVersionPublic:
+async def rollback_model(
+    name: str, services: ServicesDep, _admin: AdminScope
+) -> ModelVersionPublic:
     """Promote the version that was production before the current one (409 if none)."""
     restored = await services.registry.rollback(name)
     await services.loader.sync()
@@ -86,7 +90,7 @@ async def rollback_model(name: str, services: ServicesDep, _admin: AdminDep) -> 
 
 
 @router.post("/reload", responses=_ADMIN_ERRORS)
-async def reload_models(services: ServicesDep, _admin: AdminDep) -> ReloadResult:
+async def reload_models(services: ServicesDep, _admin: AdminScope) -> ReloadResult:
     """Read the registry now instead of at the next poll, retrying versions that failed to
     load before (e.g. after an artifact was restored)."""
     reloaded = await services.loader.sync(retry_failed=True)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from predictd.api.auth import Needs
 from predictd.api.deps import ContextDep, ServicesDep
 from predictd.inference.records import ItemInput, PredictionResult, RequestContext
 from predictd.inference.service import InferenceService
 from predictd.schemas.errors import ErrorResponse
 from predictd.schemas.predict import BatchRequest, BatchResponse, PredictRequest, PredictResponse
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], dependencies=[Depends(Needs("predict"))])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (404, 413, 422, 500, 503, 504)

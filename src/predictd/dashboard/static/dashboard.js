@@ -12,13 +12,30 @@ function query(params) {
   return new URLSearchParams(kept).toString();
 }
 
+const KEY_STORE = "predictd-api-key";
+
+class NeedsKey extends Error {}
+
 async function getJSON(path, params) {
   const url = params ? `${path}?${query(params)}` : path;
-  const response = await fetch(url, { headers: { accept: "application/json" } });
+  const headers = { accept: "application/json" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const response = await fetch(url, { headers });
+  if (response.status === 401 || response.status === 403) {
+    throw new NeedsKey(`${url} answered HTTP ${response.status}: an API key with the read scope is needed`);
+  }
   if (!response.ok) {
     throw new Error(`${url} answered HTTP ${response.status}`);
   }
   return response.json();
+}
+
+function askForKey(message) {
+  $("auth").hidden = false;
+  $("error").textContent = message;
+  $("error").hidden = false;
+  document.body.dataset.state = "needs-key";
 }
 
 const format = {
@@ -330,9 +347,14 @@ async function refresh() {
     renderDrift(drift);
     renderAlerts(alerts);
     $("error").hidden = true;
+    $("auth").hidden = true;
     $("updated").textContent = `updated ${format.time(new Date().toISOString())}, every ${REFRESH_MS / 1000} s`;
     document.body.dataset.state = "ready";
   } catch (error) {
+    if (error instanceof NeedsKey) {
+      askForKey(error.message);
+      return;
+    }
     $("error").textContent = `Could not load the figures: ${error.message}`;
     $("error").hidden = false;
     document.body.dataset.state = "error";
@@ -342,11 +364,22 @@ async function refresh() {
 async function start() {
   const hours = new URLSearchParams(location.search).get("hours");
   if (hours && [...$("hours").options].some((o) => o.value === hours)) $("hours").value = hours;
+  $("auth").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_STORE, $("key").value.trim());
+    $("auth").hidden = true;
+    await loadModels($("model")).catch(() => {});
+    await refresh();
+  });
   try {
     await loadModels($("model"));
   } catch (error) {
-    $("error").textContent = `Could not list the models: ${error.message}`;
-    $("error").hidden = false;
+    if (error instanceof NeedsKey) {
+      askForKey(error.message);
+    } else {
+      $("error").textContent = `Could not list the models: ${error.message}`;
+      $("error").hidden = false;
+    }
   }
   $("model").addEventListener("change", refresh);
   $("hours").addEventListener("change", refresh);
