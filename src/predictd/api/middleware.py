@@ -23,11 +23,53 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+MAX_JSON_DEPTH = 32  # no request body of ours nests deeper than a handful of levels
+_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"\\')  # every byte but these
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply a JSON body nests, brackets inside strings not counted. Only bodies with
+    more brackets than the limit are scanned, and only their brackets and quotes."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body.translate(None, _STRUCTURE):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _json_content_type(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
 async def send_json_error(
-    send: Send, status: int, code: str, message: str, request_id: str
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    field: str | None = None,
 ) -> None:
     body = orjson.dumps(
-        {"error": {"code": code, "message": message, "field": None, "request_id": request_id}}
+        {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
     )
     await send(
         {
@@ -82,6 +124,13 @@ class ServingMiddleware:
                         request_id,
                     )
                     return
+                refusal = self._refuse_body(scope, body)
+                if refusal is not None:
+                    status, code, message, field = refusal
+                    status_holder[0] = status
+                    self.metrics.rejected_inputs.labels(code).inc()
+                    await send_json_error(send, status, code, message, request_id, field)
+                    return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapper)
         finally:
@@ -98,6 +147,20 @@ class ServingMiddleware:
                     return candidate
                 break
         return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
+
+    @staticmethod
+    def _refuse_body(scope: Scope, body: bytes) -> tuple[int, str, str, str] | None:
+        """A body the JSON API will not parse: wrong media type, or nested too deeply."""
+        if not body:
+            return None
+        if not _json_content_type(scope):
+            return (415, "unsupported_media_type",
+                    "send the body as JSON with 'Content-Type: application/json'",
+                    "content-type")  # fmt: skip
+        if json_depth(body) > MAX_JSON_DEPTH:
+            return (422, "invalid_json",
+                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels", "body")  # fmt: skip
+        return None
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         limit = self.max_body_bytes
