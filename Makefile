@@ -19,11 +19,14 @@ demo: $(STAMP) ## train the demo model and serve it on 127.0.0.1:8000 (SQLite)
 	$(BIN)/predictd demo --host 127.0.0.1 --port 8000
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
-test: lint ## lint, type-check and run the whole test suite
+audit: $(STAMP) ## fail on a dependency with a known, fixable vulnerability (pip-audit)
+	$(BIN)/python scripts/audit_dependencies.py
+
+test: lint audit ## lint, type-check, audit dependencies and run the whole test suite
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -31,10 +34,10 @@ bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmar
 	$(BIN)/python benchmarks/run.py
 
 format: $(STAMP) ## apply ruff formatting and fixes
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks scripts
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .predictd predictd.db .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help install demo lint test bench format clean
+.PHONY: help install demo lint audit test bench format clean

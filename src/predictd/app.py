@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from predictd import __version__
 from predictd.access import audit
@@ -128,11 +129,22 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         version=__version__,
         description="Serve trained models over HTTP; every prediction is kept.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     install_error_handlers(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outermost, so preflights are answered before anything else
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
     return app
 
 

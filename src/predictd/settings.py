@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     """How often each server re-reads the live API keys: a revocation takes effect on every
     replica within this."""
 
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated origins allowed to call the API from a browser (CORS). Empty: no CORS
+    headers at all, so other sites' pages cannot read answers."""
+
+    docs: bool = True
+    """Serve /docs, /redoc and /openapi.json. Turn off on an internet-facing deployment that
+    does not want to describe itself."""
+
     metrics_public: bool = False
     """Serve /metrics without a key (for a Prometheus that scrapes without credentials on a
     private network); otherwise it needs the read scope."""
@@ -283,7 +291,7 @@ class Settings(BaseSettings):
             file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "cors_origins", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         if isinstance(value, str):
