@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,28 @@ _STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+_SECRETS = (
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1[redacted]"),
+    (
+        re.compile(
+            r"(?i)(\b(?:authorization|password|passwd|secret|token)\b[\"']?\s*[:=]\s*[\"']?)"
+            r"[^\s\"',;}]+"
+        ),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1[redacted]@"),  # user:password@host
+    (re.compile(r"\bpdk_[A-Za-z0-9_-]{8,}"), "pdk_[redacted]"),  # an API key on its own
+)
+
+
+def redact(text: str) -> str:
+    """Credentials out of a line: bearer tokens, authorization/password values, passwords
+    in URLs, API keys. Every log line and readiness detail goes through this."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; extra= fields are kept, the request id is added."""
 
@@ -43,7 +66,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(_extras(record))
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(payload, default=str).decode()
+        return redact(orjson.dumps(payload, default=str).decode())
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -61,10 +84,10 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         extras = _extras(record)
         if not extras:
-            return line
+            return redact(line)
         fields = " ".join(f"{key}={value}" for key, value in extras.items())
         head, sep, rest = line.partition("\n")  # keep a traceback below the fields
-        return f"{head} {fields}{sep}{rest}"
+        return redact(f"{head} {fields}{sep}{rest}")
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -186,6 +186,15 @@ class Settings(BaseSettings):
     """How often each server re-reads the live API keys: a revocation takes effect on every
     replica within this."""
 
+    store_inputs: Literal["full", "hash", "none"] = "full"
+    """What each prediction row keeps of its input: `full`; `hash`, a keyed HMAC-SHA256 of it
+    (equal inputs still match, nobody without PREDICTD_INPUT_HASH_KEY can test a guess; drift
+    of inputs cannot be measured); or `none`."""
+
+    input_hash_key: SecretStr | None = None
+    """The secret key of `PREDICTD_STORE_INPUTS=hash`; the same on every replica (required
+    with hash)."""
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated origins allowed to call the API from a browser (CORS). Empty: no CORS
     headers at all, so other sites' pages cannot read answers."""
@@ -304,6 +313,12 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError("expected sqlite:///path or postgresql://user@host:port/db")
         return value
+
+    @model_validator(mode="after")
+    def _hash_needs_a_key(self) -> Settings:
+        if self.store_inputs == "hash" and self.input_hash_key is None:
+            raise ValueError("PREDICTD_STORE_INPUTS=hash needs PREDICTD_INPUT_HASH_KEY")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

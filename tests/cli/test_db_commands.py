@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from predictd.cli import app
 from predictd.db import migrate
 from predictd.db.engine import Database
+from predictd.db.tables import feedback, predictions
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
@@ -34,7 +36,7 @@ def invoke(*args: str) -> str:
     return result.output
 
 
-def seed_predictions(db_url: str, ages_days: list[float]) -> None:
+def seed_predictions(db_url: str, ages_days: list[float]) -> list[uuid.UUID]:
     now = datetime.now(UTC)
     rows = [
         PredictionRecord(
@@ -54,6 +56,7 @@ def seed_predictions(db_url: str, ages_days: list[float]) -> None:
             await db.dispose()
 
     asyncio.run(write())
+    return [row.id for row in rows]
 
 
 def test_upgrade_current_history_downgrade(env: str) -> None:
@@ -77,9 +80,47 @@ def test_status_reports_counts_and_hides_password(env: str) -> None:
 
 def test_cleanup_deletes_only_old_rows(env: str) -> None:
     invoke("db", "upgrade")
-    seed_predictions(env, [0.1, 2, 10, 11, 40])
-    assert "deleted 3 prediction(s)" in invoke("db", "cleanup", "--days", "7")
+    ids = seed_predictions(env, [0.1, 2, 10, 11, 40])
+    seed_feedback(env, {ids[0]: 0.1, ids[1]: 9, ids[3]: 30})
+    out = invoke("db", "cleanup", "--days", "7", "--inputs-days", "1")
+    assert "deleted 3 prediction(s)" in out
+    assert "blanked the input of 1 prediction(s) older than 1 day(s)" in out
+    assert "deleted 2 feedback answer(s) older than 7 day(s)" in out  # 9 and 30 days old
     assert "predictions=2" in invoke("db", "status")
+    assert stored_inputs(env) == {ids[0]: {"text": "t"}, ids[1]: None}
+    bad = runner.invoke(app, ["db", "cleanup", "--days", "7", "--inputs-days", "8"])
+    assert bad.exit_code == 1
+    assert "--inputs-days must not exceed --days" in bad.output
+
+
+def seed_feedback(db_url: str, ages_days: dict[uuid.UUID, float]) -> None:
+    async def write() -> None:
+        db = Database(Settings(database_url=db_url))
+        now = datetime.now(UTC)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(feedback.insert(), [
+                    {"prediction_id": pid, "actual": "x", "revisions": 1,
+                     "received_at": now - timedelta(days=age)}
+                    for pid, age in ages_days.items()
+                ])  # fmt: skip
+        finally:
+            await db.dispose()
+
+    asyncio.run(write())
+
+
+def stored_inputs(db_url: str) -> dict[uuid.UUID, object]:
+    async def read() -> dict[uuid.UUID, object]:
+        db = Database(Settings(database_url=db_url))
+        try:
+            async with db.engine.connect() as conn:
+                rows = await conn.execute(select(predictions.c.id, predictions.c.input))
+                return {row[0]: row[1] for row in rows}
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
 
 
 def test_backup(env: str, tmp_path: Path) -> None:

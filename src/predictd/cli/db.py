@@ -14,6 +14,7 @@ from predictd.db import maintenance, migrate
 from predictd.db.engine import Database
 from predictd.monitoring import system
 from predictd.monitoring.feedback import FeedbackService
+from predictd.observability import redact
 from predictd.settings import Settings
 
 db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
@@ -34,10 +35,10 @@ def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     try:
         return asyncio.run(runner())
     except (OSError, TimeoutError) as exc:
-        fail(f"database unreachable: {exc}")
+        fail(redact(f"database unreachable: {exc}"))
     except Exception as exc:
         if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "alembic", "sqlite3")):
-            fail(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            fail(redact(f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
         raise
 
 
@@ -103,22 +104,40 @@ def status() -> None:
 @db_app.command()
 def cleanup(
     days: Annotated[int, typer.Option(min=1, help="Keep this many days of predictions.")],
+    inputs_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Blank stored inputs older than this (default: --days)."),
+    ] = None,
 ) -> None:
-    """Delete predictions and system metric samples older than DAYS (predictions in bounded
-    chunks), and feedback whose prediction never arrived within
-    PREDICTD_FEEDBACK_UNMATCHED_DAYS."""
+    """The retention tool: delete predictions, feedback and system metric samples older than
+    DAYS (predictions in bounded chunks), blank the inputs of predictions older than
+    --inputs-days, and delete feedback whose prediction never arrived within
+    PREDICTD_FEEDBACK_UNMATCHED_DAYS. The rollups (aggregates, no inputs) are kept."""
+    if inputs_days is not None and inputs_days > days:
+        fail("--inputs-days must not exceed --days: older predictions are deleted outright")
 
-    async def work(db: Database) -> tuple[int, int, int, int]:
+    async def work(db: Database) -> dict[str, int]:
         keep = db.settings.feedback_unmatched_days
-        deleted = await maintenance.cleanup(db, days)
-        samples = await system.purge(db, days)
-        return deleted, samples, await FeedbackService(db).purge_unmatched(keep), keep
+        service = FeedbackService(db)
+        return {
+            "predictions": await maintenance.cleanup(db, days),
+            "inputs": await maintenance.forget_inputs(db, inputs_days) if inputs_days else 0,
+            "feedback": await service.purge_older(days),
+            "samples": await system.purge(db, days),
+            "orphans": await service.purge_unmatched(keep),
+            "keep": keep,
+        }
 
-    deleted, samples, orphans, keep = run_with_database(work)
-    typer.echo(f"deleted {deleted} prediction(s) older than {days} day(s)")
-    typer.echo(f"deleted {samples} system metric sample(s) older than {days} day(s)")
+    done = run_with_database(work)
+    typer.echo(f"deleted {done['predictions']} prediction(s) older than {days} day(s)")
+    if inputs_days:
+        typer.echo(f"blanked the input of {done['inputs']} prediction(s) older than "
+                   f"{inputs_days} day(s)")  # fmt: skip
+    typer.echo(f"deleted {done['feedback']} feedback answer(s) older than {days} day(s)")
+    typer.echo(f"deleted {done['samples']} system metric sample(s) older than {days} day(s)")
     typer.echo(
-        f"deleted {orphans} feedback answer(s) whose prediction never arrived within {keep} day(s)"
+        f"deleted {done['orphans']} feedback answer(s) whose prediction never arrived within "
+        f"{done['keep']} day(s)"
     )
 
 

@@ -8,7 +8,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, null, select, update
 from sqlalchemy.engine import make_url
 
 from predictd.db.engine import Database
@@ -38,6 +38,27 @@ async def cleanup(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> int:
         deleted = int(result.rowcount)
         total += deleted
         if deleted < chunk:
+            return total
+
+
+async def forget_inputs(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> int:
+    """Blank the stored input of predictions older than ``days`` and keep the rest of the
+    row (analytics, performance and feedback joins still work), in bounded chunks."""
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    total = 0
+    while True:
+        doomed = (
+            select(predictions.c.id)
+            .where(predictions.c.ts < cutoff, predictions.c.input.is_not(None))
+            .limit(chunk)
+        )
+        async with db.engine.begin() as conn:
+            result = await conn.execute(
+                update(predictions).where(predictions.c.id.in_(doomed)).values(input=null())
+            )
+        changed = int(result.rowcount)
+        total += changed
+        if changed < chunk:
             return total
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
+
+import orjson
 
 from predictd.inference.routing import Variant
 from predictd.inference.runtime import Label, ModelInput, ModelMeta, Prediction
 from predictd.recording.record import PredictionRecord
+from predictd.settings import Settings
 
 
 class Recorder(Protocol):
@@ -47,6 +52,35 @@ def _input_json(value: ModelInput) -> dict[str, Any]:
     return {"text": value} if isinstance(value, str) else {"features": dict(value)}
 
 
+@dataclass(frozen=True, slots=True)
+class InputPolicy:
+    """What a record keeps of its input (PREDICTD_STORE_INPUTS): all of it, a keyed hash
+    (equal inputs still join and deduplicate; without the key nobody can test a guess), or
+    nothing."""
+
+    mode: Literal["full", "hash", "none"] = "full"
+    key: bytes = b""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InputPolicy:
+        key = (
+            settings.input_hash_key.get_secret_value().encode() if settings.input_hash_key else b""
+        )
+        return cls(settings.store_inputs, key)
+
+    def stored(self, value: ModelInput) -> dict[str, Any] | None:
+        if self.mode == "none":
+            return None
+        data = _input_json(value)
+        if self.mode == "full":
+            return data
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        return {"hmac_sha256": hmac.new(self.key, canonical, hashlib.sha256).hexdigest()}
+
+
+FULL_INPUTS = InputPolicy()
+
+
 def build_record(
     meta: ModelMeta,
     value: ModelInput,
@@ -60,6 +94,7 @@ def build_record(
     variant: Variant,
     error: str | None = None,
     shadow_of: UUID | None = None,
+    inputs: InputPolicy = FULL_INPUTS,
 ) -> PredictionRecord:
     return PredictionRecord(
         id=pid,
@@ -69,7 +104,7 @@ def build_record(
         variant=variant,
         request_id=ctx.request_id,
         batch_id=batch_id,
-        input=_input_json(value),
+        input=inputs.stored(value),
         output=None if out is None else out.label,
         confidence=None if out is None else out.confidence,
         probabilities=None if out is None else out.probabilities,

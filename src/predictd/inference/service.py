@@ -28,6 +28,7 @@ from predictd.errors import (
     PredictionTimeout,
 )
 from predictd.inference.records import (
+    InputPolicy,
     ItemInput,
     PredictionResult,
     Recorder,
@@ -63,6 +64,7 @@ class InferenceService:
         self.settings = settings
         self.recorder = recorder
         self.metrics = metrics
+        self.inputs = InputPolicy.from_settings(settings)
         self.deployments: dict[str, Deployment] = {}
         self.default_name: str | None = None
         self.split = TrafficSplit(settings.canary_percent)
@@ -219,6 +221,7 @@ class InferenceService:
                     batch_id=batch_id,
                     latency_ms=latency_ms,
                     variant=variant,
+                    inputs=self.inputs,
                 )
             )
         if self.settings.record:
@@ -259,6 +262,7 @@ class InferenceService:
                 latency_ms=latency_ms,
                 variant=variant,
                 error=error,
+                inputs=self.inputs,
             )
             for v in values
         ]

@@ -30,6 +30,7 @@ from uuid_utils.compat import uuid7
 from predictd.errors import PredictdError
 from predictd.inference import shadow_worker
 from predictd.inference.records import (
+    InputPolicy,
     ItemInput,
     PredictionResult,
     Recorder,
@@ -60,6 +61,7 @@ class ShadowRunner:
         self.settings = settings
         self.recorder = recorder
         self.metrics = metrics
+        self.inputs = InputPolicy.from_settings(settings)
         self._jobs: deque[ShadowJob] = deque()
         self._pending = 0
         self._busy = False
@@ -194,6 +196,7 @@ class ShadowRunner:
                 latency_ms=latency_ms,
                 variant="shadow",
                 shadow_of=result.prediction_id,
+                inputs=self.inputs,
             )
             for value, out, (job, result) in zip(values, outputs, pairs, strict=True)
         ]

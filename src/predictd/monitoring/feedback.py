@@ -106,6 +106,13 @@ class FeedbackService:
             )
         return int(result.rowcount)
 
+    async def purge_older(self, days: int) -> int:
+        """Delete every answer received more than ``days`` ago (the retention of labels)."""
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(delete(feedback).where(feedback.c.received_at < cutoff))
+        return int(result.rowcount)
+
 
 async def _present(conn: AsyncConnection, column: Any, ids: list[UUID]) -> set[UUID]:
     found: set[UUID] = set()
