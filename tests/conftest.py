@@ -41,6 +41,22 @@ def postgres_server() -> str:
 
 
 @pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database (15), emptied before and after a test."""
+    import redis
+
+    if not services.redis_available():
+        services.unavailable(f"Redis at {services.REDIS_URL}")
+    client = redis.Redis.from_url(services.REDIS_URL)
+    client.flushdb()
+    try:
+        yield services.REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh database for one test, dropped afterwards."""
     url = services.create_database()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from predictd import __version__
 from predictd.access import audit
 from predictd.access.keys import KeyRing, KeyService
+from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
 from predictd.api.auth import drain_refusals
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         registry = ModelRegistry(settings, db)
         loader = ModelLoader(registry, inference, metrics)
         key_service = KeyService(db)
+        redis = shared_redis(settings)
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         services = Services(
             settings=settings,
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             readiness=ReadinessProbe(db, recorder, loader),
             keys=KeyRing(key_service, admin_token),
             key_service=key_service,
+            limiter=RateLimiter(settings, redis),
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
@@ -119,6 +123,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await drain_refusals()
+            if redis is not None:
+                await redis.aclose()
             await inference.close()
             await recorder.close()
             await db.dispose()
@@ -136,7 +142,12 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     install_error_handlers(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ServingMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+    )
     if settings.cors_origins:  # outermost, so preflights are answered before anything else
         app.add_middleware(
             CORSMiddleware,
@@ -146,6 +157,18 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             expose_headers=["x-request-id", "retry-after"],
         )
     return app
+
+
+def shared_redis(settings: Settings) -> Any | None:
+    """The Redis client of REDIS_URL (connections open lazily), or None."""
+    if settings.redis_url is None:
+        return None
+    from redis.asyncio import Redis
+
+    timeout = settings.redis_timeout_ms / 1000
+    return Redis.from_url(
+        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
 
 
 def create_app_from_env() -> FastAPI:

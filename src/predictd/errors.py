@@ -60,6 +60,10 @@ class Conflict(PredictdError):
     status, code = 409, "conflict"
 
 
+class TooManyRequests(PredictdError):
+    status, code = 429, "rate_limited"
+
+
 class Unavailable(PredictdError):
     status, code = 503, "unavailable"
 

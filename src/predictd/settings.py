@@ -195,6 +195,27 @@ class Settings(BaseSettings):
     """The secret key of `PREDICTD_STORE_INPUTS=hash`; the same on every replica (required
     with hash)."""
 
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "PREDICTD_REDIS_URL")
+    )
+    """Redis shared by the replicas (rate limits; the prediction cache). Unset, or down: each
+    process keeps its own."""
+
+    redis_timeout_ms: float = Field(default=50.0, gt=0)
+    """How long a request waits for Redis before going on without it; after a failure Redis
+    is left alone for a few seconds (circuit breaker)."""
+
+    rate_limit_per_s: float = Field(default=0.0, ge=0)
+    """Requests per second each API key (or, without a key, each client address) may make,
+    as a token bucket shared through Redis; over it: 429 with Retry-After. 0 = no limit."""
+
+    rate_limit_burst: int = Field(default=0, ge=0)
+    """Requests a key may make at once above its rate (0 = twice the rate, at least 1)."""
+
+    max_concurrency: int = Field(default=512, ge=0)
+    """Requests one process works on at once; more get 503 with Retry-After instead of queueing
+    without bound (probes and /metrics are exempt). 0 = no cap."""
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated origins allowed to call the API from a browser (CORS). Empty: no CORS
     headers at all, so other sites' pages cannot read answers."""
@@ -330,7 +351,8 @@ class Settings(BaseSettings):
 
 
 def env_name(field: str) -> str:
-    return "DATABASE_URL" if field == "database_url" else f"PREDICTD_{field.upper()}"
+    plain = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+    return plain.get(field, f"PREDICTD_{field.upper()}")
 
 
 def markdown_table() -> str:

@@ -43,6 +43,11 @@ class Needs:
         else:
             principal = self._authenticate(header, request, services)
         audit.set_actor(audit.Actor(principal.name, self.scope, request_id_var.get()))
+        if services.limiter.enabled:
+            client = request.client.host if request.client else "unknown"
+            await services.limiter.admit(
+                f"key:{principal.name}" if principal.name else f"ip:{client}"
+            )
         return principal
 
     def _authenticate(self, header: str | None, request: Request, services: Services) -> Principal:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from predictd.access.keys import KeyRing, KeyService
+from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -40,6 +41,7 @@ class Services:
     readiness: ReadinessProbe
     keys: KeyRing
     key_service: KeyService
+    limiter: RateLimiter
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a thread pool,

@@ -67,6 +67,7 @@ async def send_json_error(
     message: str,
     request_id: str,
     field: str | None = None,
+    retry_after_s: int | None = None,
 ) -> None:
     body = orjson.dumps(
         {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
@@ -79,17 +80,26 @@ async def send_json_error(
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
+                *([(b"retry-after", str(retry_after_s).encode())] if retry_after_s else []),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
+# Probes and the scrape must answer however busy the process is.
+UNCAPPED = frozenset({"/health", "/ready", "/metrics"})
+
+
 class ServingMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, max_concurrency: int = 0
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,6 +120,21 @@ class ServingMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        capped = self.max_concurrency > 0 and scope["path"] not in UNCAPPED
+        if capped and self.in_flight >= self.max_concurrency:
+            status_holder[0] = 503
+            self.metrics.rejected_inputs.labels("overloaded").inc()
+            await send_json_error(
+                send, 503, "overloaded",
+                f"this server is working on {self.max_concurrency} requests; retry shortly",
+                request_id, retry_after_s=1,
+            )  # fmt: skip
+            audit.end_request(anonymous)
+            request_id_var.reset(token)
+            self._observe(scope, 503, time.perf_counter() - started)
+            return
+        if capped:
+            self.in_flight += 1
         try:
             if scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
@@ -134,6 +159,8 @@ class ServingMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapper)
         finally:
+            if capped:
+                self.in_flight -= 1
             audit.end_request(anonymous)
             request_id_var.reset(token)
             self._observe(scope, status_holder[0], time.perf_counter() - started)
