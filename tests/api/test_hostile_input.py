@@ -74,3 +74,20 @@ async def test_hostile_bodies_are_refused_by_field(tmp_path: Path, artifacts: Ar
         deep_text = await client.post("/predict", json={"text": "[" * 40})
         assert deep_text.status_code == 200  # brackets in a string are just text
     assert MAX_JSON_DEPTH == 32
+
+
+async def test_ids_beyond_the_database_integer_are_422(tmp_path: Path) -> None:
+    """Found by the fuzzer: a 24-digit alert id reached PostgreSQL's integer and became a 500."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", admin_token="boot")
+    admin = {"authorization": "Bearer boot"}
+    huge = str(2**31)
+    async with running_app(settings) as (_, client):
+        for method, path, params in (
+            ("POST", f"/alerts/{huge}/acknowledge", {}),
+            ("GET", f"/models/m/versions/{huge}", {}),
+            ("GET", "/analytics/summary", {"version": huge}),
+            ("GET", "/drift/reports", {"version": huge}),
+        ):
+            response = await client.request(method, path, params=params, headers=admin)
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["error"]["field"] in ("alert_id", "version"), response.text

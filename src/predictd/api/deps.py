@@ -23,6 +23,9 @@ from predictd.registry.loader import ModelLoader
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 
+# Ids and version numbers are 32-bit integers in the database: larger ones are 422, not 500.
+MAX_ID = 2**31 - 1
+
 
 @dataclass
 class Services:

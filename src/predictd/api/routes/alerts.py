@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from predictd.api.auth import OperateScope, ReadScope
-from predictd.api.deps import ServicesDep
+from predictd.api.deps import MAX_ID, ServicesDep
 from predictd.schemas.alerts import AcknowledgeRequest, Alert, AlertList, ResolveRequest
 from predictd.schemas.errors import ErrorResponse
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
-AlertId = Annotated[int, Path(ge=1, description="the alert's id")]
+AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="the alert's id")]
 GUARDED: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409)
 }

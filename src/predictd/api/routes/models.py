@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from predictd.api.auth import AdminScope, ReadScope
-from predictd.api.deps import ServicesDep
+from predictd.api.deps import MAX_ID, ServicesDep
 from predictd.errors import ModelNotFound
 from predictd.registry.models import ModelVersion
 from predictd.schemas.errors import ErrorResponse
@@ -19,6 +21,7 @@ from predictd.schemas.models import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
+VersionPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a version number")]
 
 _ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 503)
@@ -53,14 +56,14 @@ async def list_model_versions(name: str, services: ServicesDep, _: ReadScope) ->
 
 @router.get("/{name}/versions/{version}", responses={404: {"model": ErrorResponse}})
 async def get_model_version(
-    name: str, version: int, services: ServicesDep, _: ReadScope
+    name: str, version: VersionPath, services: ServicesDep, _: ReadScope
 ) -> ModelVersionPublic:
     return _public(await services.registry.get(name, version))
 
 
 @router.post("/{name}/versions/{version}/promote", responses=_ADMIN_ERRORS)
 async def promote_model_version(
-    name: str, version: int, services: ServicesDep, _admin: AdminScope
+    name: str, version: VersionPath, services: ServicesDep, _admin: AdminScope
 ) -> ModelVersionPublic:
     """Make this version production (the previous one is archived); this replica swaps at
     once, the others within PREDICTD_REGISTRY_POLL_S."""
@@ -71,7 +74,7 @@ async def promote_model_version(
 
 @router.post("/{name}/versions/{version}/stage", responses=_ADMIN_ERRORS)
 async def stage_model_version(
-    name: str, version: int, services: ServicesDep, _admin: AdminScope
+    name: str, version: VersionPath, services: ServicesDep, _admin: AdminScope
 ) -> ModelVersionPublic:
     """Make this version the candidate for canary/shadow traffic (newest staging wins)."""
     staged = await services.registry.stage(name, version)
