@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from predictd.access.limits import BREAKER_S
+from tests.support import services
 from tests.support.app import make_settings, running_app, services_of
 from tests.support.server import free_port
 
@@ -26,6 +28,8 @@ TIMEOUT_MS = 50
 
 @pytest.fixture
 def own_redis() -> Iterator[subprocess.Popen[bytes]]:
+    if shutil.which("redis-server") is None:
+        services.unavailable("redis-server (the binary, to run a Redis of the test's own)")
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -330,3 +330,16 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
 
     blind = await DriftService(db, db.settings).run(WINDOW, "words", now=NOW)
     assert blind[0]["features"]["tokens"]["status"] == "unavailable"  # no tokenizer given
+
+
+def test_drift_cli_refusals_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:hunter2@127.0.0.1:9/nowhere")
+    monkeypatch.setenv("PREDICTD_DB_CONNECT_TIMEOUT_S", "1")
+    down = CliRunner().invoke(cli, ["drift", "run"])
+    assert down.exit_code == 1
+    assert down.output.startswith("error: ")
+    assert "Traceback" not in down.output
+    assert "hunter2" not in down.output
+    bad = CliRunner().invoke(cli, ["drift", "reports", "--version", "0"])
+    assert bad.exit_code == 2
+    assert "--version" in bad.output

@@ -11,20 +11,11 @@ import typer
 from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
 from predictd.db.engine import Database
-from predictd.errors import PredictdError
 from predictd.monitoring.alerts import AlertService
 
 alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve.", no_args_is_help=True)
 STATUSES = ("active", "acknowledged", "resolved", "open")
 By = Annotated[str | None, typer.Option(help="Who (default: your login name).")]
-
-
-def _change(work: Any) -> dict[str, Any]:
-    try:
-        result: dict[str, Any] = run_with_database(work)
-    except PredictdError as exc:
-        fail(exc.message)
-    return result
 
 
 @alerts_app.command("list")
@@ -51,7 +42,7 @@ def acknowledge(alert_id: int, by: By = None) -> None:
     async def work(db: Database) -> dict[str, Any]:
         return await AlertService(db).acknowledge(alert_id, by or getpass.getuser())
 
-    alert = _change(work)
+    alert = run_with_database(work)
     typer.echo(f"alert {alert_id} acknowledged by {alert['acknowledged_by']}")
 
 
@@ -66,5 +57,5 @@ def resolve(
     async def work(db: Database) -> dict[str, Any]:
         return await AlertService(db).resolve(alert_id, by or getpass.getuser(), notes)
 
-    alert = _change(work)
+    alert = run_with_database(work)
     typer.echo(f"alert {alert_id} resolved by {alert['resolved_by']}")

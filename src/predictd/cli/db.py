@@ -12,6 +12,7 @@ import typer
 from predictd.cli.output import fail
 from predictd.db import maintenance, migrate
 from predictd.db.engine import Database
+from predictd.errors import PredictdError
 from predictd.monitoring import system
 from predictd.monitoring.feedback import FeedbackService
 from predictd.observability import redact
@@ -23,7 +24,8 @@ T = TypeVar("T")
 
 
 def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run ``work`` against the configured database; a failure is one line and exit 1."""
+    """Run ``work`` against the configured database; an expected failure (ours, or the
+    database's) is one line and exit 1."""
 
     async def runner() -> T:
         db = Database(Settings())
@@ -34,6 +36,8 @@ def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(runner())
+    except PredictdError as exc:
+        fail(exc.message)
     except (OSError, TimeoutError) as exc:
         fail(redact(f"database unreachable: {exc}"))
     except Exception as exc:

@@ -47,7 +47,7 @@ def run(
 @drift_app.command("reports")
 def reports_command(
     model: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
-    version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="Only this version.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Stored drift reports, newest first: one summary line each."""

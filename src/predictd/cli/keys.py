@@ -12,16 +12,8 @@ from predictd.access.scopes import SCOPES, Scope, parse_scopes
 from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
 from predictd.db.engine import Database
-from predictd.errors import PredictdError
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
-
-
-def _run(work: Any) -> Any:
-    try:
-        return run_with_database(work)
-    except PredictdError as exc:
-        fail(exc.message)
 
 
 @keys_app.command()
@@ -41,7 +33,7 @@ def create(
     async def work(db: Database) -> tuple[str, dict[str, Any]]:
         return await KeyService(db).create(name, scopes)
 
-    key, row = _run(work)
+    key, row = run_with_database(work)
     typer.echo(key)
     typer.echo(
         f"created key {row['name']!r} ({', '.join(row['scopes'])}); store it now, it is not "
@@ -59,7 +51,7 @@ def list_keys(
     async def work(db: Database) -> list[dict[str, Any]]:
         return await KeyService(db).listing(include_revoked=all_)
 
-    for row in _run(work):
+    for row in run_with_database(work):
         typer.echo(json.dumps(row, default=str))
 
 
@@ -71,5 +63,5 @@ def revoke(name: str) -> None:
     async def work(db: Database) -> dict[str, Any]:
         return await KeyService(db).revoke(name)
 
-    row = _run(work)
+    row = run_with_database(work)
     typer.echo(f"revoked key {row['name']!r} ({row['prefix']}…)")

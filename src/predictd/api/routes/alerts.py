@@ -1,4 +1,4 @@
-"""Alerts raised by the monitor: list them, acknowledge and resolve them (admin token)."""
+"""Alerts raised by the monitor: list them (read scope), acknowledge and resolve them (operate)."""
 
 from __future__ import annotations
 
