@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from predictd.db.engine import Database
 from predictd.demo.train import DemoModel, train_sentiment, train_tabular
 from predictd.settings import Settings
 from tests.support import services
+from tests.support.server import ServerPool
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,32 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     await migrate.upgrade(database)
     yield database
     await database.dispose()
+
+
+_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_REPORT_KEY] = report
+    return report
+
+
+@pytest.fixture
+def servers(
+    request: pytest.FixtureRequest, tmp_path: Path, artifacts: Artifacts
+) -> Iterator[ServerPool]:
+    """Starts `predictd serve` processes; kills leftovers, prints their logs on failure."""
+    pool = ServerPool(tmp_path / "servers", artifacts.sentiment.path)
+    pool.root.mkdir()
+    try:
+        yield pool
+    finally:
+        pool.close()
+        report = request.node.stash.get(_REPORT_KEY, None)
+        if report is not None and report.failed:
+            print(f"\n===== predictd server logs =====\n{pool.report()}")

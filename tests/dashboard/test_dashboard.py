@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -65,16 +64,6 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-def pool(tmp_path: Path, artifacts: Artifacts) -> Iterator[ServerPool]:
-    servers = ServerPool(tmp_path / "servers", artifacts.sentiment.path)
-    servers.root.mkdir()
-    try:
-        yield servers
-    finally:
-        servers.close()
-
-
 async def prepare(settings: Settings, artifacts: Artifacts) -> None:
     """The demo model registered with its validation split (reference profile, calibration)."""
     db = Database(settings)
@@ -123,13 +112,13 @@ def traffic(server: ServerProcess, count: int) -> list[dict[str, Any]]:
 
 
 def test_dashboard_in_chromium(
-    chromium: str, pool: ServerPool, postgres_url: str, artifacts: Artifacts, tmp_path: Path
+    chromium: str, servers: ServerPool, postgres_url: str, artifacts: Artifacts, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
     settings = Settings(database_url=postgres_url, drift_min_rows=20, alert_min_predictions=10_000)
     asyncio.run(prepare(make_settings(tmp_path, postgres_url), artifacts))
-    server = pool.start(postgres_url, spool_dir=tmp_path / "spool", model=None)
+    server = servers.start(postgres_url, spool_dir=tmp_path / "spool", model=None)
     traffic(server, 80)
     asyncio.run(monitor(settings))
 
@@ -231,7 +220,7 @@ def test_screenshot_is_kept_in_docs() -> None:
 
 
 def test_dashboard_asks_for_a_key_when_auth_is_on(
-    chromium: str, pool: ServerPool, postgres_url: str, artifacts: Artifacts, tmp_path: Path
+    chromium: str, servers: ServerPool, postgres_url: str, artifacts: Artifacts, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -246,7 +235,7 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
             await db.dispose()
 
     key = asyncio.run(reader_key())
-    server = pool.start(postgres_url, spool_dir=tmp_path / "spool", model=None,
+    server = servers.start(postgres_url, spool_dir=tmp_path / "spool", model=None,
                         env={"PREDICTD_AUTH": "on"})  # fmt: skip
     errors: list[str] = []
     with sync_playwright() as playwright:

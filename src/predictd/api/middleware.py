@@ -121,45 +121,34 @@ class ServingMiddleware:
             await send(message)
 
         capped = self.max_concurrency > 0 and scope["path"] not in UNCAPPED
-        if capped and self.in_flight >= self.max_concurrency:
-            status_holder[0] = 503
-            self.metrics.rejected_inputs.labels("overloaded").inc()
-            await send_json_error(
-                send, 503, "overloaded",
-                f"this server is working on {self.max_concurrency} requests; retry shortly",
-                request_id, retry_after_s=1,
-            )  # fmt: skip
-            audit.end_request(anonymous)
-            request_id_var.reset(token)
-            self._observe(scope, 503, time.perf_counter() - started)
-            return
-        if capped:
+        overloaded = capped and self.in_flight >= self.max_concurrency
+        counted = capped and not overloaded
+        if counted:
             self.in_flight += 1
         try:
-            if scope["method"] in _BODY_METHODS:
+            refusal: tuple[int, str, str, str | None] | None = None
+            if overloaded:
+                refusal = (503, "overloaded",
+                           f"this server is working on {self.max_concurrency} requests; "
+                           "retry shortly", None)  # fmt: skip
+            elif scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
                 if body is None:
-                    status_holder[0] = 413
-                    self.metrics.rejected_inputs.labels("payload_too_large").inc()
-                    await send_json_error(
-                        send,
-                        413,
-                        "payload_too_large",
-                        f"request body exceeds {self.max_body_bytes} bytes",
-                        request_id,
-                    )
-                    return
-                refusal = self._refuse_body(scope, body)
-                if refusal is not None:
-                    status, code, message, field = refusal
-                    status_holder[0] = status
-                    self.metrics.rejected_inputs.labels(code).inc()
-                    await send_json_error(send, status, code, message, request_id, field)
-                    return
-                receive = _replay(body, receive)
+                    too_big = f"request body exceeds {self.max_body_bytes} bytes"
+                    refusal = (413, "payload_too_large", too_big, None)
+                else:
+                    refusal = self._refuse_body(scope, body)
+                    receive = _replay(body, receive)
+            if refusal is not None:
+                status, code, message, field = refusal
+                status_holder[0] = status
+                self.metrics.rejected_inputs.labels(code).inc()
+                retry = 1 if status == 503 else None
+                await send_json_error(send, status, code, message, request_id, field, retry)
+                return
             await self.app(scope, receive, send_wrapper)
         finally:
-            if capped:
+            if counted:
                 self.in_flight -= 1
             audit.end_request(anonymous)
             request_id_var.reset(token)
@@ -176,7 +165,7 @@ class ServingMiddleware:
         return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
 
     @staticmethod
-    def _refuse_body(scope: Scope, body: bytes) -> tuple[int, str, str, str] | None:
+    def _refuse_body(scope: Scope, body: bytes) -> tuple[int, str, str, str | None] | None:
         """A body the JSON API will not parse: wrong media type, or nested too deeply."""
         if not body:
             return None

@@ -212,13 +212,7 @@ class DriftService:
         end: datetime,
         fraction: float,
     ) -> dict[str, dict[str, Any]]:
-        where = and_(
-            p.model_name == name,
-            p.model_version == version,
-            p.status == "ok",
-            p.ts >= start,
-            p.ts < end,
-        )
+        where = _answered(name, version, start, end)
         counts = await _bin_counts(conn, features, where, fraction)
         samples = await self._samples(conn, features, where)
         out = {}
@@ -271,8 +265,7 @@ class DriftService:
             return {"tokens": gone, "out_of_vocabulary": gone}
         rows = await conn.execute(
             select(p.input["text"].as_string())
-            .where(p.model_name == name, p.model_version == version, p.status == "ok",
-                   p.ts >= start, p.ts < end)
+            .where(_answered(name, version, start, end))
             .order_by(p.ts.desc())
             .limit(self.settings.drift_sample)
         )  # fmt: skip
@@ -344,6 +337,17 @@ class DriftService:
                                  self.thresholds)  # fmt: skip
             out["confidence"] = {"status": "ok", **_result(drift, sum(bins)), "counts": bins}
         return out
+
+
+def _answered(name: str, version: int, start: datetime, end: datetime) -> ColumnElement[bool]:
+    """The rows whose inputs a drift report reads: the version's answered predictions."""
+    return and_(
+        p.model_name == name,
+        p.model_version == version,
+        p.status == "ok",
+        p.ts >= start,
+        p.ts < end,
+    )
 
 
 def _sampled(fraction: float) -> ColumnElement[bool]:
