@@ -90,21 +90,32 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
-        if settings.migrate_on_startup:
-            try:
-                async with asyncio.timeout(settings.db_connect_timeout_s + 5):
-                    await migrate.upgrade(db)
-            except Exception as exc:
-                log.warning("database not migrated at startup", extra={"error": repr(exc)})
-                tasks.append(asyncio.create_task(_migrate_until_done(db)))
-        with contextlib.suppress(Exception):  # the database may be away: keys load later
-            async with asyncio.timeout(settings.db_connect_timeout_s + 1):
-                await services.keys.refresh()
-        tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
+
+        async def start_up() -> None:
+            """Migrate and load the first model while /health already answers (and /ready
+            says `starting`); then follow the registry. With the database away, serve the
+            local model at once rather than wait on the registry's timeouts too."""
+            database_away = False
+            if settings.migrate_on_startup:
+                try:
+                    async with asyncio.timeout(settings.db_connect_timeout_s + 5):
+                        await migrate.upgrade(db)
+                except Exception as exc:
+                    log.warning("database not migrated at startup", extra={"error": repr(exc)})
+                    tasks.append(asyncio.create_task(_migrate_until_done(db)))
+                    database_away = True
+            if database_away:
+                await loader.serve_local()
+            else:
+                await loader.attempt()
+            services.readiness.started = True
+            log.info("started", extra={"model": services.readiness.model().detail})
+            await loader.watch(settings.registry_poll_s)
+
         recorder.start()
         inference.start()
-        await loader.attempt()  # a healthy start is ready at once
-        tasks.append(asyncio.create_task(loader.watch(settings.registry_poll_s)))
+        tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
+        tasks.append(asyncio.create_task(start_up()))
         if settings.system_metrics_interval_s > 0:
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(settings.system_metrics_interval_s)))
@@ -123,6 +134,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await drain_refusals()
+            await services.readiness.close()
             if redis is not None:
                 await redis.aclose()
             await inference.close()

@@ -282,6 +282,10 @@ class Settings(BaseSettings):
     record_retry_max_s: float = Field(default=30.0, gt=0)
     """Longest back-off between attempts while the database is failing."""
 
+    shutdown_delay_s: float = Field(default=5.0, ge=0)
+    """After SIGTERM, seconds /ready answers 503 while requests are still served, so load
+    balancers stop routing here before the listener closes (single-worker serve)."""
+
     shutdown_flush_s: float = Field(default=10.0, ge=0)
     """On shutdown, seconds spent shipping what is queued; the rest stays in the spool."""
 

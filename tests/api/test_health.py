@@ -18,6 +18,7 @@ async def test_health_ready_and_model_info(
         assert ready.status_code == 200
         checks = ready.json()["checks"]
         assert {name: c["state"] for name, c in checks.items()} == {
+            "server": "ok",
             "model": "ok",
             "database": "ok",
             "spool": "ok",

@@ -112,7 +112,7 @@ def test_database_down_at_startup_then_restored(
 
     status, checks = ready_checks(server)
     assert status == 200, checks
-    assert checks == {"model": "ok", "database": "degraded", "spool": "ok"}
+    assert checks == {"server": "ok", "model": "ok", "database": "degraded", "spool": "ok"}
     assert spool_bytes_on_disk(spool) > 0
     assert server.metric("predictd_spool_bytes") > 0
     assert count_rows(postgres_url) == 0  # nothing went past the cut

@@ -45,9 +45,19 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
 async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        await wait_started(app)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield app, client
+
+
+async def wait_started(app: FastAPI, timeout_s: float = 30.0) -> None:
+    """Start-up (migration, keys, first model load) runs after the lifespan yields."""
+    readiness = services_of(app).readiness
+    deadline = time.monotonic() + timeout_s
+    while not readiness.started:
+        assert time.monotonic() < deadline, "the app did not finish starting up"
+        await asyncio.sleep(0.01)
 
 
 def services_of(app: FastAPI) -> Services:

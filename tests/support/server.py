@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import EllipsisType
@@ -88,12 +88,20 @@ class ServerProcess:
                 if not self.running:
                     raise AssertionError(f"server exited during startup\n{self.describe()}")
                 try:
-                    if client.get("/health").status_code == 200:
+                    if client.get("/health").status_code == 200 and self.phase(client) != (
+                        "starting"
+                    ):
                         return
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
         raise AssertionError(f"server not healthy after {timeout_s} s\n{self.describe()}")
+
+    @staticmethod
+    def phase(client: httpx.Client) -> str:
+        """starting | serving | draining, from /ready's server check."""
+        detail: str = client.get("/ready").json()["checks"]["server"]["detail"]
+        return detail
 
     def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM and wait; returns the exit code (kills and fails if it does not stop)."""
@@ -156,9 +164,11 @@ class ServerPool:
         env: Mapping[str, str] | None = None,
         wait: bool = True,
         model: Path | EllipsisType | None = ...,
+        wrap: Sequence[str] = (),
     ) -> ServerProcess:
         """Start one server. ``model``: the artifact given with ``--model`` (default: the
-        pool's); ``None`` starts it without ``--model``, serving only what the registry says."""
+        pool's); ``None`` starts it without ``--model``, serving only what the registry says.
+        ``wrap``: a command the server runs under (strace, unshare), ending in its argv."""
         index = len(self.started)
         cwd = self.root / f"cwd{index}"
         cwd.mkdir(parents=True, exist_ok=True)
@@ -181,12 +191,14 @@ class ServerPool:
                 "PREDICTD_LOG_FORMAT": "text",
                 "PREDICTD_DURABILITY": durability,
                 "PREDICTD_AUTH": "off",  # bound to 127.0.0.1
+                "PREDICTD_SHUTDOWN_DELAY_S": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
         environment.update(env or {})
         log_path = self.root / f"server{index}.log"
         command = [
+            *wrap,
             sys.executable,
             "-m",
             "predictd",

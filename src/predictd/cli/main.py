@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -77,17 +77,22 @@ def _serve(
     # uvicorn re-raises the signal it stopped on after a clean shutdown; with this handler
     # in place that re-raise becomes exit status 0, which is what SIGTERM should give.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "predictd.app:create_app_from_env",
-        factory=True,
-        host=bind,
-        port=port or settings.port,
-        workers=workers,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": bind,
+        "port": port or settings.port,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+        "log_level": settings.log_level.lower(),
+        "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
+    }
+    if workers > 1:
+        uvicorn.run("predictd.app:create_app_from_env", workers=workers, **options)
+        return
+    from predictd.server import DrainingServer
+
+    config = uvicorn.Config("predictd.app:create_app_from_env", **options)
+    DrainingServer(config, settings.shutdown_delay_s).run()
 
 
 @app.command()

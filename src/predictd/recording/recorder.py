@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from predictd.db.errors import is_row_error
-from predictd.errors import SpoolFull
+from predictd.errors import NotDurable, SpoolFull
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
-from predictd.recording.spool import RecoveryReport, Spool
+from predictd.recording.spool import NoSpace, RecoveryReport, Spool
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.recorder")
@@ -140,7 +140,13 @@ class PredictionRecorder:
         else:
             if self.spool.full:
                 return self._refuse(count, "spool is full")
-            first = self.spool.append([r.to_bytes() for r in records])
+            try:
+                first = self.spool.append([r.to_bytes() for r in records])
+            except NoSpace:
+                return self._refuse(count, "the spool's disk is full")
+            except OSError as exc:
+                log.error("recorder: spool write failed", extra={"error": str(exc)})
+                raise NotDurable("the prediction could not be written to the spool") from exc
         if len(queue) + count <= self.settings.record_queue_max:
             if count == 1:
                 queue.append((first, records[0]))

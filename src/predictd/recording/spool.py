@@ -14,6 +14,7 @@ record whose checksum fails is moved to ``quarantine`` — neither stops the ser
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -35,6 +36,11 @@ MAX_RECORD_BYTES = 16 << 20
 ROTATE_COMMITTED_BYTES = 1 << 20
 WATERMARK_INTERVAL_S = 1.0
 _LSN = struct.Struct("<Q")
+
+
+class NoSpace(Exception):
+    """The spool's file system is full: the records were not written (and nothing half-way
+    was left behind)."""
 
 
 def frame(lsn: int, payload: bytes) -> bytes:
@@ -105,6 +111,7 @@ class Spool:
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self._to_close: list[int] = []
+        self._no_space = False  # the disk refused a write; cleared once a segment is freed
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -235,7 +242,7 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        return self._bytes >= self.max_bytes
+        return self._bytes >= self.max_bytes or self._no_space
 
     @property
     def size_bytes(self) -> int:
@@ -265,9 +272,23 @@ class Spool:
             segment = self._segments[-1]
         first = self._next_lsn
         data = b"".join(frame(first + i, p) for i, p in enumerate(payloads))
-        written = os.write(self._fd, data)
-        while written < len(data):  # short writes are legal; finish or raise
-            written += os.write(self._fd, data[written:])
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # short writes are legal; finish or raise
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            # Cut what did get written, so the next frame starts where the segment says.
+            try:
+                os.ftruncate(self._fd, segment.size)
+            except OSError:
+                log.exception("spool: could not cut a partly written frame; rotating")
+                self._rotate()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if not self._no_space:
+                    log.error("spool: the disk is full", extra={"dir": str(self.dir)})
+                self._no_space = True
+                raise NoSpace(str(exc)) from exc
+            raise
         self._next_lsn += len(payloads)
         if segment.first_lsn < 0:
             segment.first_lsn = first
@@ -385,8 +406,11 @@ class Spool:
         if self._lock_fd is None:
             return
         tmp = self.dir / "committed.tmp"
-        tmp.write_text(str(self._committed))
-        os.replace(tmp, self.dir / "committed")
+        try:
+            tmp.write_text(str(self._committed))
+            os.replace(tmp, self.dir / "committed")
+        except OSError as exc:  # a full disk: a stale watermark only costs a replay
+            log.warning("spool: watermark not written", extra={"error": str(exc)})
 
     def _delete_committed(self, *, sealed_only: bool) -> None:
         keep: list[Segment] = []
@@ -396,6 +420,7 @@ class Spool:
             if sealed and 0 <= segment.last_lsn <= self._committed:
                 segment.path.unlink(missing_ok=True)
                 self._bytes -= segment.size
+                self._no_space = False
             else:
                 keep.append(segment)
         self._segments = keep

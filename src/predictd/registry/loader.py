@@ -112,6 +112,17 @@ class ModelLoader:
             log.exception("model load failed; retrying")
         return False
 
+    async def serve_local(self) -> None:
+        """Start-up while the database is known to be away: serve the local fallback without
+        trying the registry first; ``watch`` registers and follows it once it is back."""
+        try:
+            if self._artifact is None and self.settings.model_path is not None:
+                self._artifact = await self.registry.artifact_from_path()
+            await self._serve_fallback()
+        except PredictdError as exc:
+            self._errors["startup", "production"] = exc.message
+            log.warning("model not loaded; retrying", extra={"error": exc.message})
+
     async def _serve_fallback(self) -> None:
         """While the database is down at start-up: the `--model` file (the manifest's version
         if it is the same file, else unregistered as version 0), or what the manifest says

@@ -1,0 +1,184 @@
+"""A PostgreSQL cluster of the test's own, so a test may stop it, kill it (`-m immediate`) or
+freeze it (SIGSTOP of the postmaster and every backend) without touching the shared server.
+
+Built with the machine's own `initdb`/`pg_ctl` (run as the `postgres` user when the tests run
+as root, since PostgreSQL refuses to run as root). Listens on 127.0.0.1:<free port>, trust
+auth, and keeps its data in a private temporary directory removed on ``destroy()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.support.server import free_port
+
+START_TIMEOUT_S = 30
+
+
+def _bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+def available() -> str | None:
+    """None when an own cluster can be made here, else why not."""
+    if _bin_dir() is None:
+        return "pg_ctl/initdb not found"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user to run PostgreSQL as"
+    return None
+
+
+class OwnCluster:
+    """One throwaway cluster; ``start()``, ``stop(mode)``, ``freeze()``/``thaw()``."""
+
+    def __init__(self) -> None:
+        bin_dir = _bin_dir()
+        assert bin_dir is not None, available()
+        self.bin = bin_dir
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="predictd-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.root, account.pw_uid, account.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "--no-sync", "-E", "UTF8")  # fmt: skip
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"port = {self.port}\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\n"
+                "fsync = off\n"  # no OS crash is simulated; a killed server keeps the page cache
+                "max_connections = 60\n"
+                "shared_buffers = 32MB\n"
+            )
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            [*self._as, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, (
+            f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}\n{self.log_tail()}"
+        )
+
+    def log_tail(self, chars: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-chars:]
+        return "<no server log>"
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w",
+                  "-t", str(START_TIMEOUT_S), "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` is an orderly stop; `immediate` is a crash (recovery runs at next start)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def running(self) -> bool:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def postmaster_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        return None
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, walwriter, ...)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return []
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        with contextlib.suppress(OSError):
+            return [pid, *(int(c) for c in children.read_text().split())]
+        return [pid]
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def freeze(self) -> None:
+        """SIGSTOP everything: connections stay open, nothing answers (a hung host)."""
+        self.signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.signal_all(signal.SIGCONT)
+
+    def destroy(self) -> None:
+        self.thaw()
+        if self.running:
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+                self.stop("immediate")
+        pid = self.postmaster_pid()
+        if pid is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    async def fetch(self, database: str, sql: str, *args: object) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.url(database), timeout=5)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+
+def wait_until_up(cluster: OwnCluster, timeout_s: float = START_TIMEOUT_S) -> None:
+    import asyncio
+
+    async def ping() -> bool:
+        try:
+            await cluster.fetch("postgres", "SELECT 1")
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        return True
+
+    deadline = time.monotonic() + timeout_s
+    while not asyncio.run(ping()):
+        assert time.monotonic() < deadline, f"own PostgreSQL not up\n{cluster.log_tail()}"
+        time.sleep(0.1)
