@@ -6,52 +6,18 @@ breaker); once Redis is back (and the breaker has cooled) the buckets are shared
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
 from predictd.access.limits import BREAKER_S
-from tests.support import services
 from tests.support.app import make_settings, running_app, services_of
-from tests.support.server import free_port
 
 TIMEOUT_MS = 50
-
-
-@pytest.fixture
-def own_redis() -> Iterator[subprocess.Popen[bytes]]:
-    if shutil.which("redis-server") is None:
-        services.unavailable("redis-server (the binary, to run a Redis of the test's own)")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port, socket_connect_timeout=0.2)
-    deadline = time.monotonic() + 10
-    while True:
-        with contextlib.suppress(redis.RedisError):
-            if client.ping():
-                break
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
-    proc.port = port  # type: ignore[attr-defined]
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(10)
 
 
 async def burst(client: httpx.AsyncClient, count: int) -> tuple[list[int], list[float]]:

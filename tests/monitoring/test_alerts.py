@@ -154,6 +154,7 @@ async def test_alerts_over_http(tmp_path: Path, db_url: str) -> None:
         assert twice.status_code == 409
         done = await client.post(f"{path}/resolve", json={"notes": "scaled up"}, headers=admin)
         assert (done.json()["status"], done.json()["resolution_notes"]) == ("resolved", "scaled up")
+        assert done.json()["resolved_by"] == "admin-token"  # who, when the body does not say
         assert (await client.post(f"{path}/resolve", headers=admin)).status_code == 409
         assert (await client.post("/alerts/9999/resolve", headers=admin)).status_code == 404
         bad = await client.get("/alerts", params={"status": "sleeping"})

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
+# scipy.stats and scipy.spatial cost ~0.5 s to import: loaded on the first drift report, not at
+# every server start (the statistics below import them where they are used).
 
 SMALL_REFERENCE = 1000
 PSI_EPSILON = 1e-4  # stands in for an empty bin, so PSI stays finite
@@ -59,6 +59,8 @@ def jensen_shannon(reference: Sequence[float], current: Sequence[float]) -> floa
     """Jensen-Shannon distance in base 2: 0 for equal distributions, 1 for disjoint ones."""
     if not sum(reference) or not sum(current):
         return 0.0
+    from scipy.spatial.distance import jensenshannon
+
     return float(jensenshannon(_shares(reference), _shares(current), base=2))
 
 
@@ -72,6 +74,8 @@ def wasserstein_normalised(
     deviations, so one threshold fits features of any scale."""
     if not sum(reference) or not sum(current):
         return 0.0
+    from scipy.stats import wasserstein_distance
+
     distance = wasserstein_distance(centres, centres, reference, current)
     return float(distance / reference_std) if reference_std > 0 else float(distance)
 
@@ -82,6 +86,8 @@ def chi_square(reference: Sequence[float], current: Sequence[float]) -> tuple[fl
     kept = [(r, c) for r, c in zip(reference, current, strict=True) if r or c]
     if len(kept) < 2 or not sum(r for r, _ in kept) or not sum(c for _, c in kept):
         return 0.0, 1.0
+    from scipy.stats import chi2_contingency
+
     result = chi2_contingency([[r for r, _ in kept], [c for _, c in kept]])
     return float(result.statistic), float(result.pvalue)
 
@@ -100,6 +106,8 @@ def numeric_drift(
     index = psi(reference_counts, current_counts)
     small = reference_values is not None and len(reference_values) <= SMALL_REFERENCE
     if small and reference_values is not None and current_values:
+        from scipy.stats import ks_2samp
+
         result = ks_2samp(reference_values, current_values)
         p = float(result.pvalue)
         return FeatureDrift("ks", float(result.statistic), p, index, p < thresholds.p_value)

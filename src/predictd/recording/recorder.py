@@ -156,6 +156,7 @@ class PredictionRecorder:
         self._wakeup.set()
         if self.spool is not None and self.durability == "strict":
             await self.spool.sync()
+            self._wakeup.set()  # synced: the shipper may take these now
         return True
 
     def _refuse(self, count: int, why: str) -> bool:
@@ -169,6 +170,13 @@ class PredictionRecorder:
 
     def _last_lsn(self) -> int:
         return self.spool.last_lsn if self.spool is not None else self._next_lsn - 1
+
+    def _shippable_lsn(self) -> int:
+        """In strict mode only what an fsync round covered is shipped: a record whose sync
+        failed was answered 503 and must not reach the database behind that answer."""
+        if self.spool is not None and self.durability == "strict":
+            return self.spool.synced_lsn
+        return self._last_lsn()
 
     def _backlog(self) -> int:
         return self._last_lsn() - self._shipped_lsn
@@ -186,7 +194,7 @@ class PredictionRecorder:
     async def _dispatch_forever(self) -> None:
         """Cut batches in LSN order and hand each to a writer task, a few at a time."""
         while not self._stopping.is_set():
-            undispatched = self._last_lsn() - self._dispatched_lsn
+            undispatched = self._shippable_lsn() - self._dispatched_lsn
             if not undispatched:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -217,21 +225,26 @@ class PredictionRecorder:
             queue.popleft()
         limit = self.settings.record_batch
         want = self._dispatched_lsn + 1
+        bound = self._shippable_lsn()
+        spool = self.spool
         if queue and queue[0][0] == want:
             records: list[PredictionRecord] = []
             lsn = want
-            while queue and len(records) < limit and queue[0][0] == lsn:
-                records.append(queue.popleft()[1])
+            while queue and len(records) < limit and queue[0][0] == lsn and lsn <= bound:
+                record = queue.popleft()[1]
+                if spool is None or not spool.is_void(lsn):
+                    records.append(record)
                 lsn += 1
-            return _Batch(records, lsn - 1)
-        if self.spool is None:
+            return _Batch(records, lsn - 1) if lsn > want else None
+        if spool is None:
             return None
         # A gap: those records overflowed the queue or predate this process. Read them back.
-        until = queue[0][0] - 1 if queue else self.spool.last_lsn
-        frames = await asyncio.to_thread(self.spool.read, self._dispatched_lsn, until, limit)
+        until = min(queue[0][0] - 1 if queue else spool.last_lsn, bound)
+        frames = await asyncio.to_thread(spool.read, self._dispatched_lsn, until, limit)
         if not frames:
             return None
-        return _Batch([PredictionRecord.from_bytes(p) for _, p in frames], frames[-1][0])
+        kept = [PredictionRecord.from_bytes(p) for lsn, p in frames if not spool.is_void(lsn)]
+        return _Batch(kept, frames[-1][0])
 
     async def _ship(self, batch: _Batch) -> None:
         try:
@@ -244,7 +257,8 @@ class PredictionRecorder:
             ):
                 with attempt:
                     try:
-                        await self._write(batch.records)
+                        if batch.records:  # empty when every record in it was void
+                            await self._write(batch.records)
                     except Exception as exc:
                         self._note_failure(exc)
                         raise

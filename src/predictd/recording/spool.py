@@ -112,6 +112,11 @@ class Spool:
         self._sync_task: asyncio.Task[None] | None = None
         self._to_close: list[int] = []
         self._no_space = False  # the disk refused a write; cleared once a segment is freed
+        # Strict mode: records up to synced_lsn went through an fsync round; the ranges in
+        # _void were in a round that failed (their requests got 503), so they are never
+        # shipped by this process (after a restart they are replayed like any record).
+        self.synced_lsn = -1
+        self._void: list[tuple[int, int]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -119,6 +124,7 @@ class Spool:
         self.dir = self._claim_directory()
         report = self._recover()
         self._rotate()
+        self.synced_lsn = self.last_lsn
         return report
 
     def _claim_directory(self) -> Path:
@@ -321,17 +327,24 @@ class Spool:
 
     async def _sync_loop(self) -> None:
         while self._sync_waiters:
+            # Every record up to ``upto`` has its waiter here: record() appends and calls
+            # sync() with no await in between.
             waiters, self._sync_waiters = self._sync_waiters, []
+            upto = self.last_lsn
             fds, self._to_close = [*self._to_close], []
             active = self._fd
             try:
                 await asyncio.to_thread(self._fsync_all, fds, active)
             except OSError as exc:
                 log.error("spool: fsync failed", extra={"error": str(exc)})
+                if upto > self.synced_lsn:
+                    self._void.append((self.synced_lsn + 1, upto))
+                    self.synced_lsn = upto
                 for w in waiters:
                     if not w.done():
                         w.set_exception(NotDurable("the spool could not be synced to disk"))
                 continue
+            self.synced_lsn = max(self.synced_lsn, upto)
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
@@ -379,11 +392,16 @@ class Spool:
                     self._read_hint = (segment.seq, offset + size, lsn + 1)
         return out
 
+    def is_void(self, lsn: int) -> bool:
+        return any(first <= lsn <= last for first, last in self._void)
+
     def commit(self, lsn: int) -> None:
         """Everything up to ``lsn`` is in the database: persist that and drop dead segments."""
         if lsn <= self._committed:
             return
         self._committed = lsn
+        if self._void:
+            self._void = [(first, last) for first, last in self._void if last > lsn]
         now = time.monotonic()
         if now - self._watermark_written_at >= WATERMARK_INTERVAL_S:
             # A stale watermark only means replaying records the database already has

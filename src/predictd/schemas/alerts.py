@@ -33,7 +33,12 @@ class AlertList(BaseModel):
 class AcknowledgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str = Field(default="admin", min_length=1, max_length=200, description="who")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="who; defaults to the API key's name (the audit log always has the key)",
+    )
 
 
 class ResolveRequest(AcknowledgeRequest):

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from predictd.access.keys import Principal
 from predictd.api.auth import OperateScope, ReadScope
 from predictd.api.deps import MAX_ID, ServicesDep
 from predictd.schemas.alerts import AcknowledgeRequest, Alert, AlertList, ResolveRequest
@@ -35,19 +36,23 @@ async def list_alerts(
 @router.post("/{alert_id}/acknowledge", responses=GUARDED)
 async def acknowledge(
     alert_id: AlertId,
-    _: OperateScope,
+    who: OperateScope,
     services: ServicesDep,
     body: AcknowledgeRequest | None = None,
 ) -> Alert:
     """active -> acknowledged (409 otherwise). It still resolves itself when it clears."""
-    by = (body or AcknowledgeRequest()).by
+    by = _by(body or AcknowledgeRequest(), who)
     return Alert(**await services.alerts.acknowledge(alert_id, by))
 
 
 @router.post("/{alert_id}/resolve", responses=GUARDED)
 async def resolve(
-    alert_id: AlertId, _: OperateScope, services: ServicesDep, body: ResolveRequest | None = None
+    alert_id: AlertId, who: OperateScope, services: ServicesDep, body: ResolveRequest | None = None
 ) -> Alert:
     """active or acknowledged -> resolved, with notes (409 if already resolved)."""
     request = body or ResolveRequest()
-    return Alert(**await services.alerts.resolve(alert_id, request.by, request.notes))
+    return Alert(**await services.alerts.resolve(alert_id, _by(request, who), request.notes))
+
+
+def _by(request: AcknowledgeRequest, who: Principal) -> str:
+    return request.by or who.name or "anonymous"
