@@ -58,8 +58,9 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REPO = Path(__file__).resolve().parent.parent
 TARGET_VS_NORECORD = 0.9
 TARGET_VS_REFERENCE = 2.0
+TARGET_VS_NOBATCH = 1.8  # issue 6: micro-batching on vs off at 32 clients
 TARGET_INGEST = 50_000.0
-ALL_TARGETS = ("predictd-pg", "predictd-norecord", "reference")
+ALL_TARGETS = ("predictd-pg", "predictd-nobatch", "predictd-norecord", "reference")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -224,9 +225,14 @@ def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) ->
             desc = "FastAPI sync endpoint, psycopg2 INSERT + COMMIT per request, uvicorn"
             ready = "/health"
         else:
-            record = name == "predictd-pg"
-            server = predictd_server(name, url, model, workdir, record=record)
-            desc = "predictd serve, PostgreSQL" + ("" if record else ", PREDICTD_RECORD=false")
+            record = name != "predictd-norecord"
+            nobatch = name == "predictd-nobatch"
+            env = {"PREDICTD_BATCH_MAX": "1"} if nobatch else None
+            server = predictd_server(name, url, model, workdir, record=record, extra_env=env)
+            desc = "predictd serve, PostgreSQL" + (
+                ", PREDICTD_BATCH_MAX=1 (no micro-batching)" if nobatch
+                else "" if record else ", PREDICTD_RECORD=false"
+            )  # fmt: skip
             ready = "/ready"
         result = bench_target(
             server, desc, pg, url, load, ready_path=ready, expect_rows=name != "predictd-norecord"
@@ -252,6 +258,7 @@ def verdicts(http: list[TargetResult], ingest: tuple[IngestResult, ...]) -> list
     out = []
     if "predictd-pg" in rps:
         for other, target in (
+            ("predictd-nobatch", TARGET_VS_NOBATCH),
             ("predictd-norecord", TARGET_VS_NORECORD),
             ("reference", TARGET_VS_REFERENCE),
         ):

@@ -122,6 +122,8 @@ class Metrics:
     shadow_predictions: Counter
     shadow_dropped: Counter
     alerts_active: Gauge
+    batch_size: Histogram
+    batch_wait: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -139,6 +141,20 @@ class Metrics:
                 "HTTP request latency by route template and status.",
                 ["endpoint", "status"],
                 buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            batch_size=Histogram(
+                "predictd_model_batch_size",
+                "Items per model call made by the micro-batcher.",
+                ["model"],
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                registry=reg,
+            ),
+            batch_wait=Histogram(
+                "predictd_model_batch_wait_seconds",
+                "How long the oldest item of a micro-batch waited for its model call.",
+                ["model"],
+                buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
                 registry=reg,
             ),
             predictions=Counter(

@@ -304,6 +304,13 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=2, ge=1)
     """Worker threads running model calls off the event loop."""
 
+    batch_max: int = Field(default=32, ge=1)
+    """Most single predictions gathered into one model call (1 = no micro-batching)."""
+
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Longest a prediction waits for others to share its model call; only while requests
+    arrive together (a lone request is sent at once)."""
+
     log_level: str = "INFO"
     """Python log level."""
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from uuid_utils.compat import uuid7
@@ -27,6 +28,7 @@ from predictd.errors import (
     ModelNotReady,
     PredictionTimeout,
 )
+from predictd.inference.batching import MicroBatcher
 from predictd.inference.records import (
     InputPolicy,
     ItemInput,
@@ -36,7 +38,7 @@ from predictd.inference.records import (
     build_record,
 )
 from predictd.inference.routing import Deployment, TrafficSplit, Variant
-from predictd.inference.runtime import ModelInput, ModelRuntime
+from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
 from predictd.inference.shadow import ShadowJob, ShadowRunner
 from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
@@ -72,6 +74,7 @@ class InferenceService:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.inference_threads, thread_name_prefix="predictd-model"
         )
+        self._batchers: dict[int, tuple[ModelRuntime, MicroBatcher]] = {}
 
     @property
     def runtime(self) -> ModelRuntime | None:
@@ -89,6 +92,36 @@ class InferenceService:
             self.shadow.preload(candidate)
         if default or self.default_name is None:
             self.default_name = deployment.name
+        live = {
+            id(r)
+            for d in self.deployments.values()
+            for r in (d.production, d.candidate)
+            if r is not None
+        }
+        # Requests in flight keep the batcher they hold; new ones get the new version's.
+        self._batchers = {k: v for k, v in self._batchers.items() if k in live}
+
+    def _batcher(self, runtime: ModelRuntime) -> MicroBatcher:
+        found = self._batchers.get(id(runtime))
+        if found is not None and found[0] is runtime:
+            return found[1]
+        size = self.metrics.batch_size.labels(runtime.meta.name)
+        wait = self.metrics.batch_wait.labels(runtime.meta.name)
+
+        def observe(items: int, waited_s: float) -> None:
+            size.observe(items)
+            wait.observe(waited_s)
+
+        batcher = MicroBatcher(
+            runtime.predict,
+            self._executor,
+            wait_s=self.settings.batch_wait_ms / 1000,
+            max_items=self.settings.batch_max,
+            slots=self.settings.inference_threads,
+            observe=observe,
+        )
+        self._batchers[id(runtime)] = (runtime, batcher)
+        return batcher
 
     def set_runtime(self, runtime: ModelRuntime) -> None:
         """Replace a name's production runtime, keeping its candidate."""
@@ -177,11 +210,14 @@ class InferenceService:
     ) -> list[PredictionResult]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        try:
-            outputs = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, runtime.predict, values),
-                timeout=self.settings.predict_timeout_s,
+        if len(values) == 1 and self.settings.batch_max > 1:
+            call: asyncio.Future[list[Prediction]] | Coroutine[Any, Any, list[Prediction]] = (
+                self._one(runtime, values[0])
             )
+        else:
+            call = loop.run_in_executor(self._executor, runtime.predict, values)
+        try:
+            outputs = await asyncio.wait_for(call, timeout=self.settings.predict_timeout_s)
         except TimeoutError as exc:
             raise PredictionTimeout(
                 f"the model took longer than {self.settings.predict_timeout_s}s"
@@ -234,6 +270,9 @@ class InferenceService:
                 meta.name, version, variant, str(out.label) if is_classifier else ""
             ).inc()
         return results
+
+    async def _one(self, runtime: ModelRuntime, value: ModelInput) -> list[Prediction]:
+        return [await self._batcher(runtime).predict(value)]
 
     async def _record_failure(
         self,
