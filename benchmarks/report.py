@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SECTIONS = ("header", "http", "ingest", "shadow", "analytics", "drift", "targets")
-RUN_SECTIONS = ("http", "ingest", "shadow", "analytics", "drift")  # the parts one can run alone
+SECTIONS = ("header", "http", "ingest", "shadow", "analytics", "drift", "serving", "targets")
+# The parts one can run alone:
+RUN_SECTIONS = ("http", "ingest", "shadow", "analytics", "drift", "serving")
 _MARKER = re.compile(r"^<!-- results:(\w+) -->\n", re.MULTILINE)
 
 
@@ -29,7 +30,7 @@ class Verdict:
 
 def section_of(check: str) -> str:
     """Which part of the suite a "Targets" row belongs to, from its check's name."""
-    for section in ("ingest", "shadow", "analytics", "drift"):
+    for section in ("ingest", "shadow", "analytics", "drift", "serving"):
         if check.startswith(f"{section}, "):
             return section
     return "http"

@@ -42,6 +42,7 @@ from benchmarks.report import (
     table,
     verdict_table,
 )
+from benchmarks.serving import run_serving, serving_section, serving_verdicts
 from benchmarks.shadow import ShadowResults, run_shadow
 from benchmarks.shadow import raw as shadow_raw
 from benchmarks.shadow import section as shadow_section
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-shadow", action="store_true", help="leave out part C (shadow)")
     p.add_argument("--skip-analytics", action="store_true", help="leave out part D (analytics)")
     p.add_argument("--skip-drift", action="store_true", help="leave out part E (drift)")
+    p.add_argument(
+        "--skip-serving", action="store_true", help="leave out part F (cache and /batch)"
+    )
     p.add_argument(
         "--analytics-rows",
         type=int,
@@ -160,6 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "shadow": args.skip_shadow,
         "analytics": args.skip_analytics,
         "drift": args.skip_drift,
+        "serving": args.skip_serving,
     }
     args.sections = [s for s in RUN_SECTIONS if s in args.sections and not skipped[s]]
     if not args.sections:
@@ -392,6 +397,7 @@ def report(
     shadow: ShadowResults | None,
     analytics: AnalyticsResults | None,
     drift: DriftResults | None,
+    serving: list[TargetResult],
     vs: list[Verdict],
     *,
     merged: bool,
@@ -512,6 +518,8 @@ def report(
         sections["analytics"] = analytics_section(args, analytics, preface)
     if drift is not None:
         sections["drift"] = drift_section(args, drift, preface)
+    if serving:
+        sections["serving"] = serving_section(args, serving, preface)
     sections["targets"] = ["## Targets", "", *verdict_table(vs), ""]
     return {name: "\n".join(lines) for name, lines in sections.items()}
 
@@ -532,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     shadow: ShadowResults | None = None
     analytics: AnalyticsResults | None = None
     drift: DriftResults | None = None
+    serving: list[TargetResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="predictd-bench-") as tmp:
             work = Path(tmp)
@@ -555,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                 analytics = run_analytics(args, pg, model, work)
             if "drift" in args.sections:
                 drift = run_drift(args, pg, model, work)
+            if "serving" in args.sections:
+                serving = run_serving(args, pg, model, work)
     finally:
         dropped = pg.drop_all()
         if dropped:
@@ -567,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     vs = verdicts(http, ingest) + (shadow_verdicts(shadow) if shadow else [])
     vs += analytics_verdicts(analytics) if analytics else []
     vs += drift_verdicts(drift) if drift else []
+    vs += serving_verdicts(serving) if serving else []
     print()
     if http:
         print("\n".join(http_table(http)))
@@ -588,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             shadow,
             analytics,
             drift,
+            serving,
             vs,
             merged=merged,
         )
@@ -609,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             "shadow": shadow_raw(shadow) if shadow else None,
             "analytics": analytics_raw(analytics) if analytics else None,
             "drift": drift_raw(drift) if drift else None,
+            "serving": [asdict(r) for r in serving],
             "verdicts": [asdict(v) for v in vs],
         }
         args.json.write_text(json.dumps(raw, indent=2, default=str))

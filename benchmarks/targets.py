@@ -65,6 +65,7 @@ class TargetResult:
     shadow_predictions: int = 0  # predictd_shadow_predictions_total
     shadow_dropped: int = 0  # predictd_shadow_dropped_total
     shadow_drain_s: float = 0.0  # after the load, until shadow work had caught up
+    items_per_request: int = 1  # /batch: predictions (rows) per 2xx answer
 
     @property
     def label(self) -> str:
@@ -93,7 +94,7 @@ class TargetResult:
     @property
     def rows_lost(self) -> int:
         """2xx answers without a row (negative: rows without an answer)."""
-        return (self.ok if self.expect_rows else 0) - self.rows
+        return (self.ok * self.items_per_request if self.expect_rows else 0) - self.rows
 
 
 def free_port() -> int:
@@ -298,6 +299,8 @@ def bench_target(
     expect_rows: bool,
     track_shadow: bool = False,
     shadow_on: bool = False,
+    path: str = "/predict",
+    items_per_request: int = 1,
 ) -> TargetResult:
     """One load run against ``server``. ``track_shadow``: count production and shadow rows
     apart and read the shadow counters; ``shadow_on``: also wait for the shadow work."""
@@ -306,10 +309,11 @@ def bench_target(
         waited, background = wait_until_quiet(load.quiet_threshold, load.quiet_max_wait)
         cpu0, pg0, busy0 = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), CpuTimes.now()
         t0, children0 = time.monotonic(), _children_cpu()
-        stats = run_loadgen(server.base + "/predict", load)
+        stats = run_loadgen(server.base + path, load)
         elapsed, loadgen_cpu = time.monotonic() - t0, _children_cpu() - children0
         cpu1, pg1, busy1 = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), CpuTimes.now()
         result = TargetResult(server.name, description, stats, expect_rows)
+        result.items_per_request = items_per_request
         result.cores = os.cpu_count() or 1
         result.background_busy_pct, result.waited_quiet_s = background, waited
         result.server_cpu_s = cpu1 - cpu0
@@ -320,7 +324,8 @@ def bench_target(
         result.steal_pct = busy1.steal_pct_since(busy0) * result.cores
         if expect_rows:
             count = (lambda: _production_rows(pg, database_url)) if track_shadow else None
-            result.drain_s = wait_for_rows(pg, database_url, result.ok, count=count)
+            want = result.ok * items_per_request
+            result.drain_s = wait_for_rows(pg, database_url, want, count=count)
         if shadow_on:
             result.shadow_drain_s = _wait_for_shadow(server, pg, database_url, result.ok)
         if track_shadow:

@@ -22,6 +22,7 @@ from predictd.api.auth import drain_refusals
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
+from predictd.inference.cache import LocalCache, PredictionCache
 from predictd.inference.service import InferenceService
 from predictd.monitoring.alerts import AlertService
 from predictd.monitoring.drift import DriftService
@@ -64,11 +65,13 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         audit.set_actor(audit.Actor("predictd"))  # the server's own changes (and its tasks')
         db = Database(settings)
         recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
-        inference = InferenceService(settings, recorder, metrics)
+        redis = shared_redis(settings)
+        inference = InferenceService(
+            settings, recorder, metrics, prediction_cache(settings, redis, metrics)
+        )
         registry = ModelRegistry(settings, db)
         loader = ModelLoader(registry, inference, metrics)
         key_service = KeyService(db)
-        redis = shared_redis(settings)
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         services = Services(
             settings=settings,
@@ -169,6 +172,20 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             expose_headers=["x-request-id", "retry-after"],
         )
     return app
+
+
+def prediction_cache(
+    settings: Settings, redis: Any | None, metrics: Metrics
+) -> PredictionCache | None:
+    if settings.cache == "off":
+        return None
+    return PredictionCache(
+        LocalCache(settings.cache_max_items, settings.cache_ttl_s),
+        redis if settings.cache == "redis" else None,
+        timeout_s=settings.redis_timeout_ms / 1000,
+        ttl_s=settings.cache_ttl_s,
+        lookups=metrics.cache_lookups,
+    )
 
 
 def shared_redis(settings: Settings) -> Any | None:

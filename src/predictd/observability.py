@@ -124,6 +124,7 @@ class Metrics:
     alerts_active: Gauge
     batch_size: Histogram
     batch_wait: Histogram
+    cache_lookups: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -141,6 +142,13 @@ class Metrics:
                 "HTTP request latency by route template and status.",
                 ["endpoint", "status"],
                 buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            cache_lookups=Counter(
+                "predictd_cache_lookups",
+                "Prediction cache lookups by model, where they were answered (redis, or local: "
+                "the LRU, also while Redis is away) and result (hit, miss).",
+                ["model", "source", "result"],
                 registry=reg,
             ),
             batch_size=Histogram(

@@ -205,6 +205,17 @@ class Settings(BaseSettings):
     """How long a request waits for Redis before going on without it; after a failure Redis
     is left alone for a few seconds (circuit breaker)."""
 
+    cache: Literal["off", "local", "redis"] = "off"
+    """Prediction cache: the same input to the same model version is answered from the cache
+    (still with its own prediction id and record, `cache_hit=true`). `local`: an LRU in each
+    process; `redis`: shared through REDIS_URL, the local LRU while Redis is away."""
+
+    cache_ttl_s: float = Field(default=300.0, gt=0)
+    """How long a cached answer is reused."""
+
+    cache_max_items: int = Field(default=10_000, ge=1)
+    """Answers kept in each process's LRU."""
+
     rate_limit_per_s: float = Field(default=0.0, ge=0)
     """Requests per second each API key (or, without a key, each client address) may make,
     as a token bucket shared through Redis; over it: 429 with Retry-After. 0 = no limit."""
@@ -345,6 +356,12 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError("expected sqlite:///path or postgresql://user@host:port/db")
         return value
+
+    @model_validator(mode="after")
+    def _redis_cache_needs_redis(self) -> Settings:
+        if self.cache == "redis" and self.redis_url is None:
+            raise ValueError("PREDICTD_CACHE=redis needs REDIS_URL")
+        return self
 
     @model_validator(mode="after")
     def _hash_needs_a_key(self) -> Settings:

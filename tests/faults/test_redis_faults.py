@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from predictd.access.limits import BREAKER_S
+from predictd.redis_breaker import BREAKER_S
 from tests.support.app import make_settings, running_app, services_of
 
 TIMEOUT_MS = 50

@@ -1,26 +1,21 @@
 """Per-key rate limits: a token bucket per API key (or client address), kept in Redis when
 there is one so every replica draws from the same bucket, and in this process otherwise.
 
-Redis is a helper, never a dependency: a call that fails or takes longer than
-``redis_timeout_ms`` falls back to the local bucket, and the circuit breaker then leaves Redis
-alone for ``BREAKER_S``, so an outage costs a handful of requests one short timeout each.
+Redis is a helper, never a dependency (``RedisBreaker``): when it fails or is slow, the
+local bucket decides.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from collections import OrderedDict
 from typing import Any
 
 from predictd.errors import TooManyRequests
+from predictd.redis_breaker import RedisBreaker, RedisSkipped
 from predictd.settings import Settings
 
-log = logging.getLogger("predictd.access")
-
-BREAKER_S = 5.0
 LOCAL_KEYS = 10_000  # buckets kept per process (least recently used go first)
 
 # KEYS[1] = the bucket; ARGV = rate per second, burst. Returns 0 when admitted, else the
@@ -68,11 +63,12 @@ class RateLimiter:
         self.rate = settings.rate_limit_per_s
         self.burst = settings.rate_limit_burst or max(1, math.ceil(2 * self.rate))
         self.local = LocalBuckets(self.rate, self.burst)
-        self.timeout_s = settings.redis_timeout_ms / 1000
-        self.redis = redis
+        self.breaker = RedisBreaker(redis, settings.redis_timeout_ms / 1000, "rate limit")
         self._script: Any = redis.register_script(_TAKE) if redis is not None else None
-        self._skip_redis_until = 0.0
-        self.redis_failures = 0
+
+    @property
+    def redis_failures(self) -> int:
+        return self.breaker.failures
 
     @property
     def enabled(self) -> bool:
@@ -93,16 +89,13 @@ class RateLimiter:
             )
 
     async def _shared(self, key: str, now: float) -> float | None:
-        if self._script is None or now < self._skip_redis_until:
+        if self._script is None:
             return None
+        bucket = f"predictd:ratelimit:{key}"
         try:
-            async with asyncio.timeout(self.timeout_s):
-                waited = await self._script(keys=[f"predictd:ratelimit:{key}"],
-                                            args=[self.rate, self.burst])  # fmt: skip
-            return int(waited) / 1000
-        except Exception as exc:  # down, slow or refusing: this process decides alone
-            self.redis_failures += 1
-            self._skip_redis_until = time.monotonic() + BREAKER_S
-            log.warning("rate limit: Redis unavailable, using local buckets",
-                        extra={"error": repr(exc), "retry_in_s": BREAKER_S})  # fmt: skip
+            waited = await self.breaker.run(
+                lambda: self._script(keys=[bucket], args=[self.rate, self.burst])
+            )
+        except RedisSkipped:  # down, slow or refusing: this process decides alone
             return None
+        return int(waited) / 1000

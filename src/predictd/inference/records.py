@@ -95,6 +95,7 @@ def build_record(
     error: str | None = None,
     shadow_of: UUID | None = None,
     inputs: InputPolicy = FULL_INPUTS,
+    cache_hit: bool = False,
 ) -> PredictionRecord:
     return PredictionRecord(
         id=pid,
@@ -109,7 +110,7 @@ def build_record(
         confidence=None if out is None else out.confidence,
         probabilities=None if out is None else out.probabilities,
         latency_ms=latency_ms,
-        cache_hit=False,
+        cache_hit=cache_hit,
         status="ok" if error is None else "error",
         error=error,
         client_ip=ctx.client_ip,

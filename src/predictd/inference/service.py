@@ -29,6 +29,7 @@ from predictd.errors import (
     PredictionTimeout,
 )
 from predictd.inference.batching import MicroBatcher
+from predictd.inference.cache import PredictionCache, cache_key
 from predictd.inference.records import (
     InputPolicy,
     ItemInput,
@@ -62,8 +63,15 @@ class BatchResult:
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, recorder: Recorder, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recorder: Recorder,
+        metrics: Metrics,
+        cache: PredictionCache | None = None,
+    ) -> None:
         self.settings = settings
+        self.cache = cache
         self.recorder = recorder
         self.metrics = metrics
         self.inputs = InputPolicy.from_settings(settings)
@@ -133,6 +141,8 @@ class InferenceService:
 
     async def close(self) -> None:
         await self.shadow.close()
+        if self.cache is not None:
+            await self.cache.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def deployment(self, name: str | None) -> Deployment:
@@ -209,31 +219,32 @@ class InferenceService:
         batch_id: UUID | None,
     ) -> list[PredictionResult]:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        if len(values) == 1 and self.settings.batch_max > 1:
-            call: asyncio.Future[list[Prediction]] | Coroutine[Any, Any, list[Prediction]] = (
-                self._one(runtime, values[0])
-            )
-        else:
-            call = loop.run_in_executor(self._executor, runtime.predict, values)
-        try:
-            outputs = await asyncio.wait_for(call, timeout=self.settings.predict_timeout_s)
-        except TimeoutError as exc:
-            raise PredictionTimeout(
-                f"the model took longer than {self.settings.predict_timeout_s}s"
-            ) from exc
-        except Exception as exc:
-            log.exception("model raised during predict", extra={"model": runtime.meta.name})
-            latency = (time.perf_counter() - started) * 1000
-            await self._record_failure(runtime, variant, values, ctx, batch_id, latency, exc)
-            raise ModelFailure("the model failed on this input") from exc
-        latency_ms = (time.perf_counter() - started) * 1000 / len(values)
+        hits: list[Prediction | None] = [None] * len(values)
+        keys: list[str] = []
+        if self.cache is not None:
+            keys = [cache_key(runtime.meta, v) for v in values]
+            hits = await self.cache.get_many(keys, runtime.meta.name)
+        lookup_ms = (time.perf_counter() - started) * 1000 / len(values)
+        todo = [i for i, hit in enumerate(hits) if hit is None]
+        computed = await self._call(runtime, variant, [values[i] for i in todo], ctx, batch_id)
+        outputs: list[Prediction] = []
+        fresh = iter(computed)
+        for i, hit in enumerate(hits):
+            if hit is None:
+                out = next(fresh)
+                if self.cache is not None:
+                    self.cache.put(keys[i], out)
+                outputs.append(out)
+            else:
+                outputs.append(hit)
+        model_ms = (time.perf_counter() - started) * 1000 / len(values)
         meta = runtime.meta
         now = datetime.now(UTC)
         results: list[PredictionResult] = []
         records: list[PredictionRecord] = []
-        for value, out in zip(values, outputs, strict=True):
+        for value, out, hit in zip(values, outputs, hits, strict=True):
             pid = uuid7()
+            latency_ms = lookup_ms if hit is not None else model_ms
             results.append(
                 PredictionResult(
                     pid,
@@ -244,6 +255,7 @@ class InferenceService:
                     meta.version,
                     round(latency_ms, 3),
                     variant,
+                    cache_hit=hit is not None,
                 )
             )
             records.append(
@@ -258,6 +270,7 @@ class InferenceService:
                     latency_ms=latency_ms,
                     variant=variant,
                     inputs=self.inputs,
+                    cache_hit=hit is not None,
                 )
             )
         if self.settings.record:
@@ -270,6 +283,37 @@ class InferenceService:
                 meta.name, version, variant, str(out.label) if is_classifier else ""
             ).inc()
         return results
+
+    async def _call(
+        self,
+        runtime: ModelRuntime,
+        variant: Variant,
+        values: list[ModelInput],
+        ctx: RequestContext,
+        batch_id: UUID | None,
+    ) -> list[Prediction]:
+        """The model's answers for ``values`` (micro-batched when it is one item)."""
+        if not values:
+            return []
+        started = time.perf_counter()
+        if len(values) == 1 and self.settings.batch_max > 1:
+            call: asyncio.Future[list[Prediction]] | Coroutine[Any, Any, list[Prediction]] = (
+                self._one(runtime, values[0])
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(self._executor, runtime.predict, values)
+        try:
+            return await asyncio.wait_for(call, timeout=self.settings.predict_timeout_s)
+        except TimeoutError as exc:
+            raise PredictionTimeout(
+                f"the model took longer than {self.settings.predict_timeout_s}s"
+            ) from exc
+        except Exception as exc:
+            log.exception("model raised during predict", extra={"model": runtime.meta.name})
+            latency = (time.perf_counter() - started) * 1000
+            await self._record_failure(runtime, variant, values, ctx, batch_id, latency, exc)
+            raise ModelFailure("the model failed on this input") from exc
 
     async def _one(self, runtime: ModelRuntime, value: ModelInput) -> list[Prediction]:
         return [await self._batcher(runtime).predict(value)]
