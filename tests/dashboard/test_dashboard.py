@@ -11,6 +11,7 @@ import re
 import shutil
 import time
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ async def monitor(settings: Settings) -> None:
         await db.dispose()
 
 
+def to_fixed(value: float, digits: int) -> str:
+    """JavaScript's Number.toFixed: the float's exact value, ties rounded up (Python's
+    format rounds exact ties to even: 1.25 -> "1.2" where the page shows "1.3")."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
 def traffic(server: ServerProcess, count: int) -> list[dict[str, Any]]:
     rng = random.Random(11)
     answers = []
@@ -158,7 +165,7 @@ def test_dashboard_in_chromium(
     for key in ("p50", "p95", "p99"):
         api = summary[f"{key}_latency_ms"]
         assert float(stats[f"stat-{key}"]["value"]) == api
-        assert stats[f"stat-{key}"]["text"] == f"{api:.1f} ms"
+        assert stats[f"stat-{key}"]["text"] == f"{to_fixed(api, 1)} ms"
     assert float(stats["stat-confidence"]["value"]) == pytest.approx(summary["avg_confidence"])
 
     assert shown["labels"] == [[str(x["label"]), str(x["count"])] for x in distribution["labels"]]
