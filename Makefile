@@ -27,7 +27,7 @@ audit: $(STAMP) ## fail on a dependency with a known, fixable vulnerability (pip
 	$(BIN)/python scripts/audit_dependencies.py
 
 test: lint audit ## lint, type-check, audit dependencies and run the whole test suite
-	scripts/ensure_chromium.sh
+	scripts/ensure_test_tools.sh
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -381,6 +388,16 @@ class Settings(BaseSettings):
 def env_name(field: str) -> str:
     plain = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
     return plain.get(field, f"PREDICTD_{field.upper()}")
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, named as the operator sets it (its variable)."""
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        field = str(error["loc"][0]) if error["loc"] else None
+        lines.append(f"{env_name(field)}: {message}" if field else message)
+    return lines
 
 
 def markdown_table() -> str:

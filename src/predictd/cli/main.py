@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
@@ -22,7 +23,7 @@ from predictd.cli.monitor import monitor_app
 from predictd.cli.output import fail
 from predictd.errors import PredictdError
 from predictd.observability import uvicorn_log_config
-from predictd.settings import Settings
+from predictd.settings import Settings, describe_errors
 
 app = typer.Typer(
     name="predictd",
@@ -145,4 +146,11 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        for line in describe_errors(exc):  # a bad setting is a line, not a traceback
+            typer.echo(f"error: {line}", err=True)
+        raise SystemExit(1) from None
