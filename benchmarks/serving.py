@@ -114,22 +114,19 @@ def _median(runs: list[TargetResult], name: str, items: bool = False) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def _ratio(what: str, over: float, under: float, target: float) -> list[Verdict]:
+    if not (over and under):
+        return []
+    ratio = over / under
+    measured = f"{ratio:.2f}x ({over:,.0f} / {under:,.0f})"
+    return [Verdict(f"serving, {what}", f">= {target:.0f}x", measured, ratio >= target)]
+
+
 def serving_verdicts(runs: list[TargetResult]) -> list[Verdict]:
-    out: list[Verdict] = []
-    repeat, unique = _median(runs, "cache-repeat"), _median(runs, "cache-unique")
-    if repeat and unique:
-        ratio = repeat / unique
-        out.append(Verdict("serving, cached (90% repeats) req/s vs uncached",
-                           f">= {TARGET_CACHE:.0f}x",
-                           f"{ratio:.2f}x ({repeat:,.0f} / {unique:,.0f})",
-                           ratio >= TARGET_CACHE))  # fmt: skip
-    batch, single = _median(runs, "batch", items=True), _median(runs, "single", items=True)
-    if batch and single:
-        ratio = batch / single
-        out.append(Verdict("serving, /batch predictions/s vs single /predict",
-                           f">= {TARGET_BATCH:.0f}x",
-                           f"{ratio:.2f}x ({batch:,.0f} / {single:,.0f})",
-                           ratio >= TARGET_BATCH))  # fmt: skip
+    out = _ratio("cached (90% repeats) req/s vs uncached", _median(runs, "cache-repeat"),
+                 _median(runs, "cache-unique"), TARGET_CACHE)  # fmt: skip
+    out += _ratio("/batch predictions/s vs single /predict", _median(runs, "batch", items=True),
+                  _median(runs, "single", items=True), TARGET_BATCH)  # fmt: skip
     for name in dict.fromkeys(r.name for r in runs):
         mine = [r for r in runs if r.name == name]
         lost = sum(r.rows_lost for r in mine)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from predictd.inference.runtime import ModelInput, Prediction
-from predictd.inference.sklearn_runtime import SklearnRuntime
 from tests.conftest import Artifacts
 from tests.support.app import make_settings, running_app, services_of
-
-
-class ExplodingRuntime(SklearnRuntime):
-    """A real loaded model that fails on one particular input."""
-
-    def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
-        if any(isinstance(i, str) and "explode" in i for i in inputs):
-            raise RuntimeError("boom: secret internals /etc/passwd")
-        return super().predict(inputs)
+from tests.support.runtimes import serve_exploding
 
 
 async def test_model_exception_is_500_without_trace(tmp_path: Path, artifacts: Artifacts) -> None:
@@ -25,11 +14,7 @@ async def test_model_exception_is_500_without_trace(tmp_path: Path, artifacts: A
         tmp_path, f"sqlite:///{tmp_path / 'p.db'}", model_path=artifacts.sentiment.path
     )
     async with running_app(settings) as (app, client):
-        inference = services_of(app).inference
-        assert inference.runtime is not None
-        exploding = ExplodingRuntime(inference.runtime.path, inference.runtime.meta)
-        exploding.prepare()
-        inference.set_runtime(exploding)
+        serve_exploding(services_of(app).inference)
 
         failed = await client.post("/predict", json={"text": "please explode"})
         assert failed.status_code == 500

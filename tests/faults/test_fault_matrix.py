@@ -29,7 +29,14 @@ import pytest
 from tests.support import figures, services
 from tests.support.load import Ledger, Load, Probes, Verdict, judge
 from tests.support.pgcluster import OwnCluster
-from tests.support.server import ServerPool, ServerProcess, database_name, free_port, wait_for
+from tests.support.server import (
+    ServerPool,
+    ServerProcess,
+    database_name,
+    free_port,
+    id_counts,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -210,8 +217,6 @@ def test_3_database_crashes_mid_drain(
         wait_for(lambda: stored_count(own_cluster, own_pg) >= total, 10,  # noqa: B023
                  f"rep {rep}: the drain to resume and finish", server.describe)  # fmt: skip
         reps.append({"stored_at_crash": at_crash, "resumed_s": time.monotonic() - restarted})
-
-    from tests.support.server import id_counts
 
     counts = id_counts(own_pg, answered)
     missing = [i for i, n in counts.items() if n == 0]
@@ -455,7 +460,6 @@ def test_7_spool_disk_full(
     unrecorded = server.metric("predictd_records_unrecorded_total")
 
     own_cluster.start()
-    from tests.support.server import id_counts
 
     def stored() -> int:
         return sum(id_counts(own_pg, answered).values())

@@ -5,16 +5,14 @@ at once; one bad input fails alone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 
-from predictd.inference.runtime import ModelInput, Prediction
-from predictd.inference.sklearn_runtime import SklearnRuntime
 from tests.conftest import Artifacts
 from tests.support.app import id_counts, make_settings, running_app, services_of, wait_shipped
+from tests.support.runtimes import serve_exploding
 
 
 def batch_stats(app: FastAPI) -> tuple[float, float, float]:
@@ -74,24 +72,11 @@ async def test_a_lone_request_is_sent_at_once(tmp_path: Path, artifacts: Artifac
     assert waited_s < 0.25, f"5 lone requests waited {waited_s:.3f} s in all for company"
 
 
-class ExplodingRuntime(SklearnRuntime):
-    """The real model, failing on any call that contains one particular input."""
-
-    def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
-        if any(isinstance(i, str) and "explode" in i for i in inputs):
-            raise RuntimeError("boom")
-        return super().predict(inputs)
-
-
 async def test_one_bad_item_fails_alone(tmp_path: Path, artifacts: Artifacts) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
                              model_path=artifacts.sentiment.path, batch_max=64)  # fmt: skip
     async with running_app(settings) as (app, client):
-        inference = services_of(app).inference
-        assert inference.runtime is not None
-        exploding = ExplodingRuntime(inference.runtime.path, inference.runtime.meta)
-        exploding.prepare()
-        inference.set_runtime(exploding)
+        serve_exploding(services_of(app).inference)
 
         texts = [*TEXTS[:20], "please explode", *TEXTS[20:40]]
         responses: list[httpx.Response] = await asyncio.gather(

@@ -227,12 +227,13 @@ class PredictionRecorder:
         want = self._dispatched_lsn + 1
         bound = self._shippable_lsn()
         spool = self.spool
+        void = spool.is_void if spool is not None and spool.has_void else None
         if queue and queue[0][0] == want:
             records: list[PredictionRecord] = []
             lsn = want
             while queue and len(records) < limit and queue[0][0] == lsn and lsn <= bound:
                 record = queue.popleft()[1]
-                if spool is None or not spool.is_void(lsn):
+                if void is None or not void(lsn):
                     records.append(record)
                 lsn += 1
             return _Batch(records, lsn - 1) if lsn > want else None
@@ -243,7 +244,9 @@ class PredictionRecorder:
         frames = await asyncio.to_thread(spool.read, self._dispatched_lsn, until, limit)
         if not frames:
             return None
-        kept = [PredictionRecord.from_bytes(p) for lsn, p in frames if not spool.is_void(lsn)]
+        kept = [
+            PredictionRecord.from_bytes(p) for lsn, p in frames if void is None or not void(lsn)
+        ]
         return _Batch(kept, frames[-1][0])
 
     async def _ship(self, batch: _Batch) -> None:

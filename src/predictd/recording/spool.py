@@ -395,6 +395,11 @@ class Spool:
     def is_void(self, lsn: int) -> bool:
         return any(first <= lsn <= last for first, last in self._void)
 
+    @property
+    def has_void(self) -> bool:
+        """Any record this process must not ship (strict mode, a failed fsync)?"""
+        return bool(self._void)
+
     def commit(self, lsn: int) -> None:
         """Everything up to ``lsn`` is in the database: persist that and drop dead segments."""
         if lsn <= self._committed:
