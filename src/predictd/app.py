@@ -19,6 +19,7 @@ from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
 from predictd.api.auth import drain_refusals
+from predictd.api.routes import v2
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     install_error_handlers(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
+    v2.document(app)
     app.add_middleware(
         ServingMiddleware,
         metrics=metrics,

@@ -33,6 +33,9 @@ PUBLIC = {
     ("GET", "/ready"),
     ("GET", "/dashboard"),  # static code; every figure it shows comes from a guarded route
     ("GET", "/dashboard/{name}"),
+    ("GET", "/v2/health/live"),  # the protocol's /health, /ready and server metadata
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2"),
 }
 
 
@@ -57,12 +60,16 @@ def test_every_route_declares_a_scope() -> None:
     assert all(len(v) == 1 for k, v in declared.items() if k not in PUBLIC)
     assert not any(declared[k] for k in PUBLIC)
     for (method, path), scopes in declared.items():
-        if path.startswith(("/predict", "/batch")) or path.endswith(("/predict", "/batch")):
+        if path.startswith(("/predict", "/batch")) or path.endswith(
+            ("/predict", "/batch", "/infer")
+        ):
             assert scopes == {"predict"}, path
         elif method == "GET" and (method, path) not in PUBLIC:
             assert scopes == {"read"}, path
     assert declared[("POST", "/alerts/{alert_id}/acknowledge")] == {"operate"}
     assert declared[("POST", "/models/reload")] == {"admin"}
+    assert declared[("POST", "/v2/repository/models/{name}/unload")] == {"admin"}
+    assert declared[("POST", "/v2/repository/index")] == {"read"}
     assert declared[("POST", "/models/{name}/versions/{version}/promote")] == {"admin"}
 
 

@@ -20,7 +20,7 @@ from tests.support.app import make_settings, register_demo
 from tests.support.server import ServerPool, ServerProcess
 
 ADMIN = "fuzz-admin-token"
-PUBLIC = {"/health", "/ready"}
+PUBLIC = {"/health", "/ready", "/v2/health/live", "/v2/health/ready", "/v2"}
 EXAMPLES = 15
 
 

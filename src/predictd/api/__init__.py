@@ -13,6 +13,7 @@ from predictd.api.routes import (
     metrics,
     models,
     predict,
+    v2,
 )
 
 ROUTERS = (
@@ -25,6 +26,7 @@ ROUTERS = (
     analytics.router,
     models.router,
     metrics.router,
+    v2.router,
 )
 
 __all__ = ["ROUTERS", "Services", "ServingMiddleware", "install_error_handlers"]

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from predictd.api.middleware import error_body
 from predictd.api.responses import JSONResponse
 from predictd.errors import PredictdError
 from predictd.observability import Metrics
@@ -20,7 +21,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 def _body(request: Request, code: str, message: str, field: str | None = None) -> dict[str, Any]:
     request_id = getattr(request.state, "request_id", None)
-    return {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
+    return error_body(request.url.path, code, message, request_id, field)
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:

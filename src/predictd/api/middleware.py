@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid4
 
 from predictd.access import audit
+from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
 from predictd.observability import Metrics, request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -52,12 +53,36 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
-def _json_content_type(scope: Scope) -> bool:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
-        if name == b"content-type":
-            media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
+        if name == wanted:
+            found: bytes = value
+            return found
+    return None
+
+
+def _media_type(scope: Scope) -> bytes | None:
+    value = _header(scope, b"content-type")
+    return None if value is None else value.split(b";", 1)[0].strip().lower()
+
+
+def _json_media(media: bytes | None) -> bool:
+    return media is not None and (media == b"application/json" or media.endswith(b"+json"))
+
+
+def is_v2(path: str) -> bool:
+    """An Open Inference Protocol path: its errors take the protocol's shape."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(
+    path: str, code: str, message: str, request_id: str | None, field: str | None = None
+) -> dict[str, object]:
+    """predictd's error shape, or for /v2 the protocol's ``{"error": message}`` (what V2
+    clients read) with the same code, field and request id beside it."""
+    if is_v2(path):
+        return {"error": message, "code": code, "field": field, "request_id": request_id}
+    return {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
 
 
 async def send_json_error(
@@ -68,10 +93,9 @@ async def send_json_error(
     request_id: str,
     field: str | None = None,
     retry_after_s: int | None = None,
+    path: str = "",
 ) -> None:
-    body = orjson.dumps(
-        {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
-    )
+    body = orjson.dumps(error_body(path, code, message, request_id, field))
     await send(
         {
             "type": "http.response.start",
@@ -133,18 +157,22 @@ class ServingMiddleware:
                            "retry shortly", None)  # fmt: skip
             elif scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
+                if body is not None:
+                    body, refusal = self._decode(scope, body)
                 if body is None:
                     too_big = f"request body exceeds {self.max_body_bytes} bytes"
-                    refusal = (413, "payload_too_large", too_big, None)
+                    refusal = refusal or (413, "payload_too_large", too_big, None)
                 else:
-                    refusal = self._refuse_body(scope, body)
+                    refusal = refusal or self._refuse_body(scope, body)
                     receive = _replay(body, receive)
             if refusal is not None:
                 status, code, message, field = refusal
                 status_holder[0] = status
                 self.metrics.rejected_inputs.labels(code).inc()
                 retry = 1 if status == 503 else None
-                await send_json_error(send, status, code, message, request_id, field, retry)
+                await send_json_error(
+                    send, status, code, message, request_id, field, retry, scope["path"]
+                )
                 return
             await self.app(scope, receive, send_wrapper)
         finally:
@@ -164,12 +192,39 @@ class ServingMiddleware:
                 break
         return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
 
+    def _decode(
+        self, scope: Scope, body: bytes
+    ) -> tuple[bytes | None, tuple[int, str, str, str | None] | None]:
+        """Undo a gzip/deflate Content-Encoding, bounded by the body limit; the app then sees
+        a plain body (None when it inflates past the limit)."""
+        encoding = _header(scope, b"content-encoding")
+        if encoding is None:
+            return body, None
+        try:
+            plain = decode_body(encoding.decode("latin-1"), body, self.max_body_bytes)
+        except BodyTooLarge:
+            return None, None
+        except BadEncoding as exc:
+            return body, (415, "unsupported_encoding", str(exc), "content-encoding")
+        scope["headers"] = [
+            (name, str(len(plain)).encode() if name == b"content-length" else value)
+            for name, value in scope["headers"]
+            if name != b"content-encoding"
+        ]
+        return plain, None
+
     @staticmethod
     def _refuse_body(scope: Scope, body: bytes) -> tuple[int, str, str, str | None] | None:
-        """A body the JSON API will not parse: wrong media type, or nested too deeply."""
+        """A body the API will not parse: wrong media type, or JSON nested too deeply. V2
+        inference also takes the binary tensor extension, and its clients may send no
+        Content-Type at all; the V2 codec checks those bodies itself."""
         if not body:
             return None
-        if not _json_content_type(scope):
+        media = _media_type(scope)
+        binary = media is None or media == b"application/octet-stream"
+        if is_v2(scope["path"]) and (binary or _json_media(media)):
+            return None
+        if not _json_media(media):
             return (415, "unsupported_media_type",
                     "send the body as JSON with 'Content-Type: application/json'",
                     "content-type")  # fmt: skip

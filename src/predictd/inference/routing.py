@@ -29,6 +29,12 @@ class Deployment:
         return self.production.meta.name
 
 
+def served_versions(deployment: Deployment) -> list[int]:
+    """The version numbers a deployment answers with: production, then its candidate."""
+    candidate = deployment.candidate
+    return [deployment.production.meta.version] + ([candidate.meta.version] if candidate else [])
+
+
 def bucket(name: str, key: str) -> int:
     """A stable bucket in [0, 10000) for a request key, so a user sticks to one version.
     Salted with the model name so different models split the same users differently."""

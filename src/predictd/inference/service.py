@@ -38,7 +38,7 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.routing import Deployment, TrafficSplit, Variant
+from predictd.inference.routing import Deployment, TrafficSplit, Variant, served_versions
 from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
 from predictd.inference.shadow import ShadowJob, ShadowRunner
 from predictd.observability import Metrics
@@ -100,6 +100,16 @@ class InferenceService:
             self.shadow.preload(candidate)
         if default or self.default_name is None:
             self.default_name = deployment.name
+        self._drop_stale_batchers()
+
+    def undeploy(self, name: str) -> None:
+        """Stop serving a name here (requests in flight finish on what they hold)."""
+        self.deployments.pop(name, None)
+        if self.default_name == name:
+            self.default_name = min(self.deployments) if self.deployments else None
+        self._drop_stale_batchers()
+
+    def _drop_stale_batchers(self) -> None:
         live = {
             id(r)
             for d in self.deployments.values()
@@ -158,6 +168,26 @@ class InferenceService:
             raise ModelNotReady(f"model {name!r} is still loading", retry_after_s=5)
         return deployment
 
+    def _choose(
+        self, deployment: Deployment, key: str | None, version: int | None
+    ) -> tuple[ModelRuntime, Variant]:
+        """The canary split decides, unless the caller names a version this server serves."""
+        if version is None:
+            return self.split.choose(deployment, key)
+        candidate = deployment.candidate
+        if deployment.production.meta.version == version:
+            return deployment.production, "production"
+        if candidate is not None and candidate.meta.version == version:
+            if not candidate.ready:
+                raise ModelNotReady(
+                    f"{deployment.name} v{version} is still loading", retry_after_s=5
+                )
+            return candidate, "canary"
+        raise ModelNotFound(
+            f"version {version} of model {deployment.name!r} is not served here "
+            f"(serving: {', '.join(str(v) for v in served_versions(deployment))})"
+        )
+
     def _validate(self, runtime: ModelRuntime, item: ItemInput, prefix: str = "") -> ModelInput:
         return runtime.validate(
             item.text, item.features, max_chars=self.settings.max_text_chars, prefix=prefix
@@ -170,9 +200,10 @@ class InferenceService:
         *,
         model: str | None = None,
         key: str | None = None,
+        version: int | None = None,
     ) -> PredictionResult:
         deployment = self.deployment(model)
-        runtime, variant = self.split.choose(deployment, key)
+        runtime, variant = self._choose(deployment, key, version)
         value = self._validate(runtime, item)
         results = await self._run(runtime, variant, [value], ctx, batch_id=None)
         self._maybe_shadow(deployment, variant, [item], results, ctx, None)
@@ -185,13 +216,14 @@ class InferenceService:
         *,
         model: str | None = None,
         key: str | None = None,
+        version: int | None = None,
     ) -> BatchResult:
         deployment = self.deployment(model)
         if not items:
             raise InvalidInput("items must not be empty", field="items")
         if len(items) > self.settings.max_batch:
             raise InvalidInput(f"at most {self.settings.max_batch} items per batch", field="items")
-        runtime, variant = self.split.choose(deployment, key)
+        runtime, variant = self._choose(deployment, key, version)
         values = [self._validate(runtime, it, prefix=f"items[{i}].") for i, it in enumerate(items)]
         batch_id = uuid7()
         results = await self._run(runtime, variant, values, ctx, batch_id=batch_id)

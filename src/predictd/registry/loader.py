@@ -22,7 +22,13 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
-from predictd.errors import ArtifactTampered, PredictdError, StorageUnavailable
+from predictd.errors import (
+    ArtifactTampered,
+    ModelNotFound,
+    ModelNotReady,
+    PredictdError,
+    StorageUnavailable,
+)
 from predictd.inference.routing import Deployment
 from predictd.inference.runtime import ModelRuntime
 from predictd.inference.service import InferenceService
@@ -59,6 +65,7 @@ class ModelLoader:
         self._failed: set[tuple[str, int, str]] = set()
         self._artifact: ModelVersion | None = None
         self._registered = False
+        self._unloaded: set[str] = set()  # names unloaded here through the V2 repository API
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.listener = events.RegistryListener(self.settings, self._wake)
@@ -157,9 +164,41 @@ class ModelLoader:
             default = self._default_name(production)
             changed = False
             for name, wanted in production.items():
+                if name in self._unloaded:
+                    continue
                 changed |= await self._sync_name(wanted, staging.get(name), default=name == default)
             self._errors.pop(("startup", "production"), None)
             return changed
+
+    def unloaded(self, name: str) -> bool:
+        return name in self._unloaded
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name`` on this server until ``load`` (the registry is unchanged,
+        and other replicas keep serving it)."""
+        async with self._lock:
+            if name not in self.inference.deployments:
+                raise ModelNotFound(f"model {name!r} is not served here")
+            self._unloaded.add(name)
+            self.inference.undeploy(name)
+            self._errors = {k: v for k, v in self._errors.items() if k[0] != name}
+            for role in ("production", "candidate"):
+                self.metrics.served_version.labels(name, role).set(0)
+        log.info("unloaded", extra={"model": name})
+
+    async def load(self, name: str) -> None:
+        """Serve ``name``'s production version here again (or for the first time), reading
+        the registry now and retrying a version that failed before."""
+        if self.settings.models and name not in self.settings.models:
+            raise ModelNotFound(f"model {name!r} is not one this server serves (PREDICTD_MODELS)")
+        self._unloaded.discard(name)
+        await self.sync(retry_failed=True)
+        if name in self.inference.deployments:
+            return
+        error = self.errors.get(name)
+        if error is not None:
+            raise ModelNotReady(error)
+        raise ModelNotFound(f"model {name!r} has no production version in the registry")
 
     async def _sync_name(
         self, wanted: ModelVersion, staged: ModelVersion | None, *, default: bool
