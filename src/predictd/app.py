@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from predictd import __version__
+from predictd import __version__, worker_metrics
 from predictd.access import audit
 from predictd.access.keys import KeyRing, KeyService
 from predictd.access.limits import RateLimiter
@@ -118,6 +118,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
 
         recorder.start()
         inference.start()
+        if worker_metrics.directory() is not None:  # one of several workers
+            tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
         tasks.append(asyncio.create_task(start_up()))
         if settings.system_metrics_interval_s > 0:

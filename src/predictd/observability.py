@@ -1,20 +1,25 @@
 """JSON logging that carries the request id, and the Prometheus collectors.
 
 Collectors live on a registry injected by the app factory (never the global one), so two apps
-in one process — tests do this — never share counters.
+in one process — tests do this — never share counters. Under ``serve --workers N`` the
+samples go through prometheus-client's multiprocess files instead (worker_metrics.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from predictd import worker_metrics
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "predictd_request_id", default=None
@@ -125,6 +130,32 @@ class Metrics:
     batch_size: Histogram
     batch_wait: Histogram
     cache_lookups: Counter
+    # Gauges read at scrape time (single process) or set every second (workers).
+    samplers: list[tuple[Gauge, Callable[[], float]]] = field(default_factory=list)
+
+    def sample(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """Keep ``gauge`` equal to ``read()`` at no cost to the request path."""
+        if worker_metrics.directory() is None:
+            gauge.set_function(read)
+        else:  # a scrape reaches one worker: each sets its own value for the others to add
+            self.samplers.append((gauge, read))
+
+    def refresh(self) -> None:
+        for gauge, read in self.samplers:
+            gauge.set(read())
+
+    async def refresh_forever(self, interval_s: float = 1.0) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(interval_s)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text: this process's registry, or all workers' samples added up."""
+        shared = worker_metrics.directory()
+        if shared is None:
+            return generate_latest(self.registry)
+        self.refresh()
+        return worker_metrics.collect(shared)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -180,11 +211,13 @@ class Metrics:
             recorder_queue_depth=Gauge(
                 "predictd_recorder_queue_depth",
                 "Records waiting in memory for the shipper.",
+                multiprocess_mode="livesum",
                 registry=reg,
             ),
             spool_bytes=Gauge(
                 "predictd_spool_bytes",
                 "Bytes in the local write-ahead spool not yet confirmed by the database.",
+                multiprocess_mode="livesum",
                 registry=reg,
             ),
             db_write_errors=Counter(
@@ -219,12 +252,14 @@ class Metrics:
                 "Open (active or acknowledged) alerts by rule and severity, as of the last "
                 "monitor run in this process.",
                 ["rule", "severity"],
+                multiprocess_mode="livemax",
                 registry=reg,
             ),
             served_version=Gauge(
                 "predictd_served_version",
                 "The version each model name serves, as production or candidate (0: none).",
                 ["model", "role"],
+                multiprocess_mode="livemax",
                 registry=reg,
             ),
             shadow_predictions=Counter(

@@ -302,7 +302,7 @@ class Settings(BaseSettings):
 
     shutdown_delay_s: float = Field(default=5.0, ge=0)
     """After SIGTERM, seconds /ready answers 503 while requests are still served, so load
-    balancers stop routing here before the listener closes (single-worker serve)."""
+    balancers stop routing here before the listener closes (every worker under --workers)."""
 
     shutdown_flush_s: float = Field(default=10.0, ge=0)
     """On shutdown, seconds spent shipping what is queued; the rest stays in the spool."""

@@ -20,6 +20,7 @@ from predictd.observability import Metrics
 from predictd.recording.record import PredictionRecord
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
+from predictd.recording.spool import Spool
 from predictd.settings import Settings
 from tests.support.app import id_counts, make_settings
 
@@ -223,3 +224,38 @@ async def test_writer_recovers_when_its_connections_are_killed(
         await drain(recorder)
     counts = await id_counts(postgres_url, [r.id for r in first + second])
     assert set(counts.values()) == {1}
+
+
+async def test_spools_left_by_dead_processes_are_adopted_and_live_ones_left_alone(
+    tmp_path: Path, db_url: str
+) -> None:
+    await migrated(db_url)
+    settings = make_settings(tmp_path, db_url)
+    spools = [
+        Spool(settings.spool_dir, segment_bytes=1 << 20, max_bytes=16 << 20, fsync=False)
+        for _ in range(3)
+    ]
+    written: list[list[PredictionRecord]] = []
+    for spool in spools:
+        spool.open()  # w0, w1, w2
+        records = [make_record() for _ in range(40)]
+        spool.append([r.to_bytes() for r in records])
+        written.append(records)
+    spools[0].close()  # w0 and w2: their processes are gone
+    spools[2].close()  # w1 stays held, as by a live worker
+    try:
+        async with recorder_for(settings) as (recorder, _):
+            # The recorder claims w0 (the first free one) as its own and adopts w2.
+            assert recorder.spool is not None
+            assert recorder.spool.dir.name == "w0"
+            dead = [r.id for r in written[0] + written[2]]
+            deadline = time.monotonic() + 20
+            while set((await id_counts(db_url, dead)).values()) != {1}:
+                assert time.monotonic() < deadline, "orphaned records were not shipped"
+                await asyncio.sleep(0.05)
+            while any((settings.spool_dir / "w2").glob("*.seg")):
+                assert time.monotonic() < deadline, "the adopted spool was not emptied"
+                await asyncio.sleep(0.05)
+        assert set((await id_counts(db_url, [r.id for r in written[1]])).values()) == {0}
+    finally:
+        spools[1].close()

@@ -165,10 +165,12 @@ class ServerPool:
         wait: bool = True,
         model: Path | EllipsisType | None = ...,
         wrap: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> ServerProcess:
         """Start one server. ``model``: the artifact given with ``--model`` (default: the
         pool's); ``None`` starts it without ``--model``, serving only what the registry says.
-        ``wrap``: a command the server runs under (strace, unshare), ending in its argv."""
+        ``wrap``: a command the server runs under (strace, unshare), ending in its argv;
+        ``args``: more `serve` options (``--workers``)."""
         index = len(self.started)
         cwd = self.root / f"cwd{index}"
         cwd.mkdir(parents=True, exist_ok=True)
@@ -210,6 +212,7 @@ class ServerPool:
         ]
         if model is not None:
             command += ["--model", str(self.artifact if model is ... else model)]
+        command += args
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 command,

@@ -24,6 +24,7 @@ from predictd.cli.output import fail
 from predictd.errors import PredictdError
 from predictd.observability import uvicorn_log_config
 from predictd.settings import Settings, describe_errors
+from predictd.worker_metrics import shared_metrics_dir
 
 app = typer.Typer(
     name="predictd",
@@ -87,11 +88,13 @@ def _serve(
         "log_level": settings.log_level.lower(),
         "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
     }
-    if workers > 1:
-        uvicorn.run("predictd.app:create_app_from_env", workers=workers, **options)
-        return
-    from predictd.server import DrainingServer
+    from predictd.server import DrainingServer, run_workers
 
+    if workers > 1:
+        with shared_metrics_dir():
+            config = uvicorn.Config("predictd.app:create_app_from_env", workers=workers, **options)
+            run_workers(config)
+        return
     config = uvicorn.Config("predictd.app:create_app_from_env", **options)
     DrainingServer(config, settings.shutdown_delay_s).run()
 

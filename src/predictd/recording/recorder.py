@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
@@ -53,12 +54,25 @@ class _Batch:
         self.done = False
 
 
+ADOPT_INTERVAL_S = 10.0
+
+
 class PredictionRecorder:
-    def __init__(self, settings: Settings, writer: PredictionWriter, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: PredictionWriter,
+        metrics: Metrics,
+        *,
+        orphan: Path | None = None,
+    ) -> None:
+        """``orphan``: ship what a dead process left in that spool directory, and nothing
+        else (no request side, no gauges)."""
         self.settings = settings
         self.writer = writer
         self.metrics = metrics
-        self.durability = settings.durability
+        self.durability = "process" if orphan is not None else settings.durability
+        self.orphan = orphan
         self.spool: Spool | None = None
         if self.durability != "memory":
             self.spool = Spool(
@@ -66,6 +80,7 @@ class PredictionRecorder:
                 segment_bytes=settings.spool_segment_bytes,
                 max_bytes=settings.spool_max_bytes,
                 fsync=self.durability == "strict",
+                directory=orphan,
             )
         self._queue: deque[tuple[int, PredictionRecord]] = deque()
         self._wakeup = asyncio.Event()
@@ -79,11 +94,15 @@ class PredictionRecorder:
         self._writers: set[asyncio.Task[None]] = set()
         self.database_ok: bool | None = None
         self.last_error: str | None = None
-        # Read at scrape time, so the request path pays nothing for them.
-        metrics.recorder_queue_depth.set_function(lambda: len(self._queue))
-        metrics.spool_bytes.set_function(
-            lambda: self.spool.pending_bytes if self.spool is not None else 0
-        )
+        self._adopter: asyncio.Task[None] | None = None
+        self.drained = asyncio.Event()  # all shipped (an orphan's heir: it records nothing new)
+        if orphan is None:
+            # Read at scrape time, so the request path pays nothing for them.
+            metrics.sample(metrics.recorder_queue_depth, lambda: len(self._queue))
+            metrics.sample(
+                metrics.spool_bytes,
+                lambda: self.spool.pending_bytes if self.spool is not None else 0,
+            )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -104,7 +123,37 @@ class PredictionRecorder:
                     },
                 )
         self._task = asyncio.create_task(self._dispatch_forever(), name="predictd-shipper")
+        if self.spool is not None and self.orphan is None:
+            self._adopter = asyncio.create_task(self._adopt_forever(), name="predictd-adopter")
         return report
+
+    async def _adopt_forever(self) -> None:
+        """Ship what dead processes left in spool directories nobody holds any more: a
+        worker that died and was not replaced, a restart with fewer workers. A directory a
+        live process holds refuses the claim and is skipped."""
+        assert self.spool is not None
+        while not self._stopping.is_set():
+            for directory in self.spool.orphans():
+                await self._adopt(directory)
+            await self._sleep_unless_stopping(ADOPT_INTERVAL_S)
+
+    async def _adopt(self, directory: Path) -> None:
+        heir = PredictionRecorder(self.settings, self.writer, self.metrics, orphan=directory)
+        try:
+            heir.start()
+        except BlockingIOError:
+            return  # a live process holds it
+        if heir._backlog():
+            log.info(
+                "shipping an orphaned spool",
+                extra={"directory": str(directory), "records": heir._backlog()},
+            )
+        try:
+            while heir._backlog() and not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):  # stopping is checked every second
+                    await asyncio.wait_for(heir.drained.wait(), timeout=1.0)
+        finally:
+            await heir.close()
 
     async def close(self) -> None:
         """Ship what can be shipped within ``shutdown_flush_s``; the spool keeps the rest."""
@@ -114,7 +163,7 @@ class PredictionRecorder:
             await asyncio.sleep(0.01)
         self._stopping.set()
         self._wakeup.set()
-        tasks = [t for t in (self._task, *self._writers) if t is not None]
+        tasks = [t for t in (self._task, self._adopter, *self._writers) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -284,6 +333,8 @@ class PredictionRecorder:
             advanced = True
         if advanced and self.spool is not None:
             self.spool.commit(self._shipped_lsn)
+        if advanced and not self._backlog():
+            self.drained.set()
 
     async def _write(self, records: list[PredictionRecord]) -> None:
         """Write records; a batch holding a bad row is split until the bad row stands alone."""

@@ -92,8 +92,17 @@ def _iter_frames(f: BinaryIO, end: int) -> Iterator[tuple[int, int, bytes | None
 class Spool:
     """Append-only, checksummed segments in one claimed directory."""
 
-    def __init__(self, root: Path, *, segment_bytes: int, max_bytes: int, fsync: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        segment_bytes: int,
+        max_bytes: int,
+        fsync: bool,
+        directory: Path | None = None,
+    ) -> None:
         self.base = root
+        self.wanted = directory  # claim exactly this directory (adopting an orphan)
         self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 4096))
         self.max_bytes = max_bytes
         self.fsync = fsync
@@ -121,7 +130,9 @@ class Spool:
     # -- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> RecoveryReport:
-        self.dir = self._claim_directory()
+        """Claim a directory and recover it. Raises BlockingIOError when the wanted directory
+        is held by a live process."""
+        self.dir = self._claim_directory() if self.wanted is None else self._claim(self.wanted)
         report = self._recover()
         self._rotate()
         self.synced_lsn = self.last_lsn
@@ -130,17 +141,30 @@ class Spool:
     def _claim_directory(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True)
         for index in range(1024):
-            candidate = self.base / f"w{index}"
-            candidate.mkdir(exist_ok=True)
-            fd = os.open(candidate / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self._claim(self.base / f"w{index}")
             except BlockingIOError:
-                os.close(fd)
                 continue
-            self._lock_fd = fd
-            return candidate
         raise RuntimeError(f"no free spool directory under {self.base}")
+
+    def _claim(self, candidate: Path) -> Path:
+        """Hold ``candidate`` with an exclusive flock (released by the kernel if we die)."""
+        candidate.mkdir(parents=True, exist_ok=True)
+        fd = os.open(candidate / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        return candidate
+
+    def orphans(self) -> list[Path]:
+        """Other processes' directories that still hold segments; those whose process is
+        gone can be claimed (``directory=``) and shipped. Live ones refuse the claim."""
+        return sorted(
+            d for d in self.base.glob("w*") if d != self.dir and d.is_dir() and any(d.glob("*.seg"))
+        )
 
     def close(self) -> None:
         if self._fd is not None:
@@ -152,6 +176,9 @@ class Spool:
             os.close(fd)
         self._to_close.clear()
         self._write_watermark()
+        if self._lock_fd is not None:
+            # All shipped: leave no segment behind, so nobody re-reads it to find nothing.
+            self._delete_committed(sealed_only=False)
         if self._segments and self._segments[-1].size == 0:
             self._segments[-1].path.unlink(missing_ok=True)
         if self._lock_fd is not None:

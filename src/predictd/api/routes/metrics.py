@@ -1,9 +1,9 @@
-"""Prometheus exposition of this process's registry."""
+"""Prometheus exposition of the metrics of this process, or of all workers."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from predictd.access.keys import Principal
@@ -25,5 +25,5 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(MetricsNeeds("read"))])
 async def metrics(services: ServicesDep) -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format (every worker's samples added up under --workers N)."""
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
