@@ -11,10 +11,11 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 from benchmarks.analytics import AnalyticsResults, run_analytics
 from benchmarks.analytics import raw as analytics_raw
@@ -48,9 +49,16 @@ from benchmarks.shadow import raw as shadow_raw
 from benchmarks.shadow import section as shadow_section
 from benchmarks.shadow import verdicts as shadow_verdicts
 from benchmarks.targets import (
+    MLSERVER_MODEL,
     LoadSettings,
+    PeerUnavailable,
+    Server,
     TargetResult,
     bench_target,
+    bentoml_server,
+    inline_server,
+    mlserver_server,
+    peer_venv,
     predictd_server,
     reference_server,
 )
@@ -60,8 +68,14 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_VS_NORECORD = 0.9
 TARGET_VS_REFERENCE = 2.0
 TARGET_VS_NOBATCH = 1.8  # issue 6: micro-batching on vs off at 32 clients
+TARGET_VS_INLINE = 3.0
+TARGET_VS_PEER = 4.0  # BentoML, MLServer: req/s ratio, and predictd-pg's p99 no higher
 TARGET_INGEST = 50_000.0
-ALL_TARGETS = ("predictd-pg", "predictd-nobatch", "predictd-norecord", "reference")
+# Other model servers, recording nothing. One that is not installed (its own venv, made by
+# scripts/peer_venvs.sh) or does not start is reported as such; the other targets still run.
+PEER_TARGETS = ("inline", "bentoml", "mlserver")
+SERVER_PEERS = ("bentoml", "mlserver")  # compared on p99 as well as req/s
+ALL_TARGETS = ("predictd-pg", "predictd-nobatch", "predictd-norecord", "reference", *PEER_TARGETS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -190,19 +204,93 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _write_bodies(path: Path) -> Path:
-    """Request bodies: the demo data set's own sentences, in a fixed shuffled order."""
+def _write_bodies(path: Path, *, v2: bool = False) -> Path:
+    """Request bodies: the demo data set's own sentences, in a fixed shuffled order; ``v2``:
+    the same as Open Inference Protocol (KServe V2) requests, one BYTES tensor "text"."""
     import random
 
     from predictd.demo.train import load_sentiment_data
 
     texts, _ = load_sentiment_data()
     random.Random(0).shuffle(texts)
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+    def body(text: str) -> object:
+        if v2:
+            return {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+        return {"text": text}
+
+    path.write_text("".join(json.dumps(body(t)) + "\n" for t in texts))
     return path
 
 
-def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) -> list[TargetResult]:
+class Launch(NamedTuple):
+    server: Server
+    description: str
+    ready_path: str
+    path: str = "/predict"
+    v2: bool = False  # sends V2 inference requests
+    records: bool = False
+
+
+def _launch(name: str, url: str, model: Path, workdir: Path) -> Launch:
+    """Start target ``name``; raises PeerUnavailable for a peer that is not installed."""
+    if name == "reference":
+        return Launch(
+            reference_server(name, url, model, workdir),
+            "FastAPI sync endpoint, psycopg2 INSERT + COMMIT per request, uvicorn",
+            "/health",
+            records=True,
+        )
+    if name == "inline":
+        return Launch(
+            inline_server(name, model, workdir),
+            "FastAPI async endpoint, model called inline, nothing recorded, uvicorn",
+            "/health",
+        )
+    if name == "bentoml":
+        venv = peer_venv(name)
+        return Launch(
+            bentoml_server(name, model, workdir, venv),
+            f"BentoML {venv.versions.get('bentoml', '?')} `bentoml serve`, one "
+            "`@bentoml.service` (workers=1; threads=1, the default for sync APIs) with a sync "
+            "`@bentoml.api`, no adaptive batching; access log off; nothing recorded",
+            "/readyz",
+        )
+    if name == "mlserver":
+        venv = peer_venv(name)
+        return Launch(
+            mlserver_server(name, model, workdir, venv),
+            f"MLServer {venv.versions.get('mlserver', '?')} `mlserver start`, custom skops "
+            "runtime, V2 inference requests, parallel_workers=0 (inference in the server's "
+            "process); nothing recorded",
+            f"/v2/models/{MLSERVER_MODEL}/ready",
+            path=f"/v2/models/{MLSERVER_MODEL}/infer",
+            v2=True,
+        )
+    record = name != "predictd-norecord"
+    nobatch = name == "predictd-nobatch"
+    env = {"PREDICTD_BATCH_MAX": "1"} if nobatch else None
+    desc = "predictd serve, PostgreSQL" + (
+        ", PREDICTD_BATCH_MAX=1 (no micro-batching)" if nobatch
+        else "" if record else ", PREDICTD_RECORD=false"
+    )  # fmt: skip
+    server = predictd_server(name, url, model, workdir, record=record, extra_env=env)
+    return Launch(server, desc, "/ready", records=record)
+
+
+def _one_line(error: Exception) -> str:
+    """An error's first line and, for a server that died, its log's last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0].rstrip(":") + (f" ... {lines[-1]}" if len(lines) > 1 else "")
+    return text.replace("|", "/")  # it goes into a markdown table
+
+
+def run_http(
+    args: argparse.Namespace, pg: Postgres, model: Path, work: Path
+) -> tuple[list[TargetResult], dict[str, str]]:
+    """Part A's runs, and the peers that could not run: name -> why (one line)."""
     load = LoadSettings(
         args.concurrency,
         args.duration,
@@ -211,7 +299,16 @@ def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) ->
         args.quiet_threshold,
         args.quiet_max_wait,
     )
+    load_v2 = replace(load, bodies=_write_bodies(work / "bodies-v2.jsonl", v2=True))
     results = []
+    unavailable: dict[str, str] = {}
+    for name in args.targets:
+        if name in SERVER_PEERS:
+            try:
+                peer_venv(name)
+            except PeerUnavailable as exc:
+                unavailable[name] = str(exc)
+                print(f"[A] {name}: skipped, {exc}")
     # Every other round in reverse order, so drift in the machine's speed favours no target.
     order = [
         (r, n)
@@ -219,29 +316,32 @@ def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) ->
         for n in (args.targets if r % 2 else args.targets[::-1])
     ]
     for rnd, name in order:
+        if name in unavailable:
+            continue
         url = pg.create_database(name.replace("-", "_"))
         workdir = work / f"{name}-{rnd}"
         print(
             f"[A] {name}{f' round {rnd}' if args.rounds > 1 else ''}: "
             f"{args.warmup:g}+{args.duration:g} s, c={args.concurrency}"
         )
-        if name == "reference":
-            server = reference_server(name, url, model, workdir)
-            desc = "FastAPI sync endpoint, psycopg2 INSERT + COMMIT per request, uvicorn"
-            ready = "/health"
-        else:
-            record = name != "predictd-norecord"
-            nobatch = name == "predictd-nobatch"
-            env = {"PREDICTD_BATCH_MAX": "1"} if nobatch else None
-            server = predictd_server(name, url, model, workdir, record=record, extra_env=env)
-            desc = "predictd serve, PostgreSQL" + (
-                ", PREDICTD_BATCH_MAX=1 (no micro-batching)" if nobatch
-                else "" if record else ", PREDICTD_RECORD=false"
-            )  # fmt: skip
-            ready = "/ready"
-        result = bench_target(
-            server, desc, pg, url, load, ready_path=ready, expect_rows=name != "predictd-norecord"
-        )
+        try:
+            target = _launch(name, url, model, workdir)
+            result = bench_target(
+                target.server,
+                target.description,
+                pg,
+                url,
+                load_v2 if target.v2 else load,
+                ready_path=target.ready_path,
+                expect_rows=target.records,
+                path=target.path,
+            )
+        except (PeerUnavailable, RuntimeError, OSError) as exc:
+            if name not in PEER_TARGETS:
+                raise
+            unavailable[name] = f"failed: {_one_line(exc)}"
+            print(f"    {name} failed, left out of the other rounds:\n{exc}")
+            continue
         result.round = rnd
         print(
             f"    {result.rps:.0f} req/s, p50 {result.load['p50_ms']:.1f} ms, "
@@ -249,7 +349,7 @@ def run_http(args: argparse.Namespace, pg: Postgres, model: Path, work: Path) ->
         )
         results.append(result)
         pg.checkpoint()
-    return results
+    return results, unavailable
 
 
 def median_rps(http: list[TargetResult]) -> dict[str, float]:
@@ -258,14 +358,46 @@ def median_rps(http: list[TargetResult]) -> dict[str, float]:
     return {n: statistics.median(r.rps for r in http if r.name == n) for n in names}
 
 
-def verdicts(http: list[TargetResult], ingest: tuple[IngestResult, ...]) -> list[Verdict]:
-    rps = median_rps(http)
+def median_p99(http: list[TargetResult]) -> dict[str, float]:
+    """Each target's p99 latency, ms: the median over its rounds."""
+    names = dict.fromkeys(r.name for r in http)
+    return {n: statistics.median(r.load["p99_ms"] for r in http if r.name == n) for n in names}
+
+
+def _peer_verdict(rps: dict[str, float], p99: dict[str, float], peer: str) -> Verdict:
+    """predictd-pg against a model server: req/s ratio and p99, both from medians."""
+    ratio = rps["predictd-pg"] / rps[peer]
+    ours, theirs = p99["predictd-pg"], p99[peer]
+    return Verdict(
+        f"predictd-pg req/s vs {peer}",
+        _target_text(peer),
+        f"{ratio:.2f}x ({rps['predictd-pg']:,.0f} / {rps[peer]:,.0f}); "
+        f"p99 {ours:.1f} ms vs {theirs:.1f} ms",
+        ratio >= TARGET_VS_PEER and ours <= theirs,
+    )
+
+
+def _target_text(peer: str) -> str:
+    if peer in SERVER_PEERS:
+        return f">= {TARGET_VS_PEER:.1f}x, p99 <= {peer}'s"
+    return f">= {TARGET_VS_INLINE:.1f}x"
+
+
+def verdicts(
+    http: list[TargetResult],
+    ingest: tuple[IngestResult, ...],
+    unavailable: dict[str, str] | None = None,
+) -> list[Verdict]:
+    """``unavailable``: peers that could not run (name -> why)."""
+    rps, p99 = median_rps(http), median_p99(http)
+    unavailable = unavailable or {}
     out = []
     if "predictd-pg" in rps:
         for other, target in (
             ("predictd-nobatch", TARGET_VS_NOBATCH),
             ("predictd-norecord", TARGET_VS_NORECORD),
             ("reference", TARGET_VS_REFERENCE),
+            ("inline", TARGET_VS_INLINE),
         ):
             if rps.get(other, 0.0) > 0:
                 ratio = rps["predictd-pg"] / rps[other]
@@ -277,6 +409,17 @@ def verdicts(http: list[TargetResult], ingest: tuple[IngestResult, ...]) -> list
                         ratio >= target,
                     )
                 )
+        for peer in SERVER_PEERS:
+            if rps.get(peer, 0.0) > 0:
+                out.append(_peer_verdict(rps, p99, peer))
+    for peer in PEER_TARGETS:
+        if peer not in unavailable:
+            continue
+        if peer in rps:  # some rounds ran: their figures are above
+            out.append(Verdict(f"every round ran, {peer}", "yes", unavailable[peer], False))
+        else:
+            what = f"predictd-pg req/s vs {peer}"
+            out.append(Verdict(what, _target_text(peer), unavailable[peer], False))
     for name in dict.fromkeys(r.name for r in http):
         runs = [r for r in http if r.name == name]
         lost = sum(r.rows_lost for r in runs)
@@ -401,9 +544,11 @@ def report(
     vs: list[Verdict],
     *,
     merged: bool,
+    unavailable: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The report's sections by name. ``merged``: the parts that ran go into a file whose
-    other parts (and header) come from another run, so each names its own run."""
+    other parts (and header) come from another run, so each names its own run;
+    ``unavailable``: part A's peers that could not run, and why."""
     args_text = " ".join(sys.argv[1:])
     cmd = (
         f"`.venv/bin/python benchmarks/run.py {args_text}`"
@@ -439,7 +584,7 @@ def report(
         "",
         *run,
     ]
-    if http:
+    if http or unavailable:
         out = [
             "## A. `POST /predict` over HTTP",
             "",
@@ -453,9 +598,13 @@ def report(
                 if args.rounds > 1
                 else ""
             )
-            + ". Request bodies are the demo data set's sentences. Every server is one uvicorn "
-            "process on the same machine as PostgreSQL and the load generator (nothing "
-            "pinned), with a fresh database. Rows are counted after the load stops, once the "
+            + ". Request bodies are the demo data set's sentences (for MLServer, the same as V2 "
+            "inference requests). Every server serves HTTP from one process (BentoML adds its "
+            "supervisor process; server CPU counts a server's child processes too) on the same "
+            "machine as PostgreSQL and the load generator (nothing pinned), with a fresh "
+            "database. `inline`, `bentoml` and `mlserver` record nothing; BentoML and MLServer "
+            "run from their own virtualenvs (`scripts/peer_venvs.sh`) with .venv's "
+            "scikit-learn and skops. Rows are counted after the load stops, once the "
             "table has caught up (or stopped growing) and the server has exited on SIGTERM.",
             "",
             *summary_table(http),
@@ -484,6 +633,8 @@ def report(
                 f"{r.waited_quiet_s:.0f} s){drain}"
             )
             out += [f"  - {n}" for n in r.notes if "\n" not in n]
+        for name, why in (unavailable or {}).items():
+            out.append(f"- **{name}**: not measured ({why})")
         out.append("")
         sections["http"] = out
     if ingest:
@@ -536,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     started, t0 = datetime.now(UTC), time.monotonic()
     code, digest = code_version(REPO)
     http: list[TargetResult] = []
+    unavailable: dict[str, str] = {}
     ingest: tuple[IngestResult, ...] = ()
     shadow: ShadowResults | None = None
     analytics: AnalyticsResults | None = None
@@ -549,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
             model = train_sentiment(work / "model").path
             print(f"model: {model} ({model.stat().st_size:,} bytes)")
             if "http" in args.sections:
-                http = run_http(args, pg, model, work)
+                http, unavailable = run_http(args, pg, model, work)
             if "ingest" in args.sections:
                 print(f"[B] ingest: {args.records:,} records")
                 url = pg.create_database("ingest")
@@ -575,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     if code_version(REPO)[1] != digest:
         code_note += " -- WARNING: src/ changed during the run; figures mix code versions"
         print(f"warning: src/ changed during the run ({code})", file=sys.stderr)
-    vs = verdicts(http, ingest) + (shadow_verdicts(shadow) if shadow else [])
+    vs = verdicts(http, ingest, unavailable) + (shadow_verdicts(shadow) if shadow else [])
     vs += analytics_verdicts(analytics) if analytics else []
     vs += drift_verdicts(drift) if drift else []
     vs += serving_verdicts(serving) if serving else []
@@ -603,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             serving,
             vs,
             merged=merged,
+            unavailable=unavailable,
         )
         if merged:
             ran = {k: v for k, v in sections.items() if k in args.sections}
@@ -618,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             "code": code_note,
             "args": {k: str(v) for k, v in vars(args).items()},
             "http": [asdict(r) for r in http],
+            "http_unavailable": unavailable,
             "ingest": [asdict(i) | {"rate": i.rate} for i in ingest],
             "shadow": shadow_raw(shadow) if shadow else None,
             "analytics": analytics_raw(analytics) if analytics else None,

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ import httpx
 from benchmarks.environment import (
     CpuTimes,
     Postgres,
-    cpu_seconds,
     postgres_cpu_seconds,
+    tree_cpu_seconds,
     wait_until_quiet,
 )
 
 REPO = Path(__file__).resolve().parent.parent
 LOADGEN = REPO / "benchmarks" / "loadgen.py"
+PEER_VENVS = REPO / "benchmarks" / ".venvs"  # made by scripts/peer_venvs.sh
+PEERS_DIR = REPO / "benchmarks" / "peers"  # code run in those venvs
+MLSERVER_MODEL = "sentiment"
 
 
 @dataclass(frozen=True)
@@ -97,19 +101,35 @@ class TargetResult:
         return (self.ok * self.items_per_request if self.expect_rows else 0) - self.rows
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 class Server:
     """A server subprocess with its output in a log file; always terminated on exit."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        port: int | None = None,
+    ) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +182,8 @@ def _clean_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREDICTD_", "REFAPP_")) and k != "DATABASE_URL"
+        if not k.startswith(("PREDICTD_", "REFAPP_", "PEER_", "BENTOML_", "MLSERVER_"))
+        and k not in ("DATABASE_URL", "VIRTUAL_ENV", "PYTHONHOME")
     }
 
 
@@ -206,6 +227,94 @@ def reference_server(name: str, database_url: str, model: Path, workdir: Path) -
     argv += ["--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
     argv += ["--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "30"]
     return Server(name, argv, env, workdir)
+
+
+def inline_server(name: str, model: Path, workdir: Path) -> Server:
+    env = _clean_env() | {"PEER_MODEL_PATH": str(model), "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "uvicorn", "benchmarks.inline_app:create_app", "--factory"]
+    argv += ["--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
+    argv += ["--no-access-log", "--log-level", "warning"]
+    return Server(name, argv, env, workdir)
+
+
+class PeerUnavailable(Exception):
+    """A peer server that cannot run here; ``str()`` says why, on one line."""
+
+
+@dataclass(frozen=True)
+class PeerVenv:
+    """A peer's virtualenv (``scripts/peer_venvs.sh``) and the versions its stamp lists."""
+
+    path: Path
+    versions: dict[str, str]
+
+    @property
+    def bin(self) -> Path:
+        return self.path / "bin"
+
+    def env(self) -> dict[str, str]:
+        path = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
+        return _clean_env() | {"VIRTUAL_ENV": str(self.path), "PATH": path}
+
+
+def peer_venv(name: str) -> PeerVenv:
+    """``name``'s virtualenv, checked: installed, and with .venv's scikit-learn and skops
+    (the model must load as it does in predictd). Raises PeerUnavailable."""
+    venv = PEER_VENVS / name
+    stamp = venv / "peer-stamp.txt"
+    hint = f"run scripts/peer_venvs.sh {name}"
+    if not (venv / "bin" / "python").exists() or not stamp.exists():
+        raise PeerUnavailable(f"not installed: no {venv.relative_to(REPO)} ({hint})")
+    versions = dict(req.split("==", 1) for req in stamp.read_text().split() if "==" in req)
+    for package in ("scikit-learn", "skops"):
+        there, here = versions.get(package, "-"), metadata.version(package)
+        if there != here:
+            raise PeerUnavailable(
+                f"not installed: {package} {there} in {venv.relative_to(REPO)}, {here} in "
+                f".venv ({hint})"
+            )
+    return PeerVenv(venv, versions)
+
+
+def bentoml_server(name: str, model: Path, workdir: Path, venv: PeerVenv) -> Server:
+    """``bentoml serve`` of benchmarks/peers/bentoml_service.py (one worker)."""
+    env = venv.env() | {
+        "PEER_MODEL_PATH": str(model),
+        "BENTOML_HOME": str(workdir / "bentoml-home"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    argv = [str(venv.bin / "bentoml"), "serve", "bentoml_service:Sentiment"]
+    argv += ["--working-dir", str(PEERS_DIR), "--host", "127.0.0.1", "--port", "{port}"]
+    return Server(name, argv, env, workdir)
+
+
+def mlserver_server(name: str, model: Path, workdir: Path, venv: PeerVenv) -> Server:
+    """``mlserver start`` on a model folder written here: the settings and the model's
+    settings (benchmarks/peers/mlserver_runtime.py's runtime, the skops file as its uri).
+    Inference in the server's own process (``parallel_workers`` 0)."""
+    models = workdir / "mlserver-models"
+    (models / MLSERVER_MODEL).mkdir(parents=True, exist_ok=True)
+    http_port, grpc_port, metrics_port = free_ports(3)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "parallel_workers": 0,
+        "debug": False,  # the default, True, logs every request
+    }
+    model_settings = {
+        "name": MLSERVER_MODEL,
+        "implementation": "mlserver_runtime.SkopsSentiment",
+        "parameters": {"uri": str(model)},
+    }
+    (models / "settings.json").write_text(json.dumps(settings, indent=2))
+    (models / MLSERVER_MODEL / "model-settings.json").write_text(
+        json.dumps(model_settings, indent=2)
+    )
+    env = venv.env() | {"PYTHONPATH": str(PEERS_DIR)}
+    argv = [str(venv.bin / "mlserver"), "start", str(models)]
+    return Server(name, argv, env, workdir, port=http_port)
 
 
 def run_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
@@ -307,11 +416,13 @@ def bench_target(
     try:
         server.wait_ready(ready_path)
         waited, background = wait_until_quiet(load.quiet_threshold, load.quiet_max_wait)
-        cpu0, pg0, busy0 = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), CpuTimes.now()
+        cpu0, pg0 = tree_cpu_seconds(server.proc.pid), postgres_cpu_seconds()
+        busy0 = CpuTimes.now()
         t0, children0 = time.monotonic(), _children_cpu()
         stats = run_loadgen(server.base + path, load)
         elapsed, loadgen_cpu = time.monotonic() - t0, _children_cpu() - children0
-        cpu1, pg1, busy1 = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), CpuTimes.now()
+        cpu1, pg1 = tree_cpu_seconds(server.proc.pid), postgres_cpu_seconds()
+        busy1 = CpuTimes.now()
         result = TargetResult(server.name, description, stats, expect_rows)
         result.items_per_request = items_per_request
         result.cores = os.cpu_count() or 1

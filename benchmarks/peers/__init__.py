@@ -1,0 +1,2 @@
+"""Peer model servers for benchmark part A, run in virtualenvs of their own
+(``scripts/peer_venvs.sh`` makes ``benchmarks/.venvs/NAME``), never imported by the suite."""
