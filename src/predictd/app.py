@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from predictd import __version__, worker_metrics
 from predictd.access import audit
@@ -19,7 +20,8 @@ from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
 from predictd.api.auth import drain_refusals
-from predictd.api.routes import v2
+from predictd.api.bodies import document_bodies
+from predictd.api.routes import predict
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -37,6 +39,7 @@ from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.loader import ModelLoader
 from predictd.registry.service import ModelRegistry
+from predictd.schemas.v2 import InferRequest
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.app")
@@ -54,6 +57,9 @@ async def _migrate_until_done(db: Database) -> None:
         except Exception as exc:
             log.warning("migration failed; retrying", extra={"error": repr(exc)})
             await asyncio.sleep(RETRY_S)
+
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
@@ -153,6 +159,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         version=__version__,
         description="Serve trained models over HTTP; every prediction is kept.",
         lifespan=lifespan,
+        # FastAPI otherwise asks the OpenTelemetry API for providers on every request.
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
         docs_url="/docs" if settings.docs else None,
         redoc_url="/redoc" if settings.docs else None,
         openapi_url="/openapi.json" if settings.docs else None,
@@ -160,7 +168,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     install_error_handlers(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
-    v2.document(app)
+    document_bodies(app, *predict.BODIES, InferRequest)
     app.add_middleware(
         ServingMiddleware,
         metrics=metrics,

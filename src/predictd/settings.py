@@ -246,6 +246,11 @@ class Settings(BaseSettings):
     """Serve /metrics without a key (for a Prometheus that scrapes without credentials on a
     private network); otherwise it needs the read scope."""
 
+    opentelemetry: bool = False
+    """Let FastAPI's built-in OpenTelemetry instrumentation trace and measure requests through
+    the providers you configure (opentelemetry-sdk and its exporters). Off, requests pay
+    nothing for it."""
+
     artifact_dir: Path = Path(".predictd/artifacts")
     """Content-addressed artifact store, and the manifest of the last loaded model used when
     the database is down at startup."""

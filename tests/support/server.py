@@ -116,9 +116,9 @@ class ServerProcess:
             ) from None
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.running:
-            self.proc.kill()
+        """SIGKILL to the server and whatever it started (workers): no shutdown code runs."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(STOP_TIMEOUT_S)
 
     def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
@@ -221,6 +221,7 @@ class ServerPool:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so close() reaches workers
             )
         server = ServerProcess(proc, port, log_path, spool_dir)
         self.started.append(server)
@@ -230,8 +231,8 @@ class ServerPool:
 
     def close(self) -> None:
         for server in self.started:
-            if server.running:
-                server.proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # workers of --workers N too
+                os.killpg(server.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):  # a kernel-level hang
                 server.proc.wait(STOP_TIMEOUT_S)
 

@@ -54,12 +54,17 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-async def get_context(request: Request) -> RequestContext:
+def context_of(request: Request) -> RequestContext:
+    client = request.scope.get("client")
     return RequestContext(
-        request_id=getattr(request.state, "request_id", None),
-        client_ip=request.client.host if request.client else None,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        client_ip=client[0] if client else None,
         user_agent=request.headers.get("user-agent"),
     )
+
+
+async def get_context(request: Request) -> RequestContext:
+    return context_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

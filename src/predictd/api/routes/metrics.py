@@ -8,16 +8,16 @@ from starlette.responses import Response
 
 from predictd.access.keys import Principal
 from predictd.api.auth import Needs
-from predictd.api.deps import ServicesDep
+from predictd.api.deps import Services, ServicesDep
 
 
 class MetricsNeeds(Needs):
     """The read scope, unless PREDICTD_METRICS_PUBLIC lets a credential-less scraper in."""
 
-    async def __call__(self, request: Request, services: ServicesDep) -> Principal:
+    async def admit(self, request: Request, services: Services) -> Principal:
         if services.settings.metrics_public:
             return Principal(None, frozenset({"read"}))
-        return await super().__call__(request, services)
+        return await super().admit(request, services)
 
 
 router = APIRouter(tags=["metrics"])

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, FastAPI, Path, Request
+from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
 
 from predictd import __version__
 from predictd.api.auth import AdminScope, PredictScope, ReadScope
+from predictd.api.bodies import body_doc
 from predictd.api.deps import MAX_ID, ContextDep, Services, ServicesDep
 from predictd.api.encoding import encode_body, preferred_encoding
 from predictd.api.responses import JSONResponse
@@ -58,18 +59,13 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 _READ_ERRORS = _errors(401, 403, 404, 422, 503)
 _INFER_ERRORS = _errors(401, 403, 404, 413, 415, 422, 429, 500, 503, 504)
-_INFER_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "The inference request as JSON, or with the binary tensor extension "
-        f"its JSON header ({HEADER_LENGTH} bytes) followed by the binary tensor data. "
-        "gzip and deflate Content-Encoding are accepted.",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+_INFER_DOC = body_doc(
+    InferRequest,
+    "The inference request as JSON, or with the binary tensor extension its JSON header "
+    f"({HEADER_LENGTH} bytes) followed by the binary tensor data. gzip and deflate "
+    "Content-Encoding are accepted.",
+    **{"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+)
 _INFER_OK: dict[int | str, dict[str, Any]] = {
     200: {
         "model": InferResponse,
@@ -77,22 +73,6 @@ _INFER_OK: dict[int | str, dict[str, Any]] = {
         "description": "JSON, or with binary outputs the JSON header followed by their bytes",
     }
 }
-
-
-def document(app: FastAPI) -> None:
-    """Put the infer body's schemas in /openapi.json: the route reads the raw body (binary
-    extension), so FastAPI does not collect them itself."""
-    schema = InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    extra: dict[str, Any] = schema.pop("$defs", {})
-    extra["InferRequest"] = schema
-    base = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        document = base()
-        document.setdefault("components", {}).setdefault("schemas", {}).update(extra)
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @router.get("/health/live")
