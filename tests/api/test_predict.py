@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Artifacts
@@ -168,3 +169,47 @@ async def test_batch_limits(tmp_path: Path, artifacts: Artifacts) -> None:
         assert one_bad.json()["error"]["field"] == "items[1].text"
         await wait_shipped(app)
     assert await id_counts(db_url) == {}
+
+
+async def test_the_declared_routes_answer_as_the_fast_path_does(
+    tmp_path: Path, artifacts: Artifacts
+) -> None:
+    """ServingMiddleware answers the predict routes itself; the FastAPI routes declared for
+    them (OpenAPI, scope) must still answer the same way when called directly."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+    from starlette.types import Receive, Scope, Send
+
+    db_url = f"sqlite:///{tmp_path / 'p.db'}"
+    settings = make_settings(tmp_path, db_url, model_path=artifacts.sentiment.path)
+    one = {"text": "I love this product"}
+    many = {"items": [one, {"text": "This is terrible, I want a refund"}]}
+    volatile = {"prediction_id", "latency_ms", "batch_id"}
+
+    def stable(body: dict[str, object]) -> object:
+        if "predictions" in body:
+            return [stable(p) for p in body["predictions"]]  # type: ignore[attr-defined]
+        return {k: v for k, v in body.items() if k not in volatile}
+
+    async with running_app(settings) as (app, client):
+
+        router = AsyncExitStackMiddleware(app.router)  # what FastAPI puts before its router
+
+        async def routes_only(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["app"] = app
+            await router(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=routes_only)
+        async with httpx.AsyncClient(transport=transport, base_url="http://direct") as direct:
+            for path, body in (
+                ("/predict", one),
+                ("/batch", many),
+                ("/models/sentiment/predict", one),
+                ("/models/sentiment/batch", many),
+            ):
+                fast = await client.post(path, json=body)
+                declared = await direct.post(path, json=body)
+                assert fast.status_code == declared.status_code == 200, (path, declared.text)
+                assert stable(fast.json()) == stable(declared.json()), path
+            with pytest.raises(RequestValidationError):
+                await direct.post("/predict", json={"text": 3})

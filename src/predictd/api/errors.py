@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from predictd.api.middleware import error_body
-from predictd.api.responses import JSONResponse
+from predictd.api.responses import JSONResponse, error_body
 from predictd.errors import PredictdError
 from predictd.observability import Metrics
 
@@ -32,6 +32,20 @@ def _field(loc: tuple[Any, ...]) -> str | None:
     return out or None
 
 
+def validation_problem(errors: Sequence[Any]) -> tuple[str, str, str | None]:
+    """(code, message, field) of a 422 for Pydantic's errors: the first one, named."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return "invalid_json", "request body is not valid JSON", "body"
+    field = _field(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        message = f"unexpected field {field!r}"
+    elif first.get("type") == "missing":
+        message = f"field {field!r} is required"
+    return "invalid_input", message, field
+
+
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(PredictdError)
     async def predictd_error(request: Request, exc: PredictdError) -> JSONResponse:
@@ -46,19 +60,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-        field: str | None
-        if first.get("type") == "json_invalid":
-            code, message, field = "invalid_json", "request body is not valid JSON", "body"
-        else:
-            code = "invalid_input"
-            field = _field(tuple(first.get("loc", ())))
-            message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-            if first.get("type") == "extra_forbidden":
-                message = f"unexpected field {field!r}"
-            elif first.get("type") == "missing":
-                message = f"field {field!r} is required"
+        code, message, field = validation_problem(exc.errors())
         metrics.rejected_inputs.labels(code).inc()
         return JSONResponse(_body(request, code, message, field), status_code=422)
 

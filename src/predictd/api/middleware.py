@@ -12,12 +12,14 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid4
 
 from predictd.access import audit
+from predictd.api import fastpath
 from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
+from predictd.api.responses import is_v2, send_json_error
+from predictd.api.routes.predict import route_of
 from predictd.observability import Metrics, request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -70,47 +72,6 @@ def _json_media(media: bytes | None) -> bool:
     return media is not None and (media == b"application/json" or media.endswith(b"+json"))
 
 
-def is_v2(path: str) -> bool:
-    """An Open Inference Protocol path: its errors take the protocol's shape."""
-    return path == "/v2" or path.startswith("/v2/")
-
-
-def error_body(
-    path: str, code: str, message: str, request_id: str | None, field: str | None = None
-) -> dict[str, object]:
-    """predictd's error shape, or for /v2 the protocol's ``{"error": message}`` (what V2
-    clients read) with the same code, field and request id beside it."""
-    if is_v2(path):
-        return {"error": message, "code": code, "field": field, "request_id": request_id}
-    return {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
-
-
-async def send_json_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    field: str | None = None,
-    retry_after_s: int | None = None,
-    path: str = "",
-) -> None:
-    body = orjson.dumps(error_body(path, code, message, request_id, field))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                *([(b"retry-after", str(retry_after_s).encode())] if retry_after_s else []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 # Probes and the scrape must answer however busy the process is.
 UNCAPPED = frozenset({"/health", "/ready", "/metrics"})
 
@@ -149,8 +110,10 @@ class ServingMiddleware:
         counted = capped and not overloaded
         if counted:
             self.in_flight += 1
+        endpoint: str | None = None  # set when the fast path answers (no FastAPI route)
         try:
             refusal: tuple[int, str, str, str | None] | None = None
+            body: bytes | None = None
             if overloaded:
                 refusal = (503, "overloaded",
                            f"this server is working on {self.max_concurrency} requests; "
@@ -174,13 +137,20 @@ class ServingMiddleware:
                     send, status, code, message, request_id, field, retry, scope["path"]
                 )
                 return
+            route = route_of(scope["path"]) if scope["method"] == "POST" else None
+            if route is not None and body is not None:
+                endpoint = route.template
+                status_holder[0] = await fastpath.serve(
+                    scope, receive, send, body, route, request_id
+                )
+                return
             await self.app(scope, receive, send_wrapper)
         finally:
             if counted:
                 self.in_flight -= 1
             audit.end_request(anonymous)
             request_id_var.reset(token)
-            self._observe(scope, status_holder[0], time.perf_counter() - started)
+            self._observe(scope, status_holder[0], time.perf_counter() - started, endpoint)
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -258,9 +228,11 @@ class ServingMiddleware:
                 break
         return b"".join(chunks)
 
-    def _observe(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", None) or "unmatched"
+    def _observe(
+        self, scope: MutableMapping[str, Any], status: int, seconds: float, endpoint: str | None
+    ) -> None:
+        if endpoint is None:
+            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
         code = str(status)
         self.metrics.http_requests.labels(endpoint, scope["method"], code).inc()
         self.metrics.http_latency.labels(endpoint, code).observe(seconds)

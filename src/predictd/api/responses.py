@@ -1,4 +1,5 @@
-"""A JSON response rendered by orjson (UUIDs, datetimes and numpy-free floats natively)."""
+"""JSON answers rendered by orjson (UUIDs, datetimes and numpy-free floats natively), and
+error answers sent straight over ASGI (middleware and the predict fast path)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
 
 class JSONResponse(Response):
@@ -13,3 +15,44 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def is_v2(path: str) -> bool:
+    """An Open Inference Protocol path: its errors take the protocol's shape."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(
+    path: str, code: str, message: str, request_id: str | None, field: str | None = None
+) -> dict[str, object]:
+    """predictd's error shape, or for /v2 the protocol's ``{"error": message}`` (what V2
+    clients read) with the same code, field and request id beside it."""
+    if is_v2(path):
+        return {"error": message, "code": code, "field": field, "request_id": request_id}
+    return {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
+
+
+async def send_json_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    field: str | None = None,
+    retry_after_s: int | None = None,
+    path: str = "",
+) -> None:
+    body = orjson.dumps(error_body(path, code, message, request_id, field))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *([(b"retry-after", str(retry_after_s).encode())] if retry_after_s else []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
