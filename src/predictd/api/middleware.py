@@ -19,7 +19,6 @@ from predictd.access import audit
 from predictd.api import fastpath
 from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
 from predictd.api.responses import is_v2, send_json_error
-from predictd.api.routes.predict import route_of
 from predictd.observability import Metrics, request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -137,7 +136,7 @@ class ServingMiddleware:
                     send, status, code, message, request_id, field, retry, scope["path"]
                 )
                 return
-            route = route_of(scope["path"]) if scope["method"] == "POST" else None
+            route = fastpath.route_of(scope["path"]) if scope["method"] == "POST" else None
             if route is not None and body is not None:
                 endpoint = route.template
                 status_holder[0] = await fastpath.serve(

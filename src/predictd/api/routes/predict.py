@@ -1,15 +1,13 @@
 """POST /predict and /batch (the default model), /models/{name}/predict and /batch.
 
-The hot path. ServingMiddleware sends these requests straight to ``answer`` (see
-``api/fastpath.py``) without FastAPI's routing, dependency solving and response validation;
-the routes below declare them for /openapi.json and the scope check, and answer the same way
-when a request reaches them. Bodies are parsed by Pydantic from the bytes, answers rendered
-by orjson from the result.
+The hot path. ServingMiddleware sends these requests straight to ``answer`` (api/fastpath.py),
+without FastAPI's routing, dependency solving and response validation; the routes below
+declare them for /openapi.json and the scope check, and answer the same way when a request
+reaches them. Bodies are parsed by Pydantic from the bytes, answers rendered by orjson.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -53,29 +51,6 @@ ACCESS = PredictAccess()
 CallerDep = Annotated[Caller, Depends(ACCESS)]
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    template: str  # the route's path template, as metrics label it
-    model: str | None
-    batch: bool
-
-
-_FIXED = {"/predict": Route("/predict", None, False), "/batch": Route("/batch", None, True)}
-_NAMED = re.compile(r"^/models/([^/]+)/(predict|batch)$")
-
-
-def route_of(path: str) -> Route | None:
-    """The predict route ``path`` is, if it is one."""
-    fixed = _FIXED.get(path)
-    if fixed is not None:
-        return fixed
-    found = _NAMED.match(path)
-    if found is None:
-        return None
-    batch = found[2] == "batch"
-    return Route(f"/models/{{name}}/{found[2]}", found[1], batch)
-
-
 def _public(r: PredictionResult) -> dict[str, Any]:
     return {
         "prediction_id": r.prediction_id,
@@ -90,25 +65,24 @@ def _public(r: PredictionResult) -> dict[str, Any]:
     }
 
 
-async def answer(caller: Caller, body: bytes, route: Route) -> dict[str, Any]:
+async def answer(caller: Caller, body: bytes, model: str | None, batch: bool) -> dict[str, Any]:
     """The answer to one predict or batch request (raises PredictdError or a 422)."""
     inference = caller.services.inference
-    if not route.batch:
+    if not batch:
         one = parse_json(body, PredictRequest)
         item = ItemInput(one.text, one.features)
-        result = await inference.predict(item, caller.ctx, model=route.model, key=one.key)
-        return _public(result)
+        return _public(await inference.predict(item, caller.ctx, model=model, key=one.key))
     many = parse_json(body, BatchRequest)
     items = [ItemInput(item.text, item.features) for item in many.items]
-    batch = await inference.predict_batch(items, caller.ctx, model=route.model, key=many.key)
-    predictions = [_public(r) for r in batch.predictions]
-    return {"batch_id": batch.batch_id, "predictions": predictions, "total": len(predictions)}
+    result = await inference.predict_batch(items, caller.ctx, model=model, key=many.key)
+    predictions = [_public(r) for r in result.predictions]
+    return {"batch_id": result.batch_id, "predictions": predictions, "total": len(predictions)}
 
 
-async def _respond(request: Request, caller: Caller) -> JSONResponse:
-    route = route_of(request.url.path)
-    assert route is not None  # these routes' paths are the ones route_of knows
-    return JSONResponse(await answer(caller, await request.body(), route))
+async def _respond(
+    request: Request, caller: Caller, model: str | None, batch: bool
+) -> JSONResponse:
+    return JSONResponse(await answer(caller, await request.body(), model, batch))
 
 
 _PREDICT: dict[str, Any] = {
@@ -127,22 +101,22 @@ _BATCH: dict[str, Any] = {
 async def predict(request: Request, caller: CallerDep) -> JSONResponse:
     """Predict one item with the default model; the answer carries the id its record will
     have in the database."""
-    return await _respond(request, caller)
+    return await _respond(request, caller, None, batch=False)
 
 
 @router.post("/batch", **_BATCH)
 async def predict_batch(request: Request, caller: CallerDep) -> JSONResponse:
     """Predict up to PREDICTD_MAX_BATCH items with the default model in one vectorised call."""
-    return await _respond(request, caller)
+    return await _respond(request, caller, None, batch=True)
 
 
 @router.post("/models/{name}/predict", **_PREDICT)
 async def predict_with(name: str, request: Request, caller: CallerDep) -> JSONResponse:
     """Predict one item with the named model (404 when this server does not serve it)."""
-    return await _respond(request, caller)
+    return await _respond(request, caller, name, batch=False)
 
 
 @router.post("/models/{name}/batch", **_BATCH)
 async def predict_batch_with(name: str, request: Request, caller: CallerDep) -> JSONResponse:
     """Predict a batch with the named model."""
-    return await _respond(request, caller)
+    return await _respond(request, caller, name, batch=True)

@@ -169,7 +169,7 @@ async def model_version_ready(
     return _model_ready(services, name, version)
 
 
-async def _infer(
+async def infer_response(
     request: Request, services: Services, ctx: RequestContext, name: str, version: int | None
 ) -> Response:
     inference = services.inference
@@ -221,7 +221,7 @@ async def infer(
     name: str, request: Request, services: ServicesDep, ctx: ContextDep, _: PredictScope
 ) -> Response:
     """Predict with the model's production version (or the canary share's candidate)."""
-    return await _infer(request, services, ctx, name, None)
+    return await infer_response(request, services, ctx, name, None)
 
 
 @router.post(
@@ -239,7 +239,7 @@ async def infer_version(
     _: PredictScope,
 ) -> Response:
     """Predict with this version, which must be served here (production or candidate)."""
-    return await _infer(request, services, ctx, name, version)
+    return await infer_response(request, services, ctx, name, version)
 
 
 async def _index(services: Services, ready_only: bool) -> list[RepositoryModel]:
