@@ -32,6 +32,7 @@ test: lint audit ## lint, type-check, audit dependencies and run the whole test 
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmarks/RESULTS.md)
+	scripts/ensure_bench_tools.sh
 	scripts/peer_venvs.sh || echo "bench: a peer server did not install; RESULTS.md says which"
 	$(BIN)/python benchmarks/run.py
 

@@ -21,6 +21,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_SETTINGS = ("shared_buffers", "synchronous_commit", "fsync", "max_connections")
 PACKAGES: tuple[str, ...] = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools")
 PACKAGES += ("sqlalchemy", "asyncpg", "psycopg2-binary", "httpx", "scikit-learn", "skops")
+PACKAGES += ("granian",)
 
 
 def _connect(url: str) -> Any:

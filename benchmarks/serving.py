@@ -5,7 +5,9 @@
 - `/batch` (100 items a request) against single `/predict`, in predictions per second.
 
 Every predictd here records to PostgreSQL (`process` durability, micro-batching on), and rows
-are counted against 2xx answers x items, as in part A.
+are counted against 2xx answers x items, as in part A (the server's own count of 2xx answers
+on the path, from /metrics). The load is part A's closed loop, from the same generator
+(``--loadgen``: wrk when installed, else loadgen.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 
 from benchmarks.environment import Postgres
 from benchmarks.report import Verdict, table
-from benchmarks.targets import LoadSettings, TargetResult, bench_target, predictd_server
+from benchmarks.targets import (
+    LoadSettings,
+    TargetResult,
+    bench_target,
+    load_notes,
+    load_text,
+    predictd_server,
+    rows_check,
+)
 
 TARGET_CACHE = 2.0  # cached req/s over uncached
 TARGET_BATCH = 10.0  # /batch items/s over single /predict
@@ -90,7 +100,8 @@ def run_serving(
              for run in (RUNS if r % 2 else RUNS[::-1])]  # fmt: skip
     for rnd, run in order:
         load = LoadSettings(args.concurrency, args.duration, args.warmup, bodies[run.bodies],
-                            args.quiet_threshold, args.quiet_max_wait)  # fmt: skip
+                            args.quiet_threshold, args.quiet_max_wait,
+                            generator=args.loadgen)  # fmt: skip
         url = pg.create_database(run.name.replace("-", "_"))
         workdir = work / f"serving-{run.name}-{rnd}"
         print(f"[F] {run.name}{f' round {rnd}' if args.rounds > 1 else ''}: "
@@ -98,7 +109,7 @@ def run_serving(
         server = predictd_server(run.name, url, model, workdir, record=True, extra_env=run.env)
         result = bench_target(server, run.description, pg, url, load, ready_path="/ready",
                               expect_rows=True, path=run.path,
-                              items_per_request=run.items)  # fmt: skip
+                              items_per_request=run.items, count_answers=True)  # fmt: skip
         result.round = rnd
         print(
             f"    {result.rps:.0f} req/s ({result.rps * run.items:,.0f} predictions/s), "
@@ -129,10 +140,9 @@ def serving_verdicts(runs: list[TargetResult]) -> list[Verdict]:
                   _median(runs, "single", items=True), TARGET_BATCH)  # fmt: skip
     for name in dict.fromkeys(r.name for r in runs):
         mine = [r for r in runs if r.name == name]
-        lost = sum(r.rows_lost for r in mine)
         failed = sum(r.load["non_2xx_total"] + r.load["errors_total"] for r in mine)
-        out.append(Verdict(f"serving, rows lost, {name}", "0",
-                           f"{lost} ({sum(r.rows for r in mine)} rows)", lost == 0))  # fmt: skip
+        measured, met = rows_check(mine)
+        out.append(Verdict(f"serving, rows lost, {name}", "0", measured, met))
         if failed:
             out.append(Verdict(f"serving, failed requests, {name}", "0", str(failed), False))
     return out
@@ -152,13 +162,14 @@ def serving_section(args: argparse.Namespace, runs: list[TargetResult],
         "## F. Prediction cache and `/batch`",
         "",
         *preface,
-        f"Closed-loop load as in part A ({args.concurrency} connections, {args.warmup:g} s "
-        f"warm-up, {args.duration:g} s measured, {args.rounds} round(s), order reversed every "
-        "other round). Every server records to PostgreSQL. `cache-repeat` sends one of "
+        load_text(args.loadgen, args.concurrency, args.warmup, args.duration)
+        + f" per run, as in part A; {args.rounds} round(s), order reversed every "
+        "other round. Every server records to PostgreSQL. `cache-repeat` sends one of "
         f"{HOT_INPUTS} inputs {REPEAT_SHARE:.0%} of the time and a new one otherwise; "
         "`cache-unique` and `single` never repeat an input; `batch` sends "
         f"{BATCH_ITEMS} new inputs per `/batch` request. Rows are checked against 2xx x items.",
         "",
+        *load_notes(args.loadgen),
         *table(headers, rows),
         "",
     ]

@@ -56,11 +56,18 @@ from benchmarks.targets import (
     TargetResult,
     bench_target,
     bentoml_server,
+    granian_bin,
     inline_server,
+    load_notes,
+    load_text,
     mlserver_server,
     peer_venv,
+    predictd_granian_server,
     predictd_server,
     reference_server,
+    rows_check,
+    wrk_bin,
+    wrk_version,
 )
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -75,7 +82,19 @@ TARGET_INGEST = 50_000.0
 # scripts/peer_venvs.sh) or does not start is reported as such; the other targets still run.
 PEER_TARGETS = ("inline", "bentoml", "mlserver")
 SERVER_PEERS = ("bentoml", "mlserver")  # compared on p99 as well as req/s
-ALL_TARGETS = ("predictd-pg", "predictd-nobatch", "predictd-norecord", "reference", *PEER_TARGETS)
+# predictd-pg's app under granian instead of uvicorn, to pick the faster server by measurement.
+GRANIAN = "predictd-granian"
+ALL_TARGETS: tuple[str, ...] = (
+    "predictd-pg",
+    GRANIAN,
+    "predictd-nobatch",
+    "predictd-norecord",
+    "reference",
+)
+ALL_TARGETS += PEER_TARGETS
+# Targets that may be unable to run here (not installed, failed to start): reported as such.
+OPTIONAL_TARGETS = (*PEER_TARGETS, GRANIAN)
+LOADGENS = ("wrk", "python")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,6 +107,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per target (default 15)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds first (default 3)")
     p.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
+    p.add_argument(
+        "--loadgen",
+        choices=LOADGENS,
+        help="closed-loop load generator of parts A and F: wrk (benchmarks/wrk_bodies.lua; "
+        "whole seconds) or python (benchmarks/loadgen.py, httpx); default wrk when it is "
+        "installed (scripts/ensure_bench_tools.sh). Open-loop runs (part C) use loadgen.py",
+    )
     p.add_argument(
         "--rounds",
         type=int,
@@ -165,6 +191,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.shadow_duration = args.shadow_duration or (3.0 if args.quick else 15.0)
     args.analytics_rows = args.analytics_rows or (200_000 if args.quick else 10_000_000)
     args.drift_rows = args.drift_rows or (100_000 if args.quick else 1_000_000)
+    if args.loadgen is None:
+        args.loadgen = "wrk" if wrk_bin() is not None else "python"
+    elif args.loadgen == "wrk" and wrk_bin() is None:
+        p.error("--loadgen wrk: wrk is not installed (scripts/ensure_bench_tools.sh)")
     if args.only is not None:
         args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown_sections = set(args.sections) - set(RUN_SECTIONS)
@@ -230,6 +260,7 @@ class Launch(NamedTuple):
     path: str = "/predict"
     v2: bool = False  # sends V2 inference requests
     records: bool = False
+    counts_answers: bool = False  # its /metrics counts 2xx answers per route (predictd)
 
 
 def _launch(name: str, url: str, model: Path, workdir: Path) -> Launch:
@@ -267,6 +298,17 @@ def _launch(name: str, url: str, model: Path, workdir: Path) -> Launch:
             path=f"/v2/models/{MLSERVER_MODEL}/infer",
             v2=True,
         )
+    if name == GRANIAN:
+        granian = predictd_granian_server(name, url, model, workdir, record=True)
+        return Launch(
+            granian,
+            f"the same app (`predictd.app:create_app_from_env`), PostgreSQL, under granian "
+            f"{_package_version('granian')} instead of uvicorn: `--interface asgi --workers 1 "
+            "--loop uvloop --runtime-mode st --no-ws`",
+            "/ready",
+            records=True,
+            counts_answers=True,
+        )
     record = name != "predictd-norecord"
     nobatch = name == "predictd-nobatch"
     env = {"PREDICTD_BATCH_MAX": "1"} if nobatch else None
@@ -275,7 +317,27 @@ def _launch(name: str, url: str, model: Path, workdir: Path) -> Launch:
         else "" if record else ", PREDICTD_RECORD=false"
     )  # fmt: skip
     server = predictd_server(name, url, model, workdir, record=record, extra_env=env)
-    return Launch(server, desc, "/ready", records=record)
+    return Launch(server, desc, "/ready", records=record, counts_answers=True)
+
+
+def _package_version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def loadgen_text(args: argparse.Namespace) -> str:
+    """Which program drove the closed-loop runs, for the console and the report."""
+    if args.loadgen == "wrk":
+        return (
+            f"{wrk_version()} (`-t1`, `benchmarks/wrk_bodies.lua`) for the closed-loop runs "
+            "of parts A and F; `benchmarks/loadgen.py` (httpx on uvloop) for part C"
+        )
+    why = "--loadgen python" if wrk_bin() is not None else "wrk is not installed"
+    return f"`benchmarks/loadgen.py` (httpx on uvloop) for every part ({why})"
 
 
 def _one_line(error: Exception) -> str:
@@ -298,6 +360,7 @@ def run_http(
         _write_bodies(work / "bodies.jsonl"),
         args.quiet_threshold,
         args.quiet_max_wait,
+        generator=args.loadgen,
     )
     load_v2 = replace(load, bodies=_write_bodies(work / "bodies-v2.jsonl", v2=True))
     results = []
@@ -309,6 +372,9 @@ def run_http(
             except PeerUnavailable as exc:
                 unavailable[name] = str(exc)
                 print(f"[A] {name}: skipped, {exc}")
+        if name == GRANIAN and granian_bin() is None:
+            unavailable[name] = "not installed: no granian in .venv (pip install -e '.[bench]')"
+            print(f"[A] {name}: skipped, {unavailable[name]}")
     # Every other round in reverse order, so drift in the machine's speed favours no target.
     order = [
         (r, n)
@@ -335,9 +401,10 @@ def run_http(
                 ready_path=target.ready_path,
                 expect_rows=target.records,
                 path=target.path,
+                count_answers=target.counts_answers,
             )
         except (PeerUnavailable, RuntimeError, OSError) as exc:
-            if name not in PEER_TARGETS:
+            if name not in OPTIONAL_TARGETS:
                 raise
             unavailable[name] = f"failed: {_one_line(exc)}"
             print(f"    {name} failed, left out of the other rounds:\n{exc}")
@@ -378,9 +445,37 @@ def _peer_verdict(rps: dict[str, float], p99: dict[str, float], peer: str) -> Ve
 
 
 def _target_text(peer: str) -> str:
+    if peer == GRANIAN:
+        return GRANIAN_TARGET
     if peer in SERVER_PEERS:
         return f">= {TARGET_VS_PEER:.1f}x, p99 <= {peer}'s"
     return f">= {TARGET_VS_INLINE:.1f}x"
+
+
+GRANIAN_TARGET = "pick the faster (informational)"
+
+
+def median_cpu_ms(http: list[TargetResult]) -> dict[str, float]:
+    """Each target's server CPU ms per 2xx answer: the median over its rounds."""
+    names = dict.fromkeys(r.name for r in http)
+    return {n: statistics.median(r.cpu_ms_per_request for r in http if r.name == n) for n in names}
+
+
+def server_comparison(http: list[TargetResult]) -> str | None:
+    """uvicorn (predictd-pg) against granian (predictd-granian): which is faster, from the
+    medians of req/s and server CPU per answer; None unless both ran."""
+    rps, ms = median_rps(http), median_cpu_ms(http)
+    if rps.get("predictd-pg", 0.0) <= 0 or rps.get(GRANIAN, 0.0) <= 0:
+        return None
+    uvicorn, granian = rps["predictd-pg"], rps[GRANIAN]
+    faster = "granian" if granian > uvicorn else "uvicorn"
+    ratio = max(granian, uvicorn) / min(granian, uvicorn)
+    cheaper = "granian" if ms[GRANIAN] < ms["predictd-pg"] else "uvicorn"
+    return (
+        f"{faster} is faster ({ratio:.2f}x req/s): uvicorn {uvicorn:,.0f} req/s, "
+        f"{ms['predictd-pg']:.2f} ms server CPU per answer; granian {granian:,.0f} req/s, "
+        f"{ms[GRANIAN]:.2f} ms; {cheaper} uses less CPU per answer"
+    )
 
 
 def verdicts(
@@ -412,28 +507,25 @@ def verdicts(
         for peer in SERVER_PEERS:
             if rps.get(peer, 0.0) > 0:
                 out.append(_peer_verdict(rps, p99, peer))
-    for peer in PEER_TARGETS:
+    servers = server_comparison(http)
+    if servers is not None:
+        out.append(Verdict(f"predictd-pg (uvicorn) vs {GRANIAN}", GRANIAN_TARGET, servers, True))
+    for peer in OPTIONAL_TARGETS:
         if peer not in unavailable:
             continue
         if peer in rps:  # some rounds ran: their figures are above
             out.append(Verdict(f"every round ran, {peer}", "yes", unavailable[peer], False))
         else:
             what = f"predictd-pg req/s vs {peer}"
+            if peer == GRANIAN:
+                what = f"predictd-pg (uvicorn) vs {GRANIAN}"
             out.append(Verdict(what, _target_text(peer), unavailable[peer], False))
     for name in dict.fromkeys(r.name for r in http):
         runs = [r for r in http if r.name == name]
-        lost = sum(r.rows_lost for r in runs)
-        rows = sum(r.rows for r in runs)
-        ok = sum(r.ok for r in runs)
         expect = runs[0].expect_rows
-        out.append(
-            Verdict(
-                f"rows lost, {name}",
-                "0" if expect else "0 (no rows at all)",
-                f"{lost} ({rows} rows / {ok} 2xx)" if expect else f"{rows} rows",
-                lost == 0,
-            )
-        )
+        measured, met = rows_check(runs)
+        want = "0" if expect else "0 (no rows at all)"
+        out.append(Verdict(f"rows lost, {name}", want, measured, met))
         failed = sum(r.load["non_2xx_total"] + r.load["errors_total"] for r in runs)
         if failed:
             out.append(Verdict(f"failed requests, {name}", "0", str(failed), False))
@@ -513,6 +605,13 @@ def _cpu_note(http: list[TargetResult]) -> list[str]:
     ]
 
 
+def _server_note(http: list[TargetResult]) -> list[str]:
+    text = server_comparison(http)
+    if text is None:
+        return []
+    return [f"uvicorn or granian for the same app (medians over the runs): {text}.", ""]
+
+
 def ingest_table(ingest: tuple[IngestResult, ...]) -> list[str]:
     rows = [
         [
@@ -566,6 +665,7 @@ def report(
         f"{machine.ram_gib:.1f} GiB RAM, {machine.os}",
         f"- **Python:** {machine.python}; {pkgs}",
         f"- **PostgreSQL:** {machine.postgres} on 127.0.0.1 ({pgs})",
+        f"- **Load generator:** {loadgen_text(args)}",
         "",
     ]
     preface = ["Refreshed on its own, not by the run described at the top:", "", *run]
@@ -589,9 +689,8 @@ def report(
             "## A. `POST /predict` over HTTP",
             "",
             *preface,
-            f"Closed-loop load from `benchmarks/loadgen.py` (httpx.AsyncClient on uvloop, in "
-            f"its own process): {args.concurrency} connections, {args.warmup:g} s warm-up, then "
-            f"{args.duration:g} s measured per target"
+            load_text(args.loadgen, args.concurrency, args.warmup, args.duration)
+            + " per target"
             + (
                 f"; {args.rounds} rounds, targets interleaved (every other round in reverse "
                 "order), ratios from each target's median"
@@ -599,17 +698,20 @@ def report(
                 else ""
             )
             + ". Request bodies are the demo data set's sentences (for MLServer, the same as V2 "
-            "inference requests). Every server serves HTTP from one process (BentoML adds its "
-            "supervisor process; server CPU counts a server's child processes too) on the same "
-            "machine as PostgreSQL and the load generator (nothing pinned), with a fresh "
+            "inference requests). Every server serves HTTP from one process (BentoML and "
+            "granian add a supervisor process; server CPU counts a server's child processes "
+            "too) on the same machine as PostgreSQL and the load generator (nothing pinned), "
+            "with a fresh "
             "database. `inline`, `bentoml` and `mlserver` record nothing; BentoML and MLServer "
             "run from their own virtualenvs (`scripts/peer_venvs.sh`) with .venv's "
             "scikit-learn and skops. Rows are counted after the load stops, once the "
             "table has caught up (or stopped growing) and the server has exited on SIGTERM.",
             "",
+            *load_notes(args.loadgen),
             *summary_table(http),
             "",
             *_cpu_note(http),
+            *_server_note(http),
             "Every run:",
             "",
             *http_table(http),
@@ -700,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
 
             model = train_sentiment(work / "model").path
             print(f"model: {model} ({model.stat().st_size:,} bytes)")
+            print(f"load generator: {loadgen_text(args)}")
             if "http" in args.sections:
                 http, unavailable = run_http(args, pg, model, work)
             if "ingest" in args.sections:

@@ -1,15 +1,23 @@
-"""Part A: the servers under test, started as subprocesses and driven by loadgen.py."""
+"""Part A: the servers under test, started as subprocesses and driven by a load generator:
+wrk (benchmarks/wrk_bodies.lua) for closed-loop runs when it is installed, else (and always
+for open-loop runs) benchmarks/loadgen.py."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import math
 import os
+import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,6 +36,8 @@ from benchmarks.environment import (
 
 REPO = Path(__file__).resolve().parent.parent
 LOADGEN = REPO / "benchmarks" / "loadgen.py"
+WRK_SCRIPT = REPO / "benchmarks" / "wrk_bodies.lua"
+WRK_TIMEOUT_S = 30  # wrk's --timeout: its latency histogram holds answers up to this slow
 PEER_VENVS = REPO / "benchmarks" / ".venvs"  # made by scripts/peer_venvs.sh
 PEERS_DIR = REPO / "benchmarks" / "peers"  # code run in those venvs
 MLSERVER_MODEL = "sentiment"
@@ -42,6 +52,7 @@ class LoadSettings:
     quiet_threshold: float = 20.0  # wait for the machine to be under this % busy first...
     quiet_max_wait: float = 120.0  # ...but no longer than this
     rate: float | None = None  # open loop at this many req/s (concurrency: most connections)
+    generator: str = "python"  # closed loop: "wrk" or "python" (loadgen.py); open loop: python
 
 
 @dataclass
@@ -70,6 +81,9 @@ class TargetResult:
     shadow_dropped: int = 0  # predictd_shadow_dropped_total
     shadow_drain_s: float = 0.0  # after the load, until shadow work had caught up
     items_per_request: int = 1  # /batch: predictions (rows) per 2xx answer
+    # 2xx answers on the load's path as the server itself counted them (predictd's /metrics),
+    # read once they stopped changing after the load; None: not read (no /metrics).
+    server_ok: int | None = None
 
     @property
     def label(self) -> str:
@@ -96,9 +110,41 @@ class TargetResult:
         return max(0.0, self.machine_busy_pct * self.cores - ours)
 
     @property
+    def in_flight(self) -> int:
+        """Requests the load generator sent and left unanswered when it stopped (wrk does
+        not wait for them; the server may still answer and record them). 0 for loadgen.py."""
+        return int(self.load.get("in_flight", 0))
+
+    @property
+    def answers(self) -> int:
+        """2xx answers the rows are checked against: the server's own count when it was
+        read (it includes answers to requests the load generator left in flight), else the
+        load generator's."""
+        return self.ok if self.server_ok is None else max(self.ok, self.server_ok)
+
+    @property
+    def rows_in_flight(self) -> int:
+        """Rows above the load generator's 2xx count that requests left in flight explain
+        (only without the server's own count): at most in_flight x items."""
+        if not self.expect_rows or self.server_ok is not None:
+            return 0
+        extra = self.rows - self.ok * self.items_per_request
+        return extra if 0 < extra <= self.in_flight * self.items_per_request else 0
+
+    @property
     def rows_lost(self) -> int:
         """2xx answers without a row (negative: rows without an answer)."""
-        return (self.ok * self.items_per_request if self.expect_rows else 0) - self.rows
+        want = self.answers * self.items_per_request if self.expect_rows else 0
+        return want - self.rows + self.rows_in_flight
+
+    @property
+    def answers_unaccounted(self) -> int:
+        """The server's 2xx count minus the load generator's, beyond what the requests left
+        in flight explain (0 when the server's count was not read, or agrees)."""
+        if self.server_ok is None:
+            return 0
+        extra = self.server_ok - self.ok
+        return 0 if 0 <= extra <= self.in_flight else extra
 
 
 def free_ports(n: int) -> list[int]:
@@ -172,7 +218,9 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # Its own session: the group takes worker processes along (granian's).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
@@ -187,18 +235,10 @@ def _clean_env() -> dict[str, str]:
     }
 
 
-def predictd_server(
-    name: str,
-    database_url: str,
-    model: Path | None,
-    workdir: Path,
-    *,
-    record: bool,
-    extra_env: dict[str, str] | None = None,
-) -> Server:
-    """``predictd serve``; without ``model`` it serves what the database's registry holds
-    (``extra_env`` then names it, e.g. ``PREDICTD_MODEL_NAME``)."""
-    env = (
+def _predictd_env(
+    database_url: str, workdir: Path, *, record: bool, extra_env: dict[str, str] | None
+) -> dict[str, str]:
+    return (
         _clean_env()
         | {
             "DATABASE_URL": database_url,
@@ -211,9 +251,53 @@ def predictd_server(
         }
         | (extra_env or {})
     )
+
+
+def predictd_server(
+    name: str,
+    database_url: str,
+    model: Path | None,
+    workdir: Path,
+    *,
+    record: bool,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """``predictd serve``; without ``model`` it serves what the database's registry holds
+    (``extra_env`` then names it, e.g. ``PREDICTD_MODEL_NAME``)."""
+    env = _predictd_env(database_url, workdir, record=record, extra_env=extra_env)
     argv = [sys.executable, "-m", "predictd", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     if model is not None:
         argv += ["--model", str(model)]
+    return Server(name, argv, env, workdir)
+
+
+def granian_bin() -> Path | None:
+    """.venv's ``granian`` (the ``bench`` extra), None when it is not installed."""
+    path = Path(sys.executable).parent / "granian"
+    return path if path.exists() else None
+
+
+def predictd_granian_server(
+    name: str,
+    database_url: str,
+    model: Path,
+    workdir: Path,
+    *,
+    record: bool,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """The app ``predictd serve`` runs (``predictd.app:create_app_from_env``, settings from
+    the environment as ``predictd serve`` passes them to its workers) under granian instead
+    of uvicorn: one worker process (forked by granian's main process), single-threaded Rust
+    runtime, uvloop."""
+    granian = granian_bin()
+    if granian is None:
+        raise RuntimeError("granian is not installed in .venv (pip install -e '.[bench]')")
+    env = _predictd_env(database_url, workdir, record=record, extra_env=extra_env)
+    env["PREDICTD_MODEL_PATH"] = str(model.resolve())
+    argv = [str(granian), "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
+    argv += ["--port", "{port}", "--workers", "1", "--loop", "uvloop", "--runtime-mode", "st"]
+    argv += ["--no-ws", "--log-level", "warning", "predictd.app:create_app_from_env"]
     return Server(name, argv, env, workdir)
 
 
@@ -317,7 +401,94 @@ def mlserver_server(name: str, model: Path, workdir: Path, venv: PeerVenv) -> Se
     return Server(name, argv, env, workdir, port=http_port)
 
 
-def run_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
+def wrk_bin() -> str | None:
+    """The wrk executable (Debian package ``wrk``), None when it is not installed."""
+    found = shutil.which("wrk")
+    if found is None and Path("/usr/bin/wrk").exists():
+        found = "/usr/bin/wrk"
+    return found
+
+
+@functools.cache
+def wrk_version() -> str:
+    """``wrk -v``'s first words, e.g. "wrk debian/4.1.0-3+b2 [epoll]" ("-" without wrk)."""
+    wrk = wrk_bin()
+    if wrk is None:
+        return "-"
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    line = (done.stdout or done.stderr).strip().splitlines()[:1]
+    return line[0].split(" Copyright")[0].strip() if line else "wrk"
+
+
+def wrk_seconds(seconds: float) -> int:
+    """wrk runs whole seconds (-d): ``seconds`` rounded, at least 1."""
+    return max(1, math.floor(seconds + 0.5))
+
+
+def _wrk_once(
+    wrk: str, url: str, load: LoadSettings, seconds: int, first: int
+) -> tuple[dict[str, Any], float, float]:
+    """One wrk run; (its JSON line, wall seconds, CPU seconds)."""
+    argv = [wrk, "-t1", "-c", str(load.concurrency), "-d", f"{seconds}s"]
+    argv += ["--timeout", f"{WRK_TIMEOUT_S}s", "-s", str(WRK_SCRIPT), url, "--"]
+    argv += [str(load.bodies), str(first), str(load.concurrency), "1"]
+    t0, cpu0 = time.monotonic(), _children_cpu()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    wall, cpu = time.monotonic() - t0, _children_cpu() - cpu0
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        output = (done.stdout + done.stderr)[-3000:]
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{output}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result, wall, cpu
+
+
+def run_wrk(url: str, load: LoadSettings) -> dict[str, Any]:
+    """Closed loop with wrk (one thread, ``load.concurrency`` connections), the same JSON as
+    loadgen.py: a warm-up run whose figures are discarded (its answers still count in
+    ``ok_total``, which rows are checked against), then the measured run, which starts at the
+    body after the last one the warm-up sent. ``in_flight``: requests sent and left
+    unanswered when a run stopped (both runs), which the server may still answer and record."""
+    wrk = wrk_bin()
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (scripts/ensure_bench_tools.sh)")
+    if load.rate is not None:
+        raise ValueError("wrk runs the closed loop only; open loop goes through loadgen.py")
+    runs: list[dict[str, Any]] = []
+    wall = cpu = 0.0
+    first = 0
+    warmup = [wrk_seconds(load.warmup)] if load.warmup > 0 else []
+    for seconds in [*warmup, wrk_seconds(load.duration)]:
+        result, run_wall, run_cpu = _wrk_once(wrk, url, load, seconds, first)
+        runs.append(result)
+        wall, cpu, first = wall + run_wall, cpu + run_cpu, int(result["next_body"])
+    measured = runs[-1]
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for r in runs:
+        statuses.update({str(k): int(v) for k, v in r["statuses"].items()})
+        errors.update({str(k): int(v) for k, v in r["errors"].items()})
+    total = dict.fromkeys(("ok_total", "non_2xx_total", "errors_total", "sent", "in_flight"), 0)
+    for key in total:
+        total[key] = sum(int(r[key]) for r in runs)
+    merged = measured | total
+    merged |= {
+        "url": url,
+        "loadgen": "wrk",
+        "wrk": wrk_version(),
+        "warmup_s": float(runs[0]["duration_s"]) if warmup else 0.0,
+        "elapsed_s": wall,
+        "statuses": dict(sorted(statuses.items())),
+        "errors": dict(errors),
+        "cpu_s": cpu,
+        "cpu_pct": 100 * cpu / wall if wall else 0.0,
+        "timeouts": sum(int(r["timeouts"]) for r in runs),
+    }
+    return merged
+
+
+def run_python_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
+    """benchmarks/loadgen.py in its own process (closed or, with ``load.rate``, open loop)."""
     argv = [sys.executable, str(LOADGEN), "--url", url, "--bodies", str(load.bodies)]
     argv += ["--concurrency", str(load.concurrency)]
     if load.rate is not None:
@@ -329,7 +500,16 @@ def run_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["loadgen"] = "python"
     return result
+
+
+def run_loadgen(url: str, load: LoadSettings) -> dict[str, Any]:
+    """The load run ``load`` asks for: wrk for a closed loop with ``generator`` "wrk",
+    loadgen.py otherwise. Either returns loadgen.py's JSON keys."""
+    if load.rate is None and load.generator == "wrk":
+        return run_wrk(url, load)
+    return run_python_loadgen(url, load)
 
 
 def _children_cpu() -> float:
@@ -374,6 +554,41 @@ def scrape_counters(base: str, names: tuple[str, ...]) -> dict[str, float]:
     return found
 
 
+_SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})?\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+ANSWERS_COUNTER = "predictd_http_requests_total"
+
+
+def scrape_answers(base: str, path: str) -> int:
+    """2xx answers the server counted on route ``path`` (``predictd_http_requests_total``
+    with ``endpoint`` = the route's path and a 2xx ``status``), from ``base``/metrics."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if match is None or match[1] != ANSWERS_COUNTER:
+            continue
+        labels = dict(_LABEL.findall(match[2] or ""))
+        if labels.get("endpoint") == path and labels.get("status", "").startswith("2"):
+            total += float(match[3])
+    return int(total)
+
+
+def settled_answers(base: str, path: str, quiet_s: float = 0.5, max_wait: float = 15.0) -> int:
+    """scrape_answers once it has not changed for ``quiet_s`` (requests the load generator
+    left in flight answered), or after ``max_wait``."""
+    deadline = time.monotonic() + max_wait
+    last, since = scrape_answers(base, path), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = scrape_answers(base, path)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return last
+
+
 def _production_rows(pg: Postgres, url: str) -> int:
     return sum(n for v, n in pg.count_variants(url).items() if v != "shadow")
 
@@ -410,9 +625,12 @@ def bench_target(
     shadow_on: bool = False,
     path: str = "/predict",
     items_per_request: int = 1,
+    count_answers: bool = False,
 ) -> TargetResult:
     """One load run against ``server``. ``track_shadow``: count production and shadow rows
-    apart and read the shadow counters; ``shadow_on``: also wait for the shadow work."""
+    apart and read the shadow counters; ``shadow_on``: also wait for the shadow work;
+    ``count_answers``: read the server's own count of 2xx answers on ``path`` from its
+    /metrics (predictd) once it settles, and check the rows against that."""
     try:
         server.wait_ready(ready_path)
         waited, background = wait_until_quiet(load.quiet_threshold, load.quiet_max_wait)
@@ -433,9 +651,16 @@ def bench_target(
         result.postgres_cpu_pct = 100 * (pg1 - pg0) / elapsed
         result.machine_busy_pct = busy1.busy_pct_since(busy0)
         result.steal_pct = busy1.steal_pct_since(busy0) * result.cores
+        if count_answers:
+            result.server_ok = settled_answers(server.base, path)
+            if result.answers_unaccounted:
+                result.notes.append(
+                    f"the server counted {result.server_ok} 2xx answers on {path}, the load "
+                    f"generator {result.ok} with {result.in_flight} left in flight"
+                )
         if expect_rows:
             count = (lambda: _production_rows(pg, database_url)) if track_shadow else None
-            want = result.ok * items_per_request
+            want = result.answers * items_per_request
             result.drain_s = wait_for_rows(pg, database_url, want, count=count)
         if shadow_on:
             result.shadow_drain_s = _wait_for_shadow(server, pg, database_url, result.ok)
@@ -456,3 +681,67 @@ def bench_target(
     if result.rows_lost:
         result.notes.append(f"log tail:\n{server.log_tail(10)}")
     return result
+
+
+def rows_check(runs: list[TargetResult]) -> tuple[str, bool]:
+    """The "rows lost" verdict over ``runs`` (one target's): its text, and whether every run
+    has one row per 2xx answer (x items). Rows are checked against the server's own count of
+    2xx answers when it was read; otherwise against the load generator's, where rows above it
+    are accepted up to the requests it left in flight (wrk), never rows below it."""
+    lost = sum(r.rows_lost for r in runs)
+    rows = sum(r.rows for r in runs)
+    met = all(r.rows_lost == 0 and r.answers_unaccounted == 0 for r in runs)
+    if not runs[0].expect_rows:
+        return f"{rows} rows", met
+    ok = sum(r.ok for r in runs)
+    answers = sum(r.answers for r in runs)
+    items = runs[0].items_per_request
+    times = f" x {items}" if items != 1 else ""
+    if any(r.server_ok is not None for r in runs):
+        text = f"{lost} ({rows} rows / {answers} 2xx{times} counted by the server"
+        text += f", {ok} seen by the load generator" if ok != answers else ""
+    else:
+        text = f"{lost} ({rows} rows / {ok} 2xx{times}"
+    extra = sum(r.rows_in_flight for r in runs)
+    if extra:
+        text += f"; {-(-extra // items)} in flight when the load stopped"
+        text += f" ({extra} rows)" if items != 1 else ""
+    unaccounted = sum(abs(r.answers_unaccounted) for r in runs)
+    if unaccounted:
+        text += f"; the server's 2xx count is off the load generator's by {unaccounted}"
+    return text + ")", met
+
+
+def load_text(generator: str, concurrency: int, warmup: float, duration: float) -> str:
+    """How a part's closed-loop load was generated, for the report: a sentence's start."""
+    if generator != "wrk":
+        return (
+            "Closed-loop load from `benchmarks/loadgen.py` (httpx.AsyncClient on uvloop, in "
+            f"its own process): {concurrency} connections, {warmup:g} s warm-up, then "
+            f"{duration:g} s measured"
+        )
+    warm = f"a {wrk_seconds(warmup)} s warm-up run whose figures are discarded, then "
+    return (
+        f"Closed-loop load from wrk ({wrk_version()}, in its own process; `wrk -t1 "
+        f"-c{concurrency}` with `benchmarks/wrk_bodies.lua`, which cycles through the request "
+        f"bodies): {concurrency} connections, {warm if warmup > 0 else ''}"
+        f"a {wrk_seconds(duration)} s measured run (wrk runs whole seconds)"
+    )
+
+
+def load_notes(generator: str) -> list[str]:
+    """What a reader must know about the load generator's figures: paragraphs (or none)."""
+    if generator != "wrk":
+        return []
+    return [
+        "Latency percentiles are wrk's: they cover every answer and include wrk's correction "
+        "for coordinated omission (samples filled in below each answer slower than twice the "
+        "mean interval), so they do not compare one for one with loadgen.py's. wrk stops "
+        "without waiting for the requests in flight, which the server may still answer and "
+        "record: predictd's rows are checked against the server's own count of 2xx answers on "
+        "the path (`predictd_http_requests_total` from /metrics, read once it stops "
+        "changing), and must equal it; a server without that count (the reference app) may "
+        "have more rows than the 2xx wrk saw by at most the requests wrk left in flight (the "
+        "verdict says how many), never fewer.",
+        "",
+    ]
