@@ -192,7 +192,6 @@ async def test_the_declared_routes_answer_as_the_fast_path_does(
         return {k: v for k, v in body.items() if k not in volatile}
 
     async with running_app(settings) as (app, client):
-
         router = AsyncExitStackMiddleware(app.router)  # what FastAPI puts before its router
 
         async def routes_only(scope: Scope, receive: Receive, send: Send) -> None:
