@@ -324,6 +324,15 @@ async def test_compressed_bodies_and_protocol_errors(tmp_path: Path, artifacts: 
             url, content=body, headers={"inference-header-content-length": str(len(body) + 1)}
         )
         assert error(header_too_long)["field"] == "inference-header-content-length"
+        # The middleware inflates bodies for every route, not only V2.
+        packed = gzip.compress(orjson.dumps({"text": TEXTS[0]}))
+        plain = await client.post(
+            "/predict",
+            content=packed,
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        )
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["prediction"] == "positive"
         # Elsewhere the API keeps predictd's own error shape.
         classic = await client.post(
             "/predict", content=b"{}", headers={"content-type": "text/plain"}

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from predictd.errors import ModelNotFound
 from predictd.inference.runtime import ModelRuntime
 
 Variant = Literal["production", "canary", "shadow"]
@@ -27,6 +28,18 @@ class Deployment:
     @property
     def name(self) -> str:
         return self.production.meta.name
+
+    def pinned(self, version: int) -> tuple[ModelRuntime, Variant]:
+        """The runtime answering as ``version`` (production or the candidate); 404 if this
+        server does not serve that version."""
+        if self.production.meta.version == version:
+            return self.production, "production"
+        if self.candidate is not None and self.candidate.meta.version == version:
+            return self.candidate, "canary"
+        served = ", ".join(str(v) for v in served_versions(self))
+        raise ModelNotFound(
+            f"version {version} of model {self.name!r} is not served here (serving: {served})"
+        )
 
 
 def served_versions(deployment: Deployment) -> list[int]:

@@ -38,7 +38,7 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.routing import Deployment, TrafficSplit, Variant, served_versions
+from predictd.inference.routing import Deployment, TrafficSplit, Variant
 from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
 from predictd.inference.shadow import ShadowJob, ShadowRunner
 from predictd.observability import Metrics
@@ -174,19 +174,10 @@ class InferenceService:
         """The canary split decides, unless the caller names a version this server serves."""
         if version is None:
             return self.split.choose(deployment, key)
-        candidate = deployment.candidate
-        if deployment.production.meta.version == version:
-            return deployment.production, "production"
-        if candidate is not None and candidate.meta.version == version:
-            if not candidate.ready:
-                raise ModelNotReady(
-                    f"{deployment.name} v{version} is still loading", retry_after_s=5
-                )
-            return candidate, "canary"
-        raise ModelNotFound(
-            f"version {version} of model {deployment.name!r} is not served here "
-            f"(serving: {', '.join(str(v) for v in served_versions(deployment))})"
-        )
+        runtime, variant = deployment.pinned(version)
+        if not runtime.ready:
+            raise ModelNotReady(f"{deployment.name} v{version} is still loading", retry_after_s=5)
+        return runtime, variant
 
     def _validate(self, runtime: ModelRuntime, item: ItemInput, prefix: str = "") -> ModelInput:
         return runtime.validate(

@@ -112,13 +112,7 @@ def _metadata(deployment: Deployment, meta: ModelMeta) -> ModelMetadata:
 def _version_meta(deployment: Deployment, version: int | None) -> ModelMeta:
     if version is None:
         return deployment.production.meta
-    for runtime in (deployment.production, deployment.candidate):
-        if runtime is not None and runtime.meta.version == version:
-            return runtime.meta
-    served = ", ".join(str(v) for v in served_versions(deployment))
-    raise ModelNotFound(
-        f"version {version} of model {deployment.name!r} is not served here (serving: {served})"
-    )
+    return deployment.pinned(version)[0].meta
 
 
 @router.get("/models/{name}", responses=_READ_ERRORS)
@@ -140,10 +134,7 @@ def _model_ready(services: Services, name: str, version: int | None) -> JSONResp
     deployment = services.inference.deployments.get(name)
     ready = False
     if deployment is not None:
-        _version_meta(deployment, version)  # 404 for a version not served here
-        runtime = deployment.production
-        if version is not None and runtime.meta.version != version:
-            runtime = deployment.candidate or runtime
+        runtime = deployment.production if version is None else deployment.pinned(version)[0]
         ready = runtime.ready
     elif not services.loader.unloaded(name) and name not in services.loader.errors:
         raise ModelNotFound(f"model {name!r} is not served here")
