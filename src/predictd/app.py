@@ -46,6 +46,8 @@ from predictd.settings import Settings
 log = logging.getLogger("predictd.app")
 
 RETRY_S = 2.0
+# A worker whose first load takes longer joins anyway and answers 503 until it has a model.
+WORKER_JOIN_WAIT_S = 60.0
 
 
 async def _migrate_until_done(db: Database) -> None:
@@ -63,7 +65,15 @@ async def _migrate_until_done(db: Database) -> None:
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    metrics: Metrics | None = None,
+    *,
+    wait_for_model: bool = False,
+) -> FastAPI:
+    """``wait_for_model``: finish the lifespan's start-up only after the first model load
+    (bounded by ``WORKER_JOIN_WAIT_S``), for workers sharing a socket. A single server starts
+    at once instead, so /health answers while a database at fault slows the first load."""
     settings = settings or Settings()
     metrics = metrics or Metrics.create()
 
@@ -102,10 +112,10 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
 
-        async def start_up() -> None:
+        async def first_load() -> None:
             """Migrate and load the first model while /health already answers (and /ready
-            says `starting`); then follow the registry. With the database away, serve the
-            local model at once rather than wait on the registry's timeouts too."""
+            says `starting`). With the database away, serve the local model at once rather
+            than wait on the registry's timeouts too."""
             database_away = False
             if settings.migrate_on_startup:
                 try:
@@ -125,6 +135,9 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             # otherwise stall every request in flight (p99 166 -> 35 ms measured at c=32).
             gc.freeze()
             log.info("started", extra={"model": services.readiness.model().detail})
+
+        async def follow_registry(loaded: asyncio.Task[None]) -> None:
+            await loaded
             await loader.watch(settings.registry_poll_s)
 
         recorder.start()
@@ -132,7 +145,8 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         if worker_metrics.directory() is not None:  # one of several workers
             tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
-        tasks.append(asyncio.create_task(start_up()))
+        loaded = asyncio.create_task(first_load())
+        tasks += [loaded, asyncio.create_task(follow_registry(loaded))]
         if settings.system_metrics_interval_s > 0:
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(settings.system_metrics_interval_s)))
@@ -143,6 +157,11 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 asyncio.create_task(monitor_forever(db, settings, metrics, registry.vocabulary))
             )
         try:
+            if wait_for_model:
+                # Workers share one listening socket and the kernel hands connections only to
+                # workers that accept: one that joins once its model is loaded never answers
+                # 503 while a sibling is ready (nor does a SIGHUP replacement before it can).
+                await asyncio.wait({loaded}, timeout=WORKER_JOIN_WAIT_S)
             yield
         finally:
             for task in tasks:
@@ -219,4 +238,4 @@ def shared_redis(settings: Settings) -> Any | None:
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and multi-worker serving (settings from the env)."""
-    return create_app()
+    return create_app(wait_for_model=worker_metrics.directory() is not None)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
+from predictd.app import create_app
 from tests.conftest import Artifacts
-from tests.support.app import make_settings, running_app
+from tests.support.app import make_settings, running_app, services_of
 
 
 async def test_health_ready_and_model_info(
@@ -72,3 +75,22 @@ async def test_unknown_route_is_json_404(tmp_path: Path) -> None:
         response = await client.get("/nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_a_worker_starts_taking_connections_once_its_model_is_served(
+    tmp_path: Path, artifacts: Artifacts
+) -> None:
+    """`serve --workers N`: the server accepts on the shared socket only after the lifespan's
+    start-up, so a worker still loading never gets a request that a sibling could answer."""
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'p.db'}", model_path=artifacts.sentiment.path
+    )
+    app = create_app(settings, wait_for_model=True)
+    async with app.router.lifespan_context(app):
+        services = services_of(app)  # no waiting here: start-up has returned
+        assert services.readiness.started
+        assert services.readiness.model().state == "ok"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answer = await client.post("/predict", json={"text": "I love this product"})
+    assert answer.status_code == 200, answer.text
