@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes for `make test`: most of the suite's time is fault tests waiting on
+# outages and restarts, so two workers halve it on a 2-core machine; 0 runs it in one process.
+TEST_WORKERS ?= 2
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,7 +31,7 @@ audit: $(STAMP) ## fail on a dependency with a known, fixable vulnerability (pip
 
 test: lint audit ## lint, type-check, audit dependencies and run the whole test suite
 	scripts/ensure_test_tools.sh
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmarks/RESULTS.md)

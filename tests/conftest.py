@@ -110,3 +110,14 @@ def servers(
         report = request.node.stash.get(_REPORT_KEY, None)
         if report is not None and report.failed:
             print(f"\n===== predictd server logs =====\n{pool.report()}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run server processes first: they take most of the suite's time, so the
+    parallel workers (pytest-xdist) start on them together and finish on the short ones."""
+
+    def runs_servers(item: pytest.Item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        return "servers" in fixtures or item.get_closest_marker("slow") is not None
+
+    items.sort(key=lambda item: not runs_servers(item))

@@ -55,7 +55,17 @@ def drop_database(url: str) -> None:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-REDIS_URL = os.environ.get("PREDICTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def _redis_url() -> str:
+    """Database 15 (14 for the second pytest-xdist worker, ...), so workers running in
+    parallel never flush each other's keys."""
+    url = make_url(os.environ.get("PREDICTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = int(url.database or 0)
+    database = (base - int(worker or 0)) % 16
+    return url.set(database=str(database)).render_as_string(hide_password=False)
+
+
+REDIS_URL = _redis_url()
 
 
 def redis_available() -> bool:
