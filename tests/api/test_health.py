@@ -54,13 +54,21 @@ async def test_metrics_exposes_the_documented_series(tmp_path: Path, artifacts: 
     )
     async with running_app(settings) as (_, client):
         await client.post("/predict", json={"text": "I love this product"})
+        before = (await client.get("/metrics")).text
+        texts = ["I love this product"] * 3 + ["This is terrible, I want a refund"] * 2
+        batch = await client.post("/batch", json={"items": [{"text": t} for t in texts]})
         text = (await client.get("/metrics")).text
     assert (
-        'predictd_http_requests_total{endpoint="/predict",method="POST",status="200"} 1.0' in text
+        'predictd_http_requests_total{endpoint="/predict",method="POST",status="200"} 1.0' in before
     )
-    assert 'predictd_http_request_duration_seconds_bucket{endpoint="/predict"' in text
-    series = 'predictd_predictions_total{label="positive",model="sentiment",variant="production"'
-    assert f'{series},version="1"}} 1.0' in text
+    assert 'predictd_http_request_duration_seconds_bucket{endpoint="/predict"' in before
+    series = 'predictd_predictions_total{label="%s",model="sentiment",variant="production"'
+    assert f'{series % "positive"},version="1"}} 1.0' in before
+    # A batch counts each of its items under its own answer.
+    labels = [p["prediction"] for p in batch.json()["predictions"]]
+    assert labels == ["positive"] * 3 + ["negative"] * 2
+    assert f'{series % "positive"},version="1"}} 4.0' in text
+    assert f'{series % "negative"},version="1"}} 2.0' in text
     for series in (
         "predictd_recorder_queue_depth",
         "predictd_spool_bytes",
