@@ -86,13 +86,11 @@ async def test_unknown_route_is_json_404(tmp_path: Path) -> None:
 
 
 async def test_a_worker_starts_taking_connections_once_its_model_is_served(
-    tmp_path: Path, artifacts: Artifacts
+    tmp_path: Path, db_url: str, artifacts: Artifacts
 ) -> None:
     """`serve --workers N`: the server accepts on the shared socket only after the lifespan's
     start-up, so a worker still loading never gets a request that a sibling could answer."""
-    settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'p.db'}", model_path=artifacts.sentiment.path
-    )
+    settings = make_settings(tmp_path, db_url, model_path=artifacts.sentiment.path)
     app = create_app(settings, wait_for_model=True)
     async with app.router.lifespan_context(app):
         services = services_of(app)  # no waiting here: start-up has returned

@@ -59,9 +59,8 @@ def _redis_url() -> str:
     """Database 15 (14 for the second pytest-xdist worker, ...), so workers running in
     parallel never flush each other's keys."""
     url = make_url(os.environ.get("PREDICTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base = int(url.database or 0)
-    database = (base - int(worker or 0)) % 16
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    database = (int(url.database or 0) - worker) % 16
     return url.set(database=str(database)).render_as_string(hide_password=False)
 
 
