@@ -86,6 +86,18 @@ def test_the_recording_condition_needs_to_last() -> None:
     assert condition.observe(recorder(150, True), now=23)[0] is False
 
 
+def test_a_database_failing_when_the_alert_opens_is_named_as_its_cause() -> None:
+    """The backlog starts growing a moment before the first write fails, so its clock runs
+    out first; the message must still say the database is unreachable."""
+    condition = RecordingCondition(limit_s=1)
+    assert condition.observe(recorder(5, True), now=0.0)[0] is False  # growing, not failing
+    assert condition.observe(recorder(9, False), now=0.3)[0] is False  # first write failed
+    firing, message = condition.observe(recorder(25, False), now=1.0)
+    assert firing
+    assert "unreachable" in message
+    assert "not keeping up" not in message
+
+
 @pytest.fixture
 def webhook() -> Iterator[WebhookSink]:
     with webhook_sink(failures=1) as sink:  # the first POST fails: the sender must retry

@@ -45,17 +45,21 @@ class RecordingCondition:
         elif backlog < self.last_backlog or backlog == 0:
             self.growing_since = None
         self.last_backlog = backlog
-        if self.down_since is not None and now - self.down_since >= self.limit_s:
+        down_s = None if self.down_since is None else now - self.down_since
+        growing_s = None if self.growing_since is None else now - self.growing_since
+        if max(down_s or 0.0, growing_s or 0.0) < self.limit_s:
+            return False, f"recording is healthy (backlog {backlog})"
+        # Whichever clock ran out, a database failing now is the cause (the backlog usually
+        # starts growing a moment before the first write fails).
+        if down_s is not None:
             return True, (
-                f"the database has been unreachable for {now - self.down_since:.0f} s; "
+                f"the database has been unreachable for {down_s:.0f} s; "
                 f"{backlog} predictions wait in the spool ({state.last_error or 'no error text'})"
             )
-        if self.growing_since is not None and now - self.growing_since >= self.limit_s:
-            return True, (
-                f"the recorder's backlog has grown for {now - self.growing_since:.0f} s "
-                f"to {backlog} predictions: the database is not keeping up"
-            )
-        return False, f"recording is healthy (backlog {backlog})"
+        return True, (
+            f"the recorder's backlog has grown for {growing_s:.0f} s "
+            f"to {backlog} predictions: the database is not keeping up"
+        )
 
 
 class RecordingWatch:
