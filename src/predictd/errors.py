@@ -13,7 +13,8 @@ PredictdError (500 internal_error)
 ├── PredictionTimeout (504 prediction_timeout)
 └── ModelFailure (500 model_error)              the model raised; no trace leaves
 ArtifactError (500 artifact_error)              an artifact can't be stored or trusted
-└── ArtifactTampered (500 artifact_tampered)    its bytes no longer match the registry
+├── ArtifactTampered (500 artifact_tampered)    its bytes no longer match the registry
+└── UntrustedArtifact (500 artifact_untrusted)  it names a type or function not trusted
 """
 
 from __future__ import annotations
@@ -101,3 +102,18 @@ class ArtifactError(PredictdError):
 
 class ArtifactTampered(ArtifactError):
     code = "artifact_tampered"
+
+
+class UntrustedArtifact(ArtifactError):
+    """The artifact names types or functions predictd does not trust to load."""
+
+    code = "artifact_untrusted"
+
+    def __init__(self, artifact: str, types: list[str]) -> None:
+        shown = ", ".join(types[:10]) + (f" and {len(types) - 10} more" if len(types) > 10 else "")
+        super().__init__(
+            f"{artifact} refers to types predictd does not trust: {shown}. Nothing was "
+            "loaded. Add a type to PREDICTD_TRUSTED_TYPES only if you trust the artifact's "
+            "author: loading it runs its code"
+        )
+        self.types = types

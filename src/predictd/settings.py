@@ -265,8 +265,9 @@ class Settings(BaseSettings):
     file: enable only for artifacts you built; the registry's sha256 is still verified first."""
 
     trusted_types: list[str] = Field(default_factory=list)
-    """Extra fully qualified type names trusted when loading skops artifacts (JSON list);
-    scikit-learn, NumPy and SciPy types are always trusted."""
+    """Extra exact type or function names trusted when loading skops artifacts (JSON list),
+    beyond predictd's allow-list of scikit-learn, NumPy and SciPy classes. Loading them runs
+    their code: list only what you trust; each load relying on one is logged."""
 
     record: bool = True
     """Record predictions at all. Off only for benchmarks and dry runs: nothing is kept."""

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from sklearn import config_context
-from skops.io import get_untrusted_types
 from skops.io import load as skops_load
 
 from predictd.errors import ArtifactError
@@ -23,28 +22,16 @@ from predictd.inference.runtime import (
     from_values,
     to_label,
 )
-
-# Types from these packages are what scikit-learn estimators are made of.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+from predictd.inference.skops_trust import check_types
 
 
 def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
-    """Open a skops file, refusing any type not known to be safe."""
+    """Open a skops file after checking every name in it against the exact allow-list
+    (inference/skops_trust.py); nothing in the file is imported before that check."""
+    names = check_types(path, extra_trusted)
     try:
-        untrusted = get_untrusted_types(file=path)
+        return skops_load(path, trusted=sorted(names.all))
     except Exception as exc:  # skops raises many types for a damaged file
-        raise ArtifactError(f"{path.name} is not a readable skops artifact: {exc}") from exc
-    refused = [
-        t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra_trusted
-    ]
-    if refused:
-        raise ArtifactError(
-            f"{path.name} contains untrusted types {refused[:5]}; "
-            "add them to PREDICTD_TRUSTED_TYPES only if you trust the artifact's author"
-        )
-    try:
-        return skops_load(path, trusted=list(untrusted))
-    except Exception as exc:
         raise ArtifactError(f"could not load {path.name}: {exc}") from exc
 
 
