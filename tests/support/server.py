@@ -166,11 +166,13 @@ class ServerPool:
         model: Path | EllipsisType | None = ...,
         wrap: Sequence[str] = (),
         args: Sequence[str] = (),
+        launcher: Sequence[str] | None = None,
     ) -> ServerProcess:
         """Start one server. ``model``: the artifact given with ``--model`` (default: the
         pool's); ``None`` starts it without ``--model``, serving only what the registry says.
         ``wrap``: a command the server runs under (strace, unshare), ending in its argv;
-        ``args``: more `serve` options (``--workers``)."""
+        ``args``: more `serve` options (``--workers``); ``launcher``: another `predictd`
+        (an installed wheel's) instead of this interpreter's."""
         index = len(self.started)
         cwd = self.root / f"cwd{index}"
         cwd.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,9 @@ class ServerPool:
         environment = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith("PREDICTD_") and key not in ("DATABASE_URL", "REDIS_URL")
+            if not key.startswith("PREDICTD_")
+            and key not in ("DATABASE_URL", "REDIS_URL")
+            and not (launcher is not None and key in ("PYTHONPATH", "VIRTUAL_ENV"))
         }
         environment.update(
             {
@@ -201,9 +205,7 @@ class ServerPool:
         log_path = self.root / f"server{index}.log"
         command = [
             *wrap,
-            sys.executable,
-            "-m",
-            "predictd",
+            *(launcher or (sys.executable, "-m", "predictd")),
             "serve",
             "--host",
             "127.0.0.1",
