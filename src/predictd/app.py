@@ -15,12 +15,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from predictd import __version__, worker_metrics
-from predictd.access import audit
+from predictd.access import audit, snapshot
 from predictd.access.keys import KeyRing, KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
-from predictd.api.auth import drain_refusals
 from predictd.api.bodies import document_bodies
 from predictd.api.routes import predict
 from predictd.db import migrate
@@ -105,9 +104,15 @@ def create_app(
             drift=DriftService(db, settings, registry.vocabulary),
             loader=loader,
             readiness=ReadinessProbe(db, recorder, loader),
-            keys=KeyRing(key_service, admin_token),
+            keys=KeyRing(
+                key_service,
+                admin_token,
+                snapshot_path=snapshot.path_beside(settings.spool_dir),
+                lookup_timeout_s=settings.keys_lookup_timeout_s,
+            ),
             key_service=key_service,
             limiter=RateLimiter(settings, redis),
+            refusals=audit.RefusalLog(),
         )
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
@@ -145,6 +150,7 @@ def create_app(
         if worker_metrics.directory() is not None:  # one of several workers
             tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.keys_refresh_s)))
+        tasks.append(asyncio.create_task(services.refusals.forever(db)))
         loaded = asyncio.create_task(first_load())
         tasks += [loaded, asyncio.create_task(follow_registry(loaded))]
         if settings.system_metrics_interval_s > 0:
@@ -169,7 +175,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await drain_refusals()
+            await services.refusals.flush(db)  # the refusals counted since the last write
             await services.readiness.close()
             if redis is not None:
                 await redis.aclose()

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     """How often each server re-reads the live API keys: a revocation takes effect on every
     replica within this."""
 
+    keys_lookup_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    """How long a request with a key this server does not know yet (made since the last
+    re-read) waits for the database to look it up; beyond it, or with the database away, 503.
+    Keys are also kept in a snapshot beside the spool (hashes, names, scopes, revocations),
+    so a server started during a database outage serves the keys it knew."""
+
     store_inputs: Literal["full", "hash", "none"] = "full"
     """What each prediction row keeps of its input: `full`; `hash`, a keyed HMAC-SHA256 of it
     (equal inputs still match, nobody without PREDICTD_INPUT_HASH_KEY can test a guess; drift
@@ -229,6 +235,16 @@ class Settings(BaseSettings):
 
     rate_limit_burst: int = Field(default=0, ge=0)
     """Requests a key may make at once above its rate (0 = twice the rate, at least 1)."""
+
+    refusal_rate_per_s: float = Field(default=1.0, ge=0)
+    """Refused requests (401/403) per second each client address may cause, beyond
+    `PREDICTD_REFUSAL_BURST`; over it: 429 with Retry-After before any key is checked, so a
+    client cycling through wrong keys costs no database lookups. Keys the server knows are
+    never held back. 0 = no limit."""
+
+    refusal_burst: int = Field(default=30, ge=1)
+    """Refused requests a client address may cause at once before `PREDICTD_REFUSAL_RATE_PER_S`
+    applies."""
 
     max_concurrency: int = Field(default=512, ge=0)
     """Requests one process works on at once; more get 503 with Retry-After instead of queueing

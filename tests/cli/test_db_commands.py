@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from predictd.cli import app
 from predictd.db import migrate
 from predictd.db.engine import Database
-from predictd.db.tables import feedback, predictions
+from predictd.db.tables import audit_log, feedback, predictions
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
@@ -142,3 +142,31 @@ def test_unreachable_database_is_one_line_and_exit_1(
     assert "reachable: no" in result.output
     assert "hunter2" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_cleanup_purges_old_audit_rows_when_asked(env: str) -> None:
+    invoke("db", "upgrade")
+    now = datetime.now(UTC)
+
+    async def seed_and_count(ages_days: list[float]) -> list[str]:
+        db = Database(Settings(database_url=env))
+        try:
+            async with db.engine.begin() as conn:
+                if ages_days:
+                    await conn.execute(audit_log.insert(), [
+                        {"ts": now - timedelta(days=age), "action": f"age {age}",
+                         "allowed": True, "times": 1}
+                        for age in ages_days
+                    ])  # fmt: skip
+                rows = await conn.execute(select(audit_log.c.action).order_by(audit_log.c.ts))
+                return list(rows.scalars())
+        finally:
+            await db.dispose()
+
+    asyncio.run(seed_and_count([1, 100, 400]))
+    out = invoke("db", "cleanup", "--days", "7")
+    assert "audit" not in out  # kept unless asked
+    assert asyncio.run(seed_and_count([])) == ["age 400", "age 100", "age 1"]
+    out = invoke("db", "cleanup", "--days", "7", "--audit-days", "90")
+    assert "deleted 2 audit log row(s) older than 90 day(s)" in out
+    assert asyncio.run(seed_and_count([])) == ["age 1"]

@@ -1,5 +1,8 @@
-"""Per-key rate limits: a token bucket per API key (or client address), kept in Redis when
-there is one so every replica draws from the same bucket, and in this process otherwise.
+"""Rate limits as token buckets, kept in Redis when there is one so every replica draws from
+the same bucket, and in this process otherwise: one bucket per API key (or client address)
+for requests (``RateLimiter``), and one per client address for refused requests
+(``RefusalBudget``), so a client cycling through wrong keys is stopped before its keys cost
+database lookups and audit rows.
 
 Redis is a helper, never a dependency (``RedisBreaker``): when it fails or is slow, the
 local bucket decides.
@@ -18,10 +21,11 @@ from predictd.settings import Settings
 
 LOCAL_KEYS = 10_000  # buckets kept per process (least recently used go first)
 
-# KEYS[1] = the bucket; ARGV = rate per second, burst. Returns 0 when admitted, else the
-# milliseconds until a token is there. Redis's own clock, so replicas agree on time.
+# KEYS[1] = the bucket; ARGV = rate per second, burst, tokens to take (0: only look). Returns 0
+# when a token is there (and taken), else the milliseconds until one is. Redis's own clock, so
+# replicas agree on time.
 _TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -29,7 +33,7 @@ local tokens, ts = tonumber(state[1]), tonumber(state[2])
 if tokens == nil then tokens, ts = burst, now end
 tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+if tokens >= 1 then tokens = tokens - cost else wait = math.ceil((1 - tokens) * 1000 / rate) end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return wait
@@ -43,13 +47,14 @@ class LocalBuckets:
         self.rate, self.burst = rate, burst
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str, now: float) -> float:
-        """0 when admitted, else the seconds until a token is there."""
+    def take(self, key: str, now: float, cost: int = 1) -> float:
+        """0 when a token is there (and ``cost`` tokens are taken), else the seconds until one
+        is."""
         tokens, then = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
         wait = 0.0
         if tokens >= 1:
-            tokens -= 1
+            tokens -= cost
         else:
             wait = (1 - tokens) / self.rate
         self._buckets[key] = (tokens, now)
@@ -58,17 +63,50 @@ class LocalBuckets:
         return wait
 
 
+class TokenBuckets:
+    """Buckets of one rate and burst, shared through Redis when it answers."""
+
+    def __init__(
+        self, rate: float, burst: int, redis: Any | None, timeout_s: float, purpose: str
+    ) -> None:
+        self.rate, self.burst, self.purpose = rate, burst, purpose
+        self.local = LocalBuckets(rate, burst)
+        self.breaker = RedisBreaker(redis, timeout_s, purpose)
+        self._script: Any = redis.register_script(_TAKE) if redis is not None else None
+
+    async def take(self, key: str, cost: int = 1) -> float:
+        """0 when ``key`` has a token (``cost`` of them are taken), else the seconds to wait."""
+        now = time.monotonic()
+        wait = await self._shared(key, cost)
+        return self.local.take(key, now, cost) if wait is None else wait
+
+    async def _shared(self, key: str, cost: int) -> float | None:
+        if self._script is None:
+            return None
+        bucket = f"predictd:ratelimit:{key}"
+        try:
+            waited = await self.breaker.run(
+                lambda: self._script(keys=[bucket], args=[self.rate, self.burst, cost])
+            )
+        except RedisSkipped:  # down, slow or refusing: this process decides alone
+            return None
+        return int(waited) / 1000
+
+
 class RateLimiter:
+    """Requests per key (or address), and the refusals per address (``refusals``)."""
+
     def __init__(self, settings: Settings, redis: Any | None = None) -> None:
         self.rate = settings.rate_limit_per_s
         self.burst = settings.rate_limit_burst or max(1, math.ceil(2 * self.rate))
-        self.local = LocalBuckets(self.rate, self.burst)
-        self.breaker = RedisBreaker(redis, settings.redis_timeout_ms / 1000, "rate limit")
-        self._script: Any = redis.register_script(_TAKE) if redis is not None else None
+        self.buckets = TokenBuckets(
+            self.rate, self.burst, redis, settings.redis_timeout_ms / 1000, "rate limit"
+        )
+        self.refusals = RefusalBudget(settings, redis)
 
     @property
     def redis_failures(self) -> int:
-        return self.breaker.failures
+        return self.buckets.breaker.failures
 
     @property
     def enabled(self) -> bool:
@@ -78,24 +116,45 @@ class RateLimiter:
         """Take a token for ``key`` or raise 429 with the seconds to wait."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        wait = await self._shared(key, now)
-        if wait is None:
-            wait = self.local.take(key, now)
+        wait = await self.buckets.take(key)
         if wait > 0:
             raise TooManyRequests(
                 f"rate limit of {self.rate:g} requests/s for {key} reached; retry later",
                 retry_after_s=max(1, math.ceil(wait)),
             )
 
-    async def _shared(self, key: str, now: float) -> float | None:
-        if self._script is None:
-            return None
-        bucket = f"predictd:ratelimit:{key}"
-        try:
-            waited = await self.breaker.run(
-                lambda: self._script(keys=[bucket], args=[self.rate, self.burst])
+
+class RefusalBudget:
+    """Refused requests (401/403) each client address may cause. Every refusal takes a token;
+    an address without one gets 429 instead, before an unknown key is looked up in the
+    database. A request with a key this server already knows never asks (a client behind the
+    same address as an attacker keeps working)."""
+
+    def __init__(self, settings: Settings, redis: Any | None = None) -> None:
+        self.rate = settings.refusal_rate_per_s
+        self.burst = settings.refusal_burst
+        self.buckets = TokenBuckets(
+            self.rate, self.burst, redis, settings.redis_timeout_ms / 1000, "refusal limit"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    async def check(self, address: str) -> None:
+        """Raise 429 when ``address`` has no refusal left (takes nothing)."""
+        await self._draw(address, 0)
+
+    async def spend(self, address: str) -> None:
+        """One refusal for ``address``; raise 429 when it had none left."""
+        await self._draw(address, 1)
+
+    async def _draw(self, address: str, cost: int) -> None:
+        if not self.enabled:
+            return
+        wait = await self.buckets.take(f"refused:{address}", cost)
+        if wait > 0:
+            raise TooManyRequests(
+                f"too many refused requests from {address}; retry later",
+                retry_after_s=max(1, math.ceil(wait)),
             )
-        except RedisSkipped:  # down, slow or refusing: this process decides alone
-            return None
-        return int(waited) / 1000

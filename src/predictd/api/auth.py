@@ -10,23 +10,16 @@ audit log names for whatever it changes.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from predictd.access import audit
-from predictd.access.keys import Principal
+from predictd.access.keys import NEEDED, Principal
 from predictd.access.scopes import ANONYMOUS, Scope, grants
 from predictd.api.deps import Services
-from predictd.errors import Forbidden, Unauthorized
+from predictd.errors import Forbidden, TooManyRequests, Unauthorized
 from predictd.observability import request_id_var
-
-log = logging.getLogger("predictd.access")
-
-DENIAL_WRITES = 32  # refusals being written to the audit log at once; more are only logged
-_pending: set[asyncio.Task[None]] = set()
 
 
 class Needs:
@@ -46,47 +39,58 @@ class Needs:
         if header is None and services.settings.auth == "off" and self.scope in ANONYMOUS:
             principal = Principal(None, ANONYMOUS)
         else:
-            principal = self._authenticate(header, request, services)
+            principal = await self._authenticate(header, request, services)
         audit.set_actor(audit.Actor(principal.name, self.scope, request_id_var.get()))
         if services.limiter.enabled:
-            client = request.client.host if request.client else "unknown"
             await services.limiter.admit(
-                f"key:{principal.name}" if principal.name else f"ip:{client}"
+                f"key:{principal.name}" if principal.name else f"ip:{_address(request)}"
             )
         return principal
 
-    def _authenticate(self, header: str | None, request: Request, services: Services) -> Principal:
+    async def _authenticate(
+        self, header: str | None, request: Request, services: Services
+    ) -> Principal:
         scheme, _, presented = (header or "").partition(" ")
+        presented = presented.strip()
         principal = None
-        if scheme.lower() == "bearer" and presented.strip():
-            principal = services.keys.verify(presented.strip())  # 503 if keys never loaded
+        if scheme.lower() == "bearer" and presented:
+            found = services.keys.cached(presented)
+            if found is NEEDED:  # a lookup: only for an address that may still be refused
+                await self._within_budget(request, services)
+                found = await services.keys.look_up(presented)  # 503 with no way to check
+            principal = found
         if principal is None:
-            self._refuse(request, services, None)
+            await self._refuse(request, services, None)
             raise Unauthorized(
                 "send a valid API key: 'Authorization: Bearer <key>'"
                 if header
                 else f"this endpoint needs an API key with the {self.scope!r} scope"
             )
         if not grants(principal.scopes, self.scope):
-            self._refuse(request, services, principal.name)
+            await self._refuse(request, services, principal.name)
             raise Forbidden(f"key {principal.name!r} lacks the {self.scope!r} scope")
         return principal
 
-    def _refuse(self, request: Request, services: Services, key_name: str | None) -> None:
+    async def _within_budget(self, request: Request, services: Services) -> None:
+        """429 before an unknown key is looked up, for an address out of refusals."""
+        try:
+            await services.limiter.refusals.check(_address(request))
+        except TooManyRequests:
+            self._note(request, services, None)
+            raise
+
+    async def _refuse(self, request: Request, services: Services, key_name: str | None) -> None:
+        """Count the refusal; 429 instead when the address has used up its refusals."""
+        self._note(request, services, key_name)
+        await services.limiter.refusals.spend(_address(request))
+
+    def _note(self, request: Request, services: Services, key_name: str | None) -> None:
         actor = audit.Actor(key_name, self.scope, request_id_var.get())
-        action = f"{request.method} {request.url.path}"
-        if len(_pending) >= DENIAL_WRITES:
-            log.warning("request refused", extra={"key": key_name, "action": action})
-            return
-        task = asyncio.create_task(audit.denied(services.db, actor, action, None))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        services.refusals.note(_address(request), actor, f"{request.method} {request.url.path}")
 
 
-async def drain_refusals(timeout_s: float = 2.0) -> None:
-    """Let the refusals being written finish before the database goes (shutdown)."""
-    if _pending:
-        await asyncio.wait(list(_pending), timeout=timeout_s)
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 PredictScope = Annotated[Principal, Depends(Needs("predict"))]
@@ -113,5 +117,4 @@ __all__ = [
     "PredictScope",
     "ReadScope",
     "check_scope",
-    "drain_refusals",
 ]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from predictd.access.audit import RefusalLog
 from predictd.access.keys import KeyRing, KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
@@ -45,6 +46,7 @@ class Services:
     keys: KeyRing
     key_service: KeyService
     limiter: RateLimiter
+    refusals: RefusalLog
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a thread pool,

@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from predictd.access import audit
 from predictd.cli.output import fail
 from predictd.db import maintenance, migrate
 from predictd.db.engine import Database
@@ -112,11 +113,16 @@ def cleanup(
         int | None,
         typer.Option(min=1, help="Blank stored inputs older than this (default: --days)."),
     ] = None,
+    audit_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Delete audit log rows older than this (default: keep all)."),
+    ] = None,
 ) -> None:
     """The retention tool: delete predictions, feedback and system metric samples older than
     DAYS (predictions in bounded chunks), blank the inputs of predictions older than
-    --inputs-days, and delete feedback whose prediction never arrived within
-    PREDICTD_FEEDBACK_UNMATCHED_DAYS. The rollups (aggregates, no inputs) are kept."""
+    --inputs-days, delete feedback whose prediction never arrived within
+    PREDICTD_FEEDBACK_UNMATCHED_DAYS, and audit log rows older than --audit-days. The rollups
+    (aggregates, no inputs) are kept."""
     if inputs_days is not None and inputs_days > days:
         fail("--inputs-days must not exceed --days: older predictions are deleted outright")
 
@@ -129,6 +135,7 @@ def cleanup(
             "feedback": await service.purge_older(days),
             "samples": await system.purge(db, days),
             "orphans": await service.purge_unmatched(keep),
+            "audit": await audit.purge(db, audit_days) if audit_days else 0,
             "keep": keep,
         }
 
@@ -143,6 +150,8 @@ def cleanup(
         f"deleted {done['orphans']} feedback answer(s) whose prediction never arrived within "
         f"{done['keep']} day(s)"
     )
+    if audit_days:
+        typer.echo(f"deleted {done['audit']} audit log row(s) older than {audit_days} day(s)")
 
 
 @db_app.command()

@@ -245,7 +245,8 @@ api_keys = Table(
     ),
 )
 
-# Append-only: who did (or was refused) what, written in the transaction of the change.
+# Who did (or was refused) what, written in the transaction of the change; rows leave only
+# through `db cleanup --audit-days`.
 audit_log = Table(
     "audit_log",
     metadata,
@@ -261,6 +262,9 @@ audit_log = Table(
     Column("after", JsonValue),
     Column("allowed", Boolean, nullable=False),
     Column("request_id", String(64)),
+    # Refusals are counted per client address and minute (one row, `times` of them).
+    Column("client", String(64)),
+    Column("times", Integer, nullable=False, server_default=text("1")),
     Index("ix_audit_log_ts", "ts"),
 )
 
