@@ -38,8 +38,10 @@ def fuzz_server(
             url,
             spool_dir=root / "spool",
             model=None,
+            # No refusal limit: every unauthenticated request must reach the 401 itself.
             env={"PREDICTD_AUTH": "on", "PREDICTD_ADMIN_TOKEN": ADMIN,
-                 "PREDICTD_ARTIFACT_DIR": str(root / "artifacts")},
+                 "PREDICTD_ARTIFACT_DIR": str(root / "artifacts"),
+                 "PREDICTD_REFUSAL_RATE_PER_S": "0"},
         )  # fmt: skip
     finally:
         pool.close()
