@@ -27,9 +27,14 @@ from pydantic_settings import (
     SecretsSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 Durability = Literal["memory", "process", "strict"]
 SpoolFullPolicy = Literal["reject", "shed"]
+# libpq's TLS parameters a PostgreSQL URL may carry (db/tls.py translates them for asyncpg).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSL_FILE_PARAMS = ("sslrootcert", "sslcert", "sslkey")
 
 
 class Settings(BaseSettings):
@@ -49,7 +54,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "PREDICTD_DATABASE_URL"),
     )
     """Where predictions and the registry live: `sqlite:///path` or
-    `postgresql://user:password@host:port/db` (the async driver is chosen internally)."""
+    `postgresql://user:password@host:port/db` (the async driver is chosen internally), with
+    libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` query parameters if TLS is
+    needed (`?sslmode=require`)."""
 
     auto_migrate: bool | None = None
     """Apply database migrations at startup. Unset means yes on SQLite, no on PostgreSQL
@@ -381,9 +388,26 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _url_has_scheme(cls, value: str) -> str:
+    def _supported_database(cls, value: str) -> str:
+        """A URL the engine cannot use fails here, as a setting, not later as a traceback."""
         if "://" not in value:
             raise ValueError("expected sqlite:///path or postgresql://user@host:port/db")
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported database {backend!r}: use sqlite:///path or "
+                "postgresql://user@host:port/db"
+            )
+        for name in ("sslmode", *SSL_FILE_PARAMS):
+            if isinstance(url.query.get(name), tuple):
+                raise ValueError(f"{name} is given more than once")
+        mode = url.query.get("sslmode")
+        if mode is not None and mode not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode!r}")
         return value
 
     @model_validator(mode="after")
@@ -408,6 +432,8 @@ class Settings(BaseSettings):
 
 
 def env_name(field: str) -> str:
+    if field.isupper():  # an error from an aliased field is already located by its variable
+        return field
     plain = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
     return plain.get(field, f"PREDICTD_{field.upper()}")
 

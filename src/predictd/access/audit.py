@@ -123,6 +123,7 @@ async def record(
 
 REFUSALS_FLUSH_S = 2.0  # how often counted refusals are written
 REFUSALS_HELD = 10_000  # distinct (address, minute, key) counts held between writes
+REFUSALS_WRITE_S = 5.0  # longest one write may take (a hung database must not hold shutdown)
 
 
 @dataclass(slots=True)
@@ -165,7 +166,7 @@ class RefusalLog:
             waiting = [(r, r.unwritten) for r in self._counts.values() if r.unwritten]
             if waiting:
                 try:
-                    async with db.engine.begin() as conn:
+                    async with asyncio.timeout(REFUSALS_WRITE_S), db.engine.begin() as conn:
                         ids = [await _write(conn, r, n) for r, n in waiting]
                 except Exception as exc:
                     log.warning("refusals not written to the audit log", extra={

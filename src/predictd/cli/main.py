@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
@@ -20,10 +19,10 @@ from predictd.cli.drift import drift_app
 from predictd.cli.keys import keys_app
 from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
-from predictd.cli.output import fail
+from predictd.cli.output import CommandGroup, fail
 from predictd.errors import PredictdError
 from predictd.observability import uvicorn_log_config
-from predictd.settings import Settings, describe_errors
+from predictd.settings import Settings
 from predictd.worker_metrics import shared_metrics_dir
 
 app = typer.Typer(
@@ -31,6 +30,7 @@ app = typer.Typer(
     help="Serve trained Python models over HTTP and keep every prediction.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=CommandGroup,  # any escaped exception is `error:` lines and exit 1
 )
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
@@ -149,11 +149,4 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except ValidationError as exc:
-        if exc.title != Settings.__name__:
-            raise
-        for line in describe_errors(exc):  # a bad setting is a line, not a traceback
-            typer.echo(f"error: {line}", err=True)
-        raise SystemExit(1) from None
+    app()

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from predictd.db.engine import Database
 from predictd.db.tables import model_versions, predictions
+from predictd.errors import PredictdError
 
 CLEANUP_CHUNK = 10_000
 
@@ -83,5 +84,8 @@ def backup(db: Database, target: Path) -> str:
             "pg_dump is not installed here. Install the PostgreSQL client tools and run:\n"
             f"  pg_dump --format=custom --file {target} '<your DATABASE_URL>'"
         )
-    subprocess.run([pg_dump, "--format=custom", "--file", str(target), plain], check=True)
+    # The URL as the operator gave it: libpq understands its sslmode/sslrootcert/... itself.
+    done = subprocess.run([pg_dump, "--format=custom", "--file", str(target), plain], check=False)
+    if done.returncode != 0:
+        raise PredictdError(f"pg_dump failed (exit status {done.returncode}); its message is above")
     return f"pg_dump backup written to {target}"
