@@ -46,10 +46,38 @@ def available() -> str | None:
     return None
 
 
-class OwnCluster:
-    """One throwaway cluster; ``start()``, ``stop(mode)``, ``freeze()``/``thaw()``."""
+def make_certificates(directory: Path, host: str = "localhost") -> None:
+    """A throwaway CA (``ca.crt``) and a server certificate it signed (``server.crt``/``.key``)
+    naming only ``host``, so a connection to 127.0.0.1 fails verify-full but passes
+    verify-ca. Made with the openssl command line tool."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl not found"
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
-    def __init__(self) -> None:
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True,
+                       timeout=60)  # fmt: skip
+
+    run("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=predictd test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    run("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={host}")
+    (directory / "server.ext").write_text(
+        f"subjectAltName=DNS:{host}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-out",
+        "server.crt", "-CAcreateserial", "-days", "2", "-extfile", "server.ext")  # fmt: skip
+    (directory / "server.key").chmod(0o600)  # PostgreSQL refuses a key others can read
+
+
+class OwnCluster:
+    """One throwaway cluster; ``start()``, ``stop(mode)``, ``freeze()``/``thaw()``. With
+    ``tls=True`` it has ``ssl = on`` with a certificate for ``localhost`` signed by a CA of
+    its own (``ca_file``), and refuses TCP connections without TLS, so any client that got in
+    used TLS."""
+
+    def __init__(self, *, tls: bool = False) -> None:
         bin_dir = _bin_dir()
         assert bin_dir is not None, available()
         self.bin = bin_dir
@@ -73,6 +101,29 @@ class OwnCluster:
                 "max_connections = 60\n"
                 "shared_buffers = 32MB\n"
             )
+        if tls:
+            certs = self.root / "certs"
+            certs.mkdir()
+            make_certificates(certs)
+            if self._as:
+                account = pwd.getpwnam("postgres")
+                for path in (certs, *certs.iterdir()):
+                    os.chown(path, account.pw_uid, account.pw_gid)
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.write(
+                    "ssl = on\n"
+                    f"ssl_cert_file = '{certs / 'server.crt'}'\n"
+                    f"ssl_key_file = '{certs / 'server.key'}'\n"
+                )
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
+                "hostssl all all ::1/128 trust\n"
+            )
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed a TLS cluster's server certificate."""
+        return self.root / "certs" / "ca.crt"
 
     @property
     def admin_url(self) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from predictd.db.tls import TlsArgument, split_tls
 from predictd.settings import Settings
 
 _DRIVERS = {
@@ -53,6 +54,9 @@ class Database:
         self.settings = settings
         self.url = to_async_url(settings.database_url)
         self.dialect = self.url.get_backend_name()
+        self._tls: TlsArgument | None = None
+        if self.dialect == "postgresql":  # libpq's sslmode & co. become asyncpg's `ssl`
+            self.url, self._tls = split_tls(self.url)
         self.display_url = to_display_url(settings.database_url)
         self._engine: AsyncEngine | None = None
         self._writer_engine: AsyncEngine | None = None
@@ -103,6 +107,8 @@ class Database:
                 "server_settings": server_settings,
             },
         }
+        if self._tls is not None:
+            options["connect_args"]["ssl"] = self._tls
         options.update(overrides)
         return create_async_engine(self.url, **options)
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from predictd.db.tls import split_tls
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.registry")
@@ -34,12 +35,13 @@ async def publish(conn: AsyncConnection, name: str) -> None:
         )
 
 
-def _dsn(settings: Settings) -> str:
-    return (
-        make_url(settings.database_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+def _connect_args(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """asyncpg's DSN and keywords: TLS from the URL's libpq parameters, as the engine's."""
+    url, tls = split_tls(make_url(settings.database_url).set(drivername="postgresql"))
+    options: dict[str, Any] = {"timeout": settings.db_connect_timeout_s}
+    if tls is not None:
+        options["ssl"] = tls
+    return url.render_as_string(hide_password=False), options
 
 
 class RegistryListener:
@@ -61,9 +63,8 @@ class RegistryListener:
     async def _listen_once(self) -> None:
         conn: Any = None
         try:
-            conn = await asyncpg.connect(
-                _dsn(self.settings), timeout=self.settings.db_connect_timeout_s
-            )
+            dsn, options = _connect_args(self.settings)
+            conn = await asyncpg.connect(dsn, **options)
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, lambda *_args: self.wake.set())
