@@ -77,7 +77,7 @@ def test_untrusted_types_are_refused(tmp_path: Path) -> None:
     model = make_pipeline(FunctionTransformer(double), LinearRegression()).fit(x, x[:, 0])
     path = tmp_path / "custom.skops"
     dump(model, path)
-    with pytest.raises(ArtifactError, match="does not trust: tests.inference"):
+    with pytest.raises(ArtifactError, match=r"does not trust: tests\.inference"):
         load_estimator(path)
     trusted = f"{__name__}.double"
     assert describe_estimator(load_estimator(path, [trusted])).task == "regression"

@@ -324,3 +324,44 @@ def test_the_allow_list_holds_classes_and_reviewed_ufuncs_only() -> None:
         module, _, attr = name.rpartition(".")
         with contextlib.suppress(ImportError):  # a private module renamed by an upgrade
             assert isinstance(getattr(importlib.import_module(module), attr, type), type), name
+
+
+def forest_with(tmp_path: Path, change: Callable[[Any], None]) -> Path:
+    """A fitted forest whose first tree's node array is altered as a crafted file would."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    x = np.random.RandomState(0).rand(40, 3)
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(x, x[:, 0] > 0.5)
+    tree = forest.estimators_[0].tree_
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    change(nodes)
+    tree.__setstate__({**state, "nodes": nodes})
+    return saved(tmp_path, forest)
+
+
+def child_out_of_range(nodes: Any) -> None:
+    nodes["left_child"][0] = 10_000_000
+
+
+def child_pointing_back(nodes: Any) -> None:
+    nodes["right_child"][0] = 0  # the root's child is the root: predict would never end
+
+
+def feature_out_of_range(nodes: Any) -> None:
+    nodes["feature"][0] = 1_000_000
+
+
+@pytest.mark.parametrize(
+    "change",
+    [child_out_of_range, child_pointing_back, feature_out_of_range],
+    ids=lambda change: change.__name__,
+)
+def test_a_tree_with_crafted_node_arrays_is_refused(
+    tmp_path: Path, change: Callable[[Any], None]
+) -> None:
+    """Tree is a trusted type, but its arrays come from the file and scikit-learn indexes
+    them unchecked: a crafted index would read outside memory on the first prediction."""
+    path = forest_with(tmp_path, change)
+    with pytest.raises(ArtifactError, match="node arrays are malformed"):
+        open_artifact(path, Settings())

@@ -23,6 +23,7 @@ from predictd.inference.runtime import (
     to_label,
 )
 from predictd.inference.skops_trust import check_types
+from predictd.inference.tree_integrity import check_trees
 
 
 def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
@@ -30,9 +31,11 @@ def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
     (inference/skops_trust.py); nothing in the file is imported before that check."""
     names = check_types(path, extra_trusted)
     try:
-        return skops_load(path, trusted=sorted(names.all))
+        estimator = skops_load(path, trusted=sorted(names.all))
     except Exception as exc:  # skops raises many types for a damaged file
         raise ArtifactError(f"could not load {path.name}: {exc}") from exc
+    check_trees(estimator, path.name)  # trusted types, but their arrays come from the file
+    return estimator
 
 
 def describe_estimator(estimator: Any) -> Schema:
