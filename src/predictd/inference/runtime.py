@@ -177,9 +177,14 @@ class ModelRuntime(ABC):
     ) -> ModelInput:
         """Check one request item against this model's input schema; names the bad field."""
         if self.meta.input_kind == "text":
-            if features is not None or text is None:
+            if text is None:
                 raise InvalidInput(
                     'this model takes text: send {"text": "..."}', field=f"{prefix}text"
+                )
+            if features is not None:
+                raise InvalidInput(
+                    'this model takes text, not features: send only {"text": "..."}',
+                    field=f"{prefix}features",
                 )
             if not text.strip():
                 raise InvalidInput("text must not be empty", field=f"{prefix}text")
@@ -188,10 +193,15 @@ class ModelRuntime(ABC):
                     f"text is longer than {max_chars} characters", field=f"{prefix}text"
                 )
             return text
-        if text is not None or features is None:
+        if features is None:
             raise InvalidInput(
                 'this model takes features: send {"features": {"name": value, ...}}',
                 field=f"{prefix}features",
+            )
+        if text is not None:
+            raise InvalidInput(
+                "this model takes features, not text: send only features",
+                field=f"{prefix}text",
             )
         return self._validate_features(features, prefix=f"{prefix}features")
 

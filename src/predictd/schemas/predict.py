@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 Label = str | int | float | bool
 
@@ -22,7 +22,9 @@ Key = Annotated[
 
 
 class PredictItem(BaseModel):
-    """Exactly one of ``text`` (text models) or ``features`` (tabular models)."""
+    """Exactly one of ``text`` (text models) or ``features`` (tabular models). Which one is
+    checked against the model that answers (`ModelRuntime.validate`), so a 422 can name the
+    field that model takes; the schema alone cannot know it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,12 +41,6 @@ class PredictItem(BaseModel):
         ]
         | None
     ) = None
-
-    @model_validator(mode="after")
-    def _one_input(self) -> PredictItem:
-        if (self.text is None) == (self.features is None):
-            raise ValueError("send exactly one of 'text' or 'features'")
-        return self
 
 
 class PredictRequest(PredictItem):
