@@ -16,6 +16,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from predictd import __version__, worker_metrics
 from predictd.access import audit, snapshot
+from predictd.access.exposure import ExposedWithoutAuth, exposure_problem, open_without_auth
 from predictd.access.keys import KeyRing, KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
@@ -74,6 +75,9 @@ def create_app(
     (bounded by ``WORKER_JOIN_WAIT_S``), for workers sharing a socket. A single server starts
     at once instead, so /health answers while a database at fault slows the first load."""
     settings = settings or Settings()
+    problem = exposure_problem(settings, settings.host)
+    if problem is not None:  # here, so that every server running the app refuses
+        raise ExposedWithoutAuth(problem)
     metrics = metrics or Metrics.create()
 
     @asynccontextmanager
@@ -204,6 +208,8 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         max_concurrency=settings.max_concurrency,
+        body_timeout_s=settings.body_timeout_s,
+        loopback_only=open_without_auth(settings),
     )
     if settings.cors_origins:  # outermost, so preflights are answered before anything else
         app.add_middleware(

@@ -6,6 +6,7 @@ PredictdError (500 internal_error)
 ├── NotFound (404 not_found)
 │   └── ModelNotFound (404 model_not_found)
 ├── Unavailable (503 unavailable)               retry later; carries Retry-After
+│   ├── Overloaded (503 overloaded)                    PREDICTD_MAX_CONCURRENCY reached
 │   ├── ModelNotReady (503 model_not_ready)
 │   ├── StorageUnavailable (503 storage_unavailable)   database unreachable
 │   ├── SpoolFull (503 spool_full)                     no-loss promise would break
@@ -70,6 +71,10 @@ class Unavailable(PredictdError):
 
     def __init__(self, message: str, *, retry_after_s: int = 1, field: str | None = None) -> None:
         super().__init__(message, field=field, retry_after_s=retry_after_s)
+
+
+class Overloaded(Unavailable):
+    code = "overloaded"
 
 
 class ModelNotReady(Unavailable):

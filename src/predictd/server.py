@@ -1,21 +1,113 @@
 """The uvicorn server with a drain period: on SIGTERM /ready turns 503 at once while requests
 keep being answered for ``shutdown_delay_s`` (time for load balancers to notice), then uvicorn's
 graceful shutdown finishes what is in flight. A second SIGTERM or SIGINT stops at once. With
-``--workers N`` every worker does the same when the supervisor passes SIGTERM on."""
+``--workers N`` every worker does the same when the supervisor passes SIGTERM on.
+
+Its HTTP protocol bounds what uvicorn leaves open: the time a request's headers may take
+(uvicorn waits for them without end: a client sending a byte a second holds its connection
+for ever) and their size (httptools takes megabytes of headers).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
+import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from predictd import health
 
 log = logging.getLogger("predictd.server")
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies stay under 16 KiB
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config and predictd's header deadline, which travels with it to workers."""
+
+    def __init__(self, app: str, *, header_timeout_s: float, **options: Any) -> None:
+        super().__init__(app, http=BoundedHttpProtocol, **options)
+        self.header_timeout_s = header_timeout_s
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """httptools' protocol with a deadline and a size limit on each request's head. The clock
+    starts when the connection opens and again when an answer is complete; the head must be
+    in before ``header_timeout_s``, or the connection is closed (408 if it had begun)."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout_s: float = getattr(config, "header_timeout_s", 10.0)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_arrived()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The rest of a body answered early (413, 408) is not a head; the deadline bounds it.
+        waiting = self._head_deadline is not None and (
+            self.cycle is None or not self.cycle.more_body
+        )
+        super().data_received(data)
+        if waiting and self._head_deadline is not None:  # still no complete head
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                too_big = f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"
+                self._refuse(431, "headers_too_large", too_big)
+
+    def on_headers_complete(self) -> None:
+        self._head_arrived()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # the next request's head is in already
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self._await_head()
+
+    def _await_head(self) -> None:
+        self._head_arrived()
+        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_late)
+
+    def _head_arrived(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        self._head_bytes = 0
+
+    def _head_late(self) -> None:
+        self._head_deadline = None
+        if self._head_bytes == 0:  # idle: nothing to answer
+            self.transport.close()
+            return
+        late = f"the request headers did not arrive within {self.header_timeout_s:g} s"
+        self._refuse(408, "header_timeout", late)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer before any request exists, in predictd's error shape, and close."""
+        self._head_arrived()
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps({"error": {"code": code, "message": message, "field": "headers"}})
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        self.transport.close()
 
 
 class DrainingServer(uvicorn.Server):

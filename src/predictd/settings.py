@@ -189,8 +189,13 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = "on"
     """on: every route but /health, /ready, /docs and the dashboard's page needs an API key
     (`Authorization: Bearer <key>`) with the route's scope. off: predict and read are open to
-    anyone (the loopback demo); predictd refuses to serve off on a non-loopback address
-    unless `serve --insecure-no-auth`."""
+    anyone (the loopback demo); predictd refuses to start with off on a non-loopback
+    `PREDICTD_HOST`, and answers 403 to requests that reach a non-loopback address (under any
+    server: `predictd serve`, uvicorn, granian), unless `PREDICTD_INSECURE_NO_AUTH`."""
+
+    insecure_no_auth: bool = False
+    """Allow `PREDICTD_AUTH=off` on non-loopback addresses, for a proxy in front that
+    authenticates (`serve --insecure-no-auth` sets it)."""
 
     admin_token: SecretStr | None = None
     """A bootstrap credential with the admin scope, checked without the database (before any
@@ -344,6 +349,16 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted request body; larger bodies get 413."""
+
+    body_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """Longest a request body may take to arrive once its headers are in; a slower one gets
+    408 `body_timeout`. No concurrency slot is held while a body arrives."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """Longest `predictd serve` waits for a request's headers, from the connection's start or
+    its previous answer: then 408 `header_timeout` (or, if nothing came, a plain close) and
+    the connection is closed. Headers over 64 KiB get 431; an idle kept-alive connection is
+    closed after 5 s."""
 
     predict_timeout_s: float = Field(default=10.0, gt=0)
     """A model call that takes longer answers 504."""

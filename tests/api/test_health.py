@@ -6,7 +6,10 @@ from pathlib import Path
 
 import httpx
 
+from predictd.access.keys import KeyService
 from predictd.app import create_app
+from predictd.db import migrate
+from predictd.db.engine import Database
 from tests.conftest import Artifacts
 from tests.support.app import make_settings, running_app, services_of
 
@@ -34,6 +37,52 @@ async def test_health_ready_and_model_info(
         assert len(info["artifact_sha256"]) == 64
         assert info["loaded_at"]
         assert info["source"] == "registry"
+
+
+async def test_ready_shows_details_only_to_the_read_scope(
+    tmp_path: Path, artifacts: Artifacts
+) -> None:
+    """A probe (no key) learns each check's state and the server's phase; the database's user,
+    host and name, the spool and the model need a key with the read scope."""
+    db_url = f"sqlite:///{tmp_path / 'secret-name.db'}"
+    settings = make_settings(tmp_path, db_url, model_path=artifacts.sentiment.path, auth="on",
+                             admin_token="boot", spool_dir=tmp_path / "secret-spool")  # fmt: skip
+    db = Database(settings)
+    try:
+        await migrate.upgrade(db)
+        reader, _ = await KeyService(db).create("reader", ["read"])
+        predictor, _ = await KeyService(db).create("predictor", ["predict"])
+    finally:
+        await db.dispose()
+    async with running_app(settings) as (_, client):
+        states = {"server": "ok", "model": "ok", "database": "ok", "spool": "ok"}
+        for headers in ({}, {"authorization": "Bearer wrong"},
+                        {"authorization": f"Bearer {predictor}"}):  # fmt: skip
+            public = await client.get("/ready", headers=headers)
+            assert public.status_code == 200, public.text
+            checks = public.json()["checks"]
+            assert {name: c["state"] for name, c in checks.items()} == states
+            assert checks["server"]["detail"] == "serving"  # the phase is no secret
+            assert all(c["detail"] is None for n, c in checks.items() if n != "server"), checks
+            assert "secret" not in public.text
+            assert "sentiment" not in public.text
+        for key in (reader, "boot"):
+            detailed = await client.get("/ready", headers={"authorization": f"Bearer {key}"})
+            assert detailed.status_code == 200
+            checks = detailed.json()["checks"]
+            assert "secret-name.db" in checks["database"]["detail"], checks
+            assert checks["model"]["detail"].startswith("sentiment v1"), checks
+            assert "pending" in checks["spool"]["detail"], checks
+
+
+async def test_ready_shows_details_where_read_is_open(tmp_path: Path, artifacts: Artifacts) -> None:
+    """With PREDICTD_AUTH=off (loopback only) anyone holds the read scope, as on every GET."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
+                             model_path=artifacts.sentiment.path)  # fmt: skip
+    async with running_app(settings) as (_, client):
+        checks = (await client.get("/ready")).json()["checks"]
+        assert checks["model"]["detail"].startswith("sentiment v1"), checks
+        assert "p.db" in checks["database"]["detail"], checks
 
 
 async def test_not_ready_without_a_model(tmp_path: Path) -> None:

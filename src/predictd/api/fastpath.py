@@ -21,12 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from predictd.api.deps import MAX_ID, Services, context_of
+from predictd.api.concurrency import ConcurrencyGate
+from predictd.api.deps import Services, context_of, parse_version
 from predictd.api.errors import validation_problem
 from predictd.api.responses import send_json_error
 from predictd.api.routes import v2
 from predictd.api.routes.predict import ACCESS, Caller, answer
-from predictd.errors import InvalidInput, PredictdError
+from predictd.errors import InvalidInput, Overloaded, PredictdError
 
 log = logging.getLogger("predictd.api")
 
@@ -62,20 +63,35 @@ def route_of(path: str) -> FastRoute | None:
 
 
 def _version(text: str) -> int:
-    if text.isdigit() and 1 <= int(text) <= MAX_ID:
-        return int(text)
-    raise InvalidInput(f"a version is a number from 1 to {MAX_ID}", field="version")
+    version = parse_version(text)
+    if version is None:
+        raise InvalidInput(
+            "a version is a number from 1 to 2147483647 (ASCII digits)", field="version"
+        )
+    return version
 
 
 async def serve(
-    scope: Scope, receive: Receive, send: Send, body: bytes, route: FastRoute, request_id: str
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    body: bytes,
+    route: FastRoute,
+    request_id: str,
+    gate: ConcurrencyGate | None = None,
 ) -> int:
-    """Answer one prediction request; returns the status sent."""
+    """Answer one prediction request; returns the status sent. The concurrency slot of
+    ``gate`` is taken once the caller is admitted, so refusals never wait for one."""
     services: Services = scope["app"].state.services
     request = Request(scope, receive)
     path = scope["path"]
+    entered = False
     try:
         await ACCESS.admit(request, services)
+        if gate is not None:
+            entered = gate.enter()
+            if not entered:
+                raise Overloaded(gate.message)
         ctx = context_of(request)
         if route.kind == "infer":
             assert route.model is not None
@@ -86,7 +102,7 @@ async def serve(
         batch = route.kind == "batch"
         content = await answer(Caller(services, ctx), body, route.model, batch)
     except PredictdError as exc:
-        if exc.status < 500:
+        if exc.status < 500 or isinstance(exc, Overloaded):
             services.metrics.rejected_inputs.labels(exc.code).inc()
         await send_json_error(
             send, exc.status, exc.code, exc.message, request_id, exc.field, exc.retry_after_s, path
@@ -104,6 +120,9 @@ async def serve(
             None, None, path,
         )  # fmt: skip
         return 500
+    finally:
+        if entered and gate is not None:
+            gate.leave()
     payload = orjson.dumps(content)
     await send(
         {

@@ -2,11 +2,17 @@
 
 Pure ASGI (not BaseHTTPMiddleware) because it runs on every prediction and must cost
 microseconds. The body is read here, bounded by ``max_body_bytes`` on the bytes actually
-received (Content-Length is not trusted alone), then replayed to the app.
+received (Content-Length is not trusted alone) and by ``body_timeout_s`` on the time it takes
+to arrive, then replayed to the app.
+
+The concurrency slot is taken only once the body is in (on the prediction routes, once the
+caller is also admitted): a client that trickles or stalls its body holds a connection, never
+a slot, so a few hundred of them cannot make everyone else's requests 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import MutableMapping
@@ -16,7 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid4
 
 from predictd.access import audit
+from predictd.access.exposure import reached_remotely
 from predictd.api import fastpath
+from predictd.api.concurrency import ConcurrencyGate
 from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
 from predictd.api.responses import is_v2, send_json_error
 from predictd.observability import Metrics, request_id_var
@@ -74,16 +82,38 @@ def _json_media(media: bytes | None) -> bool:
 # Probes and the scrape must answer however busy the process is.
 UNCAPPED = frozenset({"/health", "/ready", "/metrics"})
 
+Refusal = tuple[int, str, str, str | None]  # status, code, message, field
+_LOOPBACK_ONLY: Refusal = (
+    403, "loopback_only",
+    "this server runs without authentication (PREDICTD_AUTH=off) and answers only requests "
+    "to a loopback address", None,
+)  # fmt: skip
+
 
 class ServingMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, max_concurrency: int = 0
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        max_concurrency: int = 0,
+        body_timeout_s: float = 10.0,
+        loopback_only: bool = False,
     ) -> None:
+        """``loopback_only``: refuse requests that reached a non-loopback address of this
+        host (auth off and not explicitly allowed): the server, not the app, chose the
+        address, so only the connection can say where it came in."""
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self.max_concurrency = max_concurrency
-        self.in_flight = 0
+        self.body_timeout_s = body_timeout_s
+        self.gate = ConcurrencyGate(max_concurrency) if max_concurrency > 0 else None
+        self.loopback_only = loopback_only
+
+    @property
+    def in_flight(self) -> int:
+        return 0 if self.gate is None else self.gate.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,29 +134,28 @@ class ServingMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        capped = self.max_concurrency > 0 and scope["path"] not in UNCAPPED
-        overloaded = capped and self.in_flight >= self.max_concurrency
-        counted = capped and not overloaded
-        if counted:
-            self.in_flight += 1
+        gate = None if scope["path"] in UNCAPPED else self.gate
+        entered = False
         endpoint: str | None = None  # set when the fast path answers (no FastAPI route)
         try:
-            refusal: tuple[int, str, str, str | None] | None = None
+            refusal: Refusal | None = None
             body: bytes | None = None
-            if overloaded:
-                refusal = (503, "overloaded",
-                           f"this server is working on {self.max_concurrency} requests; "
-                           "retry shortly", None)  # fmt: skip
-            elif scope["method"] in _BODY_METHODS:
-                body = await self._read_body(scope, receive)
+            if self.loopback_only and _reached_remotely(scope):
+                refusal = _LOOPBACK_ONLY
+            if refusal is None and scope["method"] in _BODY_METHODS:
+                body, refusal = await self._receive_body(scope, receive)
                 if body is not None:
-                    body, refusal = self._decode(scope, body)
-                if body is None:
-                    too_big = f"request body exceeds {self.max_body_bytes} bytes"
-                    refusal = refusal or (413, "payload_too_large", too_big, None)
-                else:
-                    refusal = refusal or self._refuse_body(scope, body)
                     receive = _replay(body, receive)
+            route = fastpath.route_of(scope["path"]) if scope["method"] == "POST" else None
+            if refusal is None and route is not None and body is not None:
+                endpoint = route.template
+                status_holder[0] = await fastpath.serve(
+                    scope, receive, send, body, route, request_id, gate
+                )
+                return
+            if refusal is None and gate is not None:
+                entered = gate.enter()
+                refusal = None if entered else (503, "overloaded", gate.message, None)
             if refusal is not None:
                 status, code, message, field = refusal
                 status_holder[0] = status
@@ -136,20 +165,33 @@ class ServingMiddleware:
                     send, status, code, message, request_id, field, retry, scope["path"]
                 )
                 return
-            route = fastpath.route_of(scope["path"]) if scope["method"] == "POST" else None
-            if route is not None and body is not None:
-                endpoint = route.template
-                status_holder[0] = await fastpath.serve(
-                    scope, receive, send, body, route, request_id
-                )
-                return
             await self.app(scope, receive, send_wrapper)
         finally:
-            if counted:
-                self.in_flight -= 1
+            if entered and gate is not None:
+                gate.leave()
             audit.end_request(anonymous)
             request_id_var.reset(token)
             self._observe(scope, status_holder[0], time.perf_counter() - started, endpoint)
+
+    async def _receive_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[bytes | None, Refusal | None]:
+        """The whole body, decoded and checked, or why it is refused. It must arrive within
+        ``body_timeout_s``: a client that stalls is answered 408 and costs nothing more."""
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(scope, receive)
+        except TimeoutError:
+            return None, (408, "body_timeout",
+                          f"the request body did not arrive within {self.body_timeout_s:g} s",
+                          "body")  # fmt: skip
+        refusal = None
+        if body is not None:
+            body, refusal = self._decode(scope, body)
+        if body is None:
+            too_big = f"request body exceeds {self.max_body_bytes} bytes"
+            return None, refusal or (413, "payload_too_large", too_big, None)
+        return body, refusal or self._refuse_body(scope, body)
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -161,9 +203,7 @@ class ServingMiddleware:
                 break
         return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
 
-    def _decode(
-        self, scope: Scope, body: bytes
-    ) -> tuple[bytes | None, tuple[int, str, str, str | None] | None]:
+    def _decode(self, scope: Scope, body: bytes) -> tuple[bytes | None, Refusal | None]:
         """Undo a gzip/deflate Content-Encoding, bounded by the body limit; the app then sees
         a plain body (None when it inflates past the limit)."""
         encoding = _header(scope, b"content-encoding")
@@ -183,7 +223,7 @@ class ServingMiddleware:
         return plain, None
 
     @staticmethod
-    def _refuse_body(scope: Scope, body: bytes) -> tuple[int, str, str, str | None] | None:
+    def _refuse_body(scope: Scope, body: bytes) -> Refusal | None:
         """A body the API will not parse: wrong media type, or JSON nested too deeply. V2
         inference also takes the binary tensor extension, and its clients may send no
         Content-Type at all; the V2 codec checks those bodies itself."""
@@ -235,6 +275,11 @@ class ServingMiddleware:
         code = str(status)
         self.metrics.http_requests.labels(endpoint, scope["method"], code).inc()
         self.metrics.http_latency.labels(endpoint, code).observe(seconds)
+
+
+def _reached_remotely(scope: Scope) -> bool:
+    server = scope.get("server")
+    return server is not None and reached_remotely(server[0])
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

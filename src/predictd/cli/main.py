@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -44,31 +43,27 @@ Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICT
 Port = Annotated[int | None, typer.Option(help="Port to listen on (default PREDICTD_PORT).")]
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _serve(
     settings: Settings, host: str | None, port: int | None, workers: int, *, insecure: bool = False
 ) -> None:
-    import uvicorn
+    from predictd.access.exposure import exposure_problem, is_loopback
 
     bind = host or settings.host
-    if settings.auth == "off" and not _loopback(bind):
-        if not insecure:
-            fail(
-                f"refusing to serve {bind} with PREDICTD_AUTH=off: anyone who can reach it "
-                "could predict and read. Turn auth on (and create keys), bind 127.0.0.1, or "
-                "pass --insecure-no-auth if something in front of predictd authenticates"
-            )
+    if insecure:
+        settings = settings.model_copy(update={"insecure_no_auth": True})
+    # The app factory refuses the same (for uvicorn and granian too); said here first, as
+    # the one line a command should print rather than a traceback from inside uvicorn.
+    problem = exposure_problem(settings, bind, allow="pass --insecure-no-auth")
+    if problem is not None:
+        fail(problem)
+    if settings.auth == "off" and not is_loopback(bind):  # allowed by --insecure-no-auth
         log.warning(
             "serving without authentication on a non-loopback address", extra={"host": bind}
         )
     # Settings travel through the environment so every worker process builds the same ones.
     os.environ["PREDICTD_AUTH"] = settings.auth
+    os.environ["PREDICTD_HOST"] = bind  # what the app factory checks exposure against
+    os.environ["PREDICTD_INSECURE_NO_AUTH"] = str(settings.insecure_no_auth).lower()
     os.environ["DATABASE_URL"] = settings.database_url
     if settings.model_path is not None:
         os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
@@ -84,18 +79,20 @@ def _serve(
         "host": bind,
         "port": port or settings.port,
         "access_log": False,
+        "timeout_keep_alive": 5,  # an idle connection is closed after this (uvicorn's default)
+        "header_timeout_s": settings.header_timeout_s,
         "timeout_graceful_shutdown": 30,
         "log_level": settings.log_level.lower(),
         "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
     }
-    from predictd.server import DrainingServer, run_workers
+    from predictd.server import DrainingServer, ServerConfig, run_workers
 
     if workers > 1:
         with shared_metrics_dir():
-            config = uvicorn.Config("predictd.app:create_app_from_env", workers=workers, **options)
+            config = ServerConfig("predictd.app:create_app_from_env", workers=workers, **options)
             run_workers(config)
         return
-    config = uvicorn.Config("predictd.app:create_app_from_env", **options)
+    config = ServerConfig("predictd.app:create_app_from_env", **options)
     DrainingServer(config, settings.shutdown_delay_s).run()
 
 

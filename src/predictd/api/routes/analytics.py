@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from predictd.analytics.repository import Window
 from predictd.api.auth import Needs, ReadScope, check_scope
-from predictd.api.deps import MAX_ID, ServicesDep
+from predictd.api.deps import MAX_ID, AsciiDigits, ServicesDep
 from predictd.errors import InvalidInput, ModelNotFound
 from predictd.monitoring.system import history as system_history
 from predictd.schemas.analytics import (
@@ -54,7 +54,9 @@ def analytics_window(
     model: Annotated[
         str | None, Query(min_length=1, max_length=200, description="model name")
     ] = None,
-    version: Annotated[int | None, Query(ge=1, le=MAX_ID, description="model version")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="model version"), AsciiDigits
+    ] = None,
 ) -> Window:
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and end <= start:
@@ -150,7 +152,9 @@ async def performance(
     model: Annotated[
         str | None, Query(min_length=1, max_length=200, description="model name")
     ] = None,
-    version: Annotated[int | None, Query(ge=1, le=MAX_ID, description="model version")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="model version"), AsciiDigits
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> Performance:
     """The newest performance rows the monitor stored (`predictd monitor run`, or the server

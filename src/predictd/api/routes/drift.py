@@ -7,14 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from predictd.api.auth import Needs
-from predictd.api.deps import MAX_ID, ServicesDep
+from predictd.api.deps import MAX_ID, AsciiDigits, ServicesDep
 from predictd.errors import NotFound
 from predictd.schemas.drift import DriftReport, DriftReportList
 from predictd.schemas.errors import ErrorResponse
 
 router = APIRouter(prefix="/drift", tags=["drift"], dependencies=[Depends(Needs("read"))])
 Model = Annotated[str | None, Query(max_length=200, description="only this model name")]
-Version = Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this version")]
+Version = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="only this version"), AsciiDigits
+]
 
 
 @router.get("/reports")

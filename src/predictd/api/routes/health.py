@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from predictd.api.auth import ReadScope
-from predictd.api.deps import ServicesDep
+from predictd.api.auth import Needs, ReadScope
+from predictd.api.deps import Services, ServicesDep
 from predictd.api.responses import JSONResponse
-from predictd.errors import ModelNotFound, ModelNotReady
+from predictd.errors import ModelNotFound, ModelNotReady, PredictdError
 from predictd.schemas.errors import ErrorResponse
 from predictd.schemas.health import CandidateInfo, Check, Liveness, ModelInfo, Readiness
 
@@ -22,13 +22,37 @@ async def health() -> Liveness:
     return Liveness()
 
 
+_READ = Needs("read")
+PUBLIC_DETAILS = frozenset({"server"})  # starting | serving | draining: says nothing of the setup
+
+
+async def _may_read(request: Request, services: Services) -> bool:
+    """Whether the caller may see the checks' details (database user, host and name, spool
+    path, load errors): a key with the read scope, or anyone where read is open (auth off,
+    which serves loopback only). A probe sends no key and is never refused or audited."""
+    if request.headers.get("authorization") is None and services.settings.auth == "on":
+        return False
+    try:
+        await _READ.admit(request, services)
+    except PredictdError:
+        return False
+    return True
+
+
 @router.get("/ready", responses={503: {"model": Readiness}})
-async def ready(services: ServicesDep) -> JSONResponse:
-    """200 when a model is loaded and records can be kept (database or spool)."""
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """200 when a model is loaded and records can be kept (database or spool). Without the
+    read scope the body has each check's state only (and the server's phase)."""
     ok, checks = await services.readiness.checks()
+    detailed = await _may_read(request, services)
     body = Readiness(
         status="ready" if ok else "not_ready",
-        checks={name: Check(state=c.state, detail=c.detail) for name, c in checks.items()},
+        checks={
+            name: Check(
+                state=c.state, detail=c.detail if detailed or name in PUBLIC_DETAILS else None
+            )
+            for name, c in checks.items()
+        },
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from predictd.api.auth import AdminScope, ReadScope
-from predictd.api.deps import MAX_ID, ServicesDep
+from predictd.api.deps import MAX_ID, AsciiDigits, ServicesDep
 from predictd.errors import ModelNotFound
 from predictd.registry.models import ModelVersion
 from predictd.schemas.errors import ErrorResponse
@@ -21,7 +21,7 @@ from predictd.schemas.models import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
-VersionPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a version number")]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a version number"), AsciiDigits]
 
 _ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 503)

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from predictd import __version__
 from predictd.api.auth import AdminScope, PredictScope, ReadScope
 from predictd.api.bodies import body_doc
-from predictd.api.deps import MAX_ID, ContextDep, Services, ServicesDep
+from predictd.api.deps import MAX_ID, AsciiDigits, ContextDep, Services, ServicesDep
 from predictd.api.encoding import encode_body, preferred_encoding
 from predictd.api.responses import JSONResponse
 from predictd.api.tensors import (
@@ -50,7 +50,9 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
-VersionPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a served version number")]
+VersionPath = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="a served version number"), AsciiDigits
+]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
