@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return "servers" in fixtures or item.get_closest_marker("slow") is not None
 
     items.sort(key=lambda item: not runs_servers(item))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter,
+) -> Generator[None, None, None]:
+    """One loud line when tests were skipped for want of PostgreSQL, Redis or another service,
+    so a laptop run that skipped them is never mistaken for a full one. The outermost wrapper,
+    so it comes after the short summary, just above the final counts; under pytest-xdist it
+    runs in the controller, which holds every worker's reports."""
+    yield
+    missing: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        reason = str(reason).removeprefix("Skipped: ")
+        if reason.startswith(services.SKIP_PREFIX):
+            missing[reason.removeprefix(services.SKIP_PREFIX)] += 1
+    if missing:
+        why = "; ".join(f"{what} ({n})" for what, n in missing.most_common())
+        terminalreporter.write_sep(
+            "!",
+            f"{missing.total()} tests SKIPPED, services unavailable: {why}. Start them "
+            "(scripts/ensure_services.sh) or run with PREDICTD_REQUIRE_SERVICES=1 to fail",
+            red=True,
+            bold=True,
+        )

@@ -16,11 +16,15 @@ ADMIN_URL = os.environ.get(
 )
 
 
+# Every skip for a missing service starts with this, so the run's summary can count them.
+SKIP_PREFIX = "service unavailable: "
+
+
 def unavailable(what: str) -> None:
     """A missing service fails the run in CI and skips locally."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required (PREDICTD_REQUIRE_SERVICES=1) but unavailable")
-    pytest.skip(f"{what} unavailable")
+    pytest.skip(f"{SKIP_PREFIX}{what}")
 
 
 def _asyncpg_dsn(url: str) -> str:
