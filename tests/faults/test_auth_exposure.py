@@ -73,6 +73,10 @@ def listening(port: int, proc: subprocess.Popen[bytes]) -> bool:
     return False
 
 
+def summary_status(address: str) -> int:
+    return httpx.get(f"http://{address}/analytics/summary", timeout=10).status_code
+
+
 def test_the_factory_refuses_auth_off_on_a_public_host() -> None:
     with pytest.raises(
         ExposedWithoutAuth, match=r"refusing to serve 0\.0\.0\.0 with PREDICTD_AUTH"
@@ -95,8 +99,8 @@ def test_plain_uvicorn_on_every_address_answers_loopback_only(tmp_path: Path) ->
     port = free_port()
     with uvicorn_factory(tmp_path, port, {}) as proc:
         wait_for(lambda: listening(port, proc), 60, "uvicorn to listen")
-        local = httpx.get(f"http://127.0.0.1:{port}/analytics/summary", timeout=10)
-        assert local.status_code == 200, local.text
+        # /health answers before start-up has migrated the database: wait for analytics
+        wait_for(lambda: summary_status(f"127.0.0.1:{port}") == 200, 60, "loopback analytics")
         remote = httpx.get(f"http://{outward}:{port}/analytics/summary", timeout=10)
         assert remote.status_code == 403, remote.text
         assert remote.json()["error"]["code"] == "loopback_only"
@@ -104,5 +108,4 @@ def test_plain_uvicorn_on_every_address_answers_loopback_only(tmp_path: Path) ->
     port = free_port()
     with uvicorn_factory(tmp_path, port, {"PREDICTD_INSECURE_NO_AUTH": "true"}) as proc:
         wait_for(lambda: listening(port, proc), 60, "uvicorn to listen")
-        remote = httpx.get(f"http://{outward}:{port}/analytics/summary", timeout=10)
-        assert remote.status_code == 200, remote.text
+        wait_for(lambda: summary_status(f"{outward}:{port}") == 200, 60, "remote analytics")
