@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from predictd.api.concurrency import ConcurrencyGate
-from predictd.api.deps import Services, context_of, parse_version
+from predictd.api.deps import MAX_ID, Services, context_of, parse_version
 from predictd.api.errors import validation_problem
 from predictd.api.responses import send_json_error
 from predictd.api.routes import v2
@@ -66,7 +66,7 @@ def _version(text: str) -> int:
     version = parse_version(text)
     if version is None:
         raise InvalidInput(
-            "a version is a number from 1 to 2147483647 (ASCII digits)", field="version"
+            f"a version is a number from 1 to {MAX_ID} (ASCII digits)", field="version"
         )
     return version
 

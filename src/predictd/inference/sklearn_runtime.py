@@ -11,6 +11,7 @@ from sklearn import config_context
 from skops.io import load as skops_load
 
 from predictd.errors import ArtifactError
+from predictd.inference.fitted_state import check_fitted_state
 from predictd.inference.runtime import (
     ModelInput,
     ModelMeta,
@@ -23,7 +24,6 @@ from predictd.inference.runtime import (
     to_label,
 )
 from predictd.inference.skops_trust import check_types
-from predictd.inference.tree_integrity import check_trees
 
 
 def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
@@ -34,7 +34,7 @@ def load_estimator(path: Path, extra_trusted: Sequence[str] = ()) -> Any:
         estimator = skops_load(path, trusted=sorted(names.all))
     except Exception as exc:  # skops raises many types for a damaged file
         raise ArtifactError(f"could not load {path.name}: {exc}") from exc
-    check_trees(estimator, path.name)  # trusted types, but their arrays come from the file
+    check_fitted_state(estimator, path.name)  # trusted types, but arrays from the file
     return estimator
 
 

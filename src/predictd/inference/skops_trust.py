@@ -9,7 +9,10 @@ either one listed by the operator in PREDICTD_TRUSTED_TYPES. Name prefixes are n
 trusted: ``numpy.`` also holds functions that run shell commands.
 
 The schema is read here with ``zipfile`` and ``json`` rather than through skops' own audit,
-because skops trusts some names by default; this reading sees every name in the file.
+because skops trusts some names by default; this reading sees every name in the file. It is
+exact for the one skops file protocol it was reviewed against: a file written in another
+protocol, or holding a loader not on ``LOADERS``, is refused rather than guessed at (skops
+keeps older loaders that read names from other fields).
 """
 
 from __future__ import annotations
@@ -29,8 +32,15 @@ log = logging.getLogger("predictd.inference")
 
 SCHEMA_FILE = "schema.json"
 MAX_SCHEMA_BYTES = 64 * 1024 * 1024  # a fitted forest of a few thousand trees is ~10 MB
+PROTOCOL = 2  # skops' file protocol whose loaders were reviewed (skops 0.16)
 # Loaders whose name is a callable to be called later, not a class to rebuild.
-CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode"})
+CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
+# Every loader of that protocol: each reads the names it imports from __module__/__class__.
+_OTHER_LOADERS = """BytearrayNode BytesNode CachedNode ConstructorFromReduceNode DTypeNode
+DefaultDictNode DictNode JsonNode ListNode LossNode MaskedArrayNode NdArrayNode ObjectNode
+RandomGeneratorNode RandomStateNode SetNode SliceNode SparseMatrixNode TreeNode TupleNode
+TypeNode"""
+LOADERS = CALLABLE_LOADERS | frozenset(_OTHER_LOADERS.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +70,19 @@ def read_types(path: Path) -> ArtifactTypes:
         raise
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"{path.name} is not a readable skops artifact: {exc!r}") from exc
+    protocol = schema.get("protocol") if isinstance(schema, dict) else None
+    if protocol != PROTOCOL:
+        raise ArtifactError(
+            f"{path.name} was written in skops file protocol {protocol!r}; predictd reads "
+            f"protocol {PROTOCOL} (save it again with the skops predictd installs)"
+        )
     classes: set[str] = set()
     callables: set[str] = set()
     for node in _nodes(schema):
         name = f"{node['__module__']}.{node['__class__']}"
         loader = node.get("__loader__")
+        if loader not in LOADERS:
+            raise UntrustedArtifact(path.name, [f"{name} (loader {loader!r})"])
         if loader == "MethodNode":
             # a bound method: the owner is rebuilt (and checked as its own node); the call
             # target is owner's type + attribute name, which must be a reviewed callable
