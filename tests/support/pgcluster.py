@@ -49,7 +49,8 @@ def available() -> str | None:
 def make_certificates(directory: Path, host: str = "localhost") -> None:
     """A throwaway CA (``ca.crt``) and a server certificate it signed (``server.crt``/``.key``)
     naming only ``host``, so a connection to 127.0.0.1 fails verify-full but passes
-    verify-ca. Made with the openssl command line tool."""
+    verify-ca; and a client certificate for the user ``postgres`` (``client.crt``/``.key``).
+    Made with the openssl command line tool."""
     openssl = shutil.which("openssl")
     assert openssl is not None, "openssl not found"
     curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -69,13 +70,22 @@ def make_certificates(directory: Path, host: str = "localhost") -> None:
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-out",
         "server.crt", "-CAcreateserial", "-days", "2", "-extfile", "server.ext")  # fmt: skip
     (directory / "server.key").chmod(0o600)  # PostgreSQL refuses a key others can read
+    run("req", *curve, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=postgres")
+    (directory / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-out",
+        "client.crt", "-CAcreateserial", "-days", "2", "-extfile", "client.ext")  # fmt: skip
+    (directory / "client.key").chmod(0o600)  # libpq refuses a key others can read
 
 
 class OwnCluster:
     """One throwaway cluster; ``start()``, ``stop(mode)``, ``freeze()``/``thaw()``. With
     ``tls=True`` it has ``ssl = on`` with a certificate for ``localhost`` signed by a CA of
     its own (``ca_file``), and refuses TCP connections without TLS, so any client that got in
-    used TLS."""
+    used TLS; the database ``certdb`` (not created here) also wants a client certificate for
+    ``postgres`` signed by that CA (``client_cert``/``client_key``)."""
 
     def __init__(self, *, tls: bool = False) -> None:
         bin_dir = _bin_dir()
@@ -114,9 +124,11 @@ class OwnCluster:
                     "ssl = on\n"
                     f"ssl_cert_file = '{certs / 'server.crt'}'\n"
                     f"ssl_key_file = '{certs / 'server.key'}'\n"
+                    f"ssl_ca_file = '{certs / 'ca.crt'}'\n"  # asks clients for a certificate
                 )
             (self.data / "pg_hba.conf").write_text(
-                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
+                "local all all trust\nhostssl certdb all 127.0.0.1/32 cert\n"
+                "hostssl all all 127.0.0.1/32 trust\n"
                 "hostssl all all ::1/128 trust\n"
             )
 
@@ -124,6 +136,15 @@ class OwnCluster:
     def ca_file(self) -> Path:
         """The CA that signed a TLS cluster's server certificate."""
         return self.root / "certs" / "ca.crt"
+
+    @property
+    def client_cert(self) -> Path:
+        """A client certificate for ``postgres`` that ``certdb`` accepts; ``client_key``."""
+        return self.root / "certs" / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "certs" / "client.key"
 
     @property
     def admin_url(self) -> str:
