@@ -17,7 +17,8 @@ from fastapi.telemetry import TelemetryConfig
 from predictd import __version__, worker_metrics
 from predictd.access import audit, snapshot
 from predictd.access.exposure import ExposedWithoutAuth, exposure_problem, open_without_auth
-from predictd.access.keys import KeyRing, KeyService
+from predictd.access.keyring import KeyRing
+from predictd.access.keys import KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
@@ -110,6 +111,7 @@ def create_app(
             readiness=ReadinessProbe(db, recorder, loader),
             keys=KeyRing(
                 key_service,
+                metrics,
                 admin_token,
                 snapshot_path=snapshot.path_beside(settings.spool_dir),
                 lookup_timeout_s=settings.keys_lookup_timeout_s,

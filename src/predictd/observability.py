@@ -130,6 +130,9 @@ class Metrics:
     batch_size: Histogram
     batch_wait: Histogram
     cache_lookups: Counter
+    key_lookups: Counter
+    key_snapshot_stale: Gauge
+    key_snapshot_write_failures: Counter
     # Gauges read at scrape time (single process) or set every second (workers).
     samplers: list[tuple[Gauge, Callable[[], float]]] = field(default_factory=list)
 
@@ -180,6 +183,26 @@ class Metrics:
                 "Prediction cache lookups by model, where they were answered (redis, or local: "
                 "the LRU, also while Redis is away) and result (hit, miss).",
                 ["model", "source", "result"],
+                registry=reg,
+            ),
+            key_lookups=Counter(
+                "predictd_key_lookups",
+                "API keys looked up in the database because this server did not know them, by "
+                "result (found, revoked, unknown, failed: the database did not answer in time).",
+                ["result"],
+                registry=reg,
+            ),
+            key_snapshot_stale=Gauge(
+                "predictd_key_snapshot_stale",
+                "1 while the key snapshot beside the spool is older than the key table this "
+                "server read (its last write failed): a restart during a database outage would "
+                "serve the older table. 0 when it matches (or no snapshot is kept).",
+                multiprocess_mode="livemax",
+                registry=reg,
+            ),
+            key_snapshot_write_failures=Counter(
+                "predictd_key_snapshot_write_failures",
+                "Failed writes of the key snapshot beside the spool.",
                 registry=reg,
             ),
             batch_size=Histogram(

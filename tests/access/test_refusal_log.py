@@ -1,16 +1,23 @@
 """Refusals counted in memory and written as one growing row per address and minute; a
-write that fails loses nothing."""
+write that fails loses nothing; a full log is written in chunks, so a slow link still makes
+progress; refusals beyond what is held are one warning, not one each."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
-from predictd.access.audit import Actor, RefusalLog
+from predictd.access.audit import REFUSALS_HELD, Actor, RefusalLog
+from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import audit_log
 from predictd.settings import Settings
+from tests.support.proxy import TcpProxy
+from tests.support.server import database_name
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
 
@@ -54,3 +61,45 @@ async def test_counts_survive_a_failed_write_and_grow_one_row(db: Database) -> N
     counts, rows = await refused(db)
     assert counts == {("10.0.0.1", None): 5, ("10.0.0.2", "reader"): 1}
     assert rows <= 4  # one per address and minute: 2, more only across a minute's end
+
+
+def test_refusals_beyond_what_is_held_are_one_warning_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = RefusalLog()
+    actor = Actor(None, "predict", None)
+    for n in range(REFUSALS_HELD):
+        log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", actor, "POST /predict")
+    with caplog.at_level(logging.WARNING, "predictd.audit"):
+        for n in range(500):
+            log.note(f"192.0.{n >> 8}.{n & 255}", actor, "POST /predict")
+    warnings = [r for r in caplog.records if r.name == "predictd.audit"]
+    assert len(warnings) == 1  # not one line per refusal: the flood must not move to the log
+    assert log.dropped == 500
+
+
+async def test_a_full_log_is_written_over_a_slow_link(postgres_url: str) -> None:
+    url = make_url(postgres_url)
+    direct = Database(Settings(database_url=postgres_url))
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))))
+        try:
+            await migrate.upgrade(direct)
+            log = RefusalLog()
+            actor = Actor(None, "predict", None)
+            for n in range(REFUSALS_HELD):
+                log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", actor, "POST /predict")
+            proxy.delay_s = 0.002  # every round trip 2 ms: one statement a row never ends
+            await log.flush(slow)
+            counts, rows = await refused(direct)
+            assert sum(counts.values()) == REFUSALS_HELD
+            assert rows == REFUSALS_HELD
+            for n in range(3):  # more on the same rows: added to them (new rows only if a
+                log.note(f"10.0.0.{n}", actor, "POST /predict")  # minute ended meanwhile)
+            await log.flush(slow)
+            counts, rows = await refused(direct)
+            assert sum(counts.values()) == REFUSALS_HELD + 3
+            assert rows <= REFUSALS_HELD + 3
+        finally:
+            await slow.dispose()
+            await direct.dispose()

@@ -1,12 +1,14 @@
 """The key snapshot beside the spool: written atomically and private, read as untrusted input
 (anything odd is ignored with a warning, never a crash), and what a server started without
-a database checks keys against."""
+a database checks keys against; one that cannot be written is reported in /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,35 @@ async def test_a_corrupt_snapshot_never_stops_start_up(
         answer = await client.post("/predict", json={"text": "hi"},
                                    headers={"authorization": f"Bearer {new_key()}"})  # fmt: skip
         assert answer.status_code == 503
+
+
+async def test_a_snapshot_that_cannot_be_written_is_reported(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    """A revocation missing from the snapshot would be undone by a restart during an
+    outage: /metrics says so (predictd_key_snapshot_stale) until a write succeeds."""
+    admin = new_key()
+    settings = make_settings(tmp_path, db_url, auth="on", keys_refresh_s=0.05,
+                             admin_token=admin, model_path=artifacts.sentiment.path)  # fmt: skip
+    path = snapshot.path_beside(settings.spool_dir)
+    path.mkdir(parents=True)  # a directory where the file goes: every write fails
+    headers = {"authorization": f"Bearer {admin}"}
+    async with running_app(settings) as (_, client):
+
+        async def scraped(line: str) -> bool:
+            text = (await client.get("/metrics", headers=headers)).text
+            return line in text.splitlines()
+
+        await wait_until(lambda: scraped("predictd_key_snapshot_stale 1.0"))
+        assert not await scraped("predictd_key_snapshot_write_failures_total 0.0")
+        path.rmdir()
+        await wait_until(lambda: scraped("predictd_key_snapshot_stale 0.0"))
+    assert snapshot.read(path) is not None
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], tries: int = 500) -> None:
+    for _ in range(tries):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("never happened")

@@ -2,8 +2,10 @@
 
 Threads, blocking sockets: one accept thread, two pump threads per proxied connection.
 ``cut()`` shuts every live connection down at once and resets new ones on arrival, as a
-database that vanished would; ``restore()`` lets connections through again. Everything is
-bounded: sockets are closed by the threads that use them, and ``close()`` joins them all.
+database that vanished would; ``restore()`` lets connections through again. ``delay_s`` holds
+each chunk of the database's answers that long, as a slow or distant database would.
+Everything is bounded: sockets are closed by the threads that use them, and ``close()`` joins
+them all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 
 _ACCEPT_POLL_S = 0.05
@@ -40,7 +43,7 @@ class _Link:
     def start(self) -> list[threading.Thread]:
         threads = [
             threading.Thread(
-                target=self._pump, args=(src, dst), name=f"proxy-pump-{n}", daemon=True
+                target=self._pump, args=(src, dst, n == 1), name=f"proxy-pump-{n}", daemon=True
             )
             for n, (src, dst) in enumerate(
                 ((self.client, self.upstream), (self.upstream, self.client))
@@ -56,12 +59,14 @@ class _Link:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if answers and self.proxy.delay_s > 0:
+                    time.sleep(self.proxy.delay_s)
                 dst.sendall(data)
         except OSError:
             pass
@@ -89,6 +94,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._threads: list[threading.Thread] = []
         self._cut = False
+        self.delay_s = 0.0  # held before each chunk the database sends back
         self._closed = threading.Event()
         self.accepted = 0
         self.refused = 0

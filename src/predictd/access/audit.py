@@ -5,8 +5,9 @@ log and the database never disagree. Who is acting comes from a context variable
 auth dependency sets per request (the CLI sets its own), so services need no extra argument.
 A refusal has no transaction to join, and an attacker makes as many as they like:
 ``RefusalLog`` counts them in memory, one row per client address, minute and key, and writes
-the counts every few seconds (a row's ``times`` grows as more arrive). Its memory is bounded;
-what does not fit is logged and counted, never queued without end. Every text is cut to its
+the counts every few seconds, a few hundred rows per statement (a row's ``times`` grows as
+more arrive). Its memory is bounded; what does not fit is counted and logged in one line per
+interval, never queued without end. Every text is cut to its
 column's length, so a long path is recorded shortened rather than dropped.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, update
+from sqlalchemy import String, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.db.engine import Database
@@ -123,7 +125,9 @@ async def record(
 
 REFUSALS_FLUSH_S = 2.0  # how often counted refusals are written
 REFUSALS_HELD = 10_000  # distinct (address, minute, key) counts held between writes
-REFUSALS_WRITE_S = 5.0  # longest one write may take (a hung database must not hold shutdown)
+REFUSALS_CHUNK = 500  # rows written per statement (and per transaction)
+REFUSALS_WRITE_S = 5.0  # longest one chunk may take (a hung database must not hold shutdown)
+DROPPED_WARNING_S = 10.0  # at most one warning this often for refusals not counted
 
 
 @dataclass(slots=True)
@@ -140,6 +144,8 @@ class RefusalLog:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, datetime, str | None], _Refusals] = {}
         self.dropped = 0  # refusals not counted because REFUSALS_HELD was reached
+        self._dropped_unlogged = 0  # of those, not yet in a warning
+        self._next_warning = 0.0  # monotonic time the next warning may be logged at
         self._lock = asyncio.Lock()
 
     def note(self, address: str, actor: Actor, action: str) -> None:
@@ -153,27 +159,42 @@ class RefusalLog:
             return
         if len(self._counts) >= REFUSALS_HELD:
             self.dropped += 1
-            log.warning("request refused", extra={"client": address, "action": row["action"],
-                        "key": actor.key_name})  # fmt: skip
+            self._dropped_unlogged += 1
+            self._warn_dropped()
             return
         row["client"] = clip("client", address)
         self._counts[slot] = _Refusals(row)
 
+    def _warn_dropped(self) -> None:
+        """One line per ``DROPPED_WARNING_S`` with how many refusals went uncounted, so a
+        flood of refusals does not become a flood of log lines."""
+        now = time.monotonic()
+        if not self._dropped_unlogged or now < self._next_warning:
+            return
+        log.warning("refusals not counted: too many addresses refused at once", extra={
+                    "dropped": self._dropped_unlogged, "held": len(self._counts)})  # fmt: skip
+        self._dropped_unlogged = 0
+        self._next_warning = now + DROPPED_WARNING_S
+
     async def flush(self, db: Database) -> None:
         """Write the counts gathered since the last flush (new rows, or more ``times`` on
-        this minute's rows) in one transaction; after a failure they wait for the next."""
+        this minute's rows), ``REFUSALS_CHUNK`` rows per transaction: a chunk that fails
+        stops the flush, and its counts and the rest wait for the next one."""
         async with self._lock:
+            self._warn_dropped()
             waiting = [(r, r.unwritten) for r in self._counts.values() if r.unwritten]
-            if waiting:
+            for start in range(0, len(waiting), REFUSALS_CHUNK):
+                chunk = waiting[start : start + REFUSALS_CHUNK]
                 try:
                     async with asyncio.timeout(REFUSALS_WRITE_S), db.engine.begin() as conn:
-                        ids = [await _write(conn, r, n) for r, n in waiting]
+                        ids = iter(await _write(conn, chunk))
                 except Exception as exc:
                     log.warning("refusals not written to the audit log", extra={
-                                "error": repr(exc), "rows": len(waiting)})  # fmt: skip
+                                "error": repr(exc), "rows": len(waiting) - start})  # fmt: skip
                     return
-                for (refusals, written), row_id in zip(waiting, ids, strict=True):
-                    refusals.row_id = row_id
+                for refusals, written in chunk:  # committed: now the new ids are real
+                    if refusals.row_id is None:
+                        refusals.row_id = next(ids)
                     refusals.unwritten -= written  # more may have come while writing
             this_minute = datetime.now(UTC).replace(second=0, microsecond=0)
             self._counts = {
@@ -186,18 +207,20 @@ class RefusalLog:
             await self.flush(db)
 
 
-async def _write(conn: AsyncConnection, refusals: _Refusals, count: int) -> int:
-    """Add ``count`` refusals to their row (made on the first write); returns its id."""
-    if refusals.row_id is None:
-        row = refusals.row | {"times": count}
-        inserted = await conn.execute(audit_log.insert().returning(audit_log.c.id), [row])
-        return int(inserted.scalar_one())
-    await conn.execute(
-        update(audit_log)
-        .where(audit_log.c.id == refusals.row_id)
-        .values(times=audit_log.c.times + count)
-    )
-    return refusals.row_id
+async def _write(conn: AsyncConnection, chunk: list[tuple[_Refusals, int]]) -> list[int]:
+    """Add each count to its row: the rows not written before in one multi-row INSERT (their
+    new ids are returned, in order), the others in one executemany UPDATE."""
+    new = [r.row | {"times": n} for r, n in chunk if r.row_id is None]
+    more = [{"row_id": r.row_id, "more": n} for r, n in chunk if r.row_id is not None]
+    ids: list[int] = []
+    if new:
+        insert = audit_log.insert().returning(audit_log.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in (await conn.execute(insert, new)).scalars()]
+    if more:
+        times = audit_log.c.times + bindparam("more")
+        grow = update(audit_log).where(audit_log.c.id == bindparam("row_id")).values(times=times)
+        await conn.execute(grow, more)
+    return ids
 
 
 async def purge(db: Database, days: int) -> int:

@@ -2,7 +2,8 @@
 the same bucket, and in this process otherwise: one bucket per API key (or client address)
 for requests (``RateLimiter``), and one per client address for refused requests
 (``RefusalBudget``), so a client cycling through wrong keys is stopped before its keys cost
-database lookups and audit rows.
+database lookups and audit rows. A client is known by ``client_key``: its IPv4 address, or
+the /64 of its IPv6 address.
 
 Redis is a helper, never a dependency (``RedisBreaker``): when it fails or is slow, the
 local bucket decides.
@@ -10,6 +11,7 @@ local bucket decides.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -21,9 +23,9 @@ from predictd.settings import Settings
 
 LOCAL_KEYS = 10_000  # buckets kept per process (least recently used go first)
 
-# KEYS[1] = the bucket; ARGV = rate per second, burst, tokens to take (0: only look). Returns 0
-# when a token is there (and taken), else the milliseconds until one is. Redis's own clock, so
-# replicas agree on time.
+# KEYS[1] = the bucket; ARGV = rate per second, burst, tokens to take (negative: give back, up
+# to the burst). Returns 0 when a token is there (and taken), else the milliseconds until one
+# is. Redis's own clock, so replicas agree on time.
 _TAKE = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -33,7 +35,8 @@ local tokens, ts = tonumber(state[1]), tonumber(state[2])
 if tokens == nil then tokens, ts = burst, now end
 tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
 local wait = 0
-if tokens >= 1 then tokens = tokens - cost else wait = math.ceil((1 - tokens) * 1000 / rate) end
+if cost < 0 then tokens = math.min(burst, tokens - cost)
+elseif tokens >= 1 then tokens = tokens - cost else wait = math.ceil((1 - tokens) * 1000 / rate) end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return wait
@@ -48,12 +51,14 @@ class LocalBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, key: str, now: float, cost: int = 1) -> float:
-        """0 when a token is there (and ``cost`` tokens are taken), else the seconds until one
-        is."""
+        """0 when a token is there (and ``cost`` tokens are taken; a negative cost gives them
+        back), else the seconds until one is."""
         tokens, then = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
         wait = 0.0
-        if tokens >= 1:
+        if cost < 0:
+            tokens = min(self.burst, tokens - cost)
+        elif tokens >= 1:
             tokens -= cost
         else:
             wait = (1 - tokens) / self.rate
@@ -125,10 +130,12 @@ class RateLimiter:
 
 
 class RefusalBudget:
-    """Refused requests (401/403) each client address may cause. Every refusal takes a token;
-    an address without one gets 429 instead, before an unknown key is looked up in the
-    database. A request with a key this server already knows never asks (a client behind the
-    same address as an attacker keeps working)."""
+    """Refused requests (401/403) each client address may cause. A key this server does not
+    know takes a token before it is looked up (``spend``), given back when it turns out valid
+    (``refund``): concurrent requests cannot all pass a budget that is only looked at, and a
+    lookup the database cannot answer (503) is not free. An address without a token gets 429
+    instead of a lookup. A request with a key this server already knows never asks (a client
+    behind the same address as an attacker keeps working)."""
 
     def __init__(self, settings: Settings, redis: Any | None = None) -> None:
         self.rate = settings.refusal_rate_per_s
@@ -141,20 +148,36 @@ class RefusalBudget:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    async def check(self, address: str) -> None:
-        """Raise 429 when ``address`` has no refusal left (takes nothing)."""
-        await self._draw(address, 0)
-
     async def spend(self, address: str) -> None:
         """One refusal for ``address``; raise 429 when it had none left."""
-        await self._draw(address, 1)
-
-    async def _draw(self, address: str, cost: int) -> None:
         if not self.enabled:
             return
-        wait = await self.buckets.take(f"refused:{address}", cost)
+        wait = await self.buckets.take(f"refused:{address}")
         if wait > 0:
             raise TooManyRequests(
                 f"too many refused requests from {address}; retry later",
                 retry_after_s=max(1, math.ceil(wait)),
             )
+
+    async def refund(self, address: str) -> None:
+        """Give back a token ``spend`` took for a request that was not refused after all."""
+        if self.enabled:
+            await self.buckets.take(f"refused:{address}", -1)
+
+
+def client_key(host: str | None) -> str:
+    """What a client is known by, for its limits and its refusals in the audit log: an IPv4
+    address as it is, an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as its IPv4 form, any
+    other IPv6 address as its /64 — what one site is usually given, so a client rotating
+    through its /64 stays one client. Anything else (a test client's name) is kept, cut short."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -15,7 +15,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from predictd.access import audit
-from predictd.access.keys import NEEDED, Principal
+from predictd.access.keyring import NEEDED
+from predictd.access.keys import Principal
+from predictd.access.limits import client_key
 from predictd.access.scopes import ANONYMOUS, Scope, grants
 from predictd.api.deps import Services
 from predictd.errors import Forbidden, TooManyRequests, Unauthorized
@@ -52,15 +54,18 @@ class Needs:
     ) -> Principal:
         scheme, _, presented = (header or "").partition(" ")
         presented = presented.strip()
-        principal = None
+        principal, spent = None, False  # spent: its refusal was paid for before the lookup
         if scheme.lower() == "bearer" and presented:
             found = services.keys.cached(presented)
-            if found is NEEDED:  # a lookup: only for an address that may still be refused
-                await self._within_budget(request, services)
-                found = await services.keys.look_up(presented)  # 503 with no way to check
-            principal = found
+            if found is NEEDED:
+                principal, spent = await self._look_up(presented, request, services)
+            else:
+                principal = found
         if principal is None:
-            await self._refuse(request, services, None)
+            if spent:
+                self._note(request, services, None)
+            else:
+                await self._refuse(request, services, None)
             raise Unauthorized(
                 "send a valid API key: 'Authorization: Bearer <key>'"
                 if header
@@ -71,13 +76,27 @@ class Needs:
             raise Forbidden(f"key {principal.name!r} lacks the {self.scope!r} scope")
         return principal
 
-    async def _within_budget(self, request: Request, services: Services) -> None:
-        """429 before an unknown key is looked up, for an address out of refusals."""
+    async def _look_up(
+        self, presented: str, request: Request, services: Services
+    ) -> tuple[Principal | None, bool]:
+        """The key's principal (None: refused), and whether its refusal is paid for already.
+        A lookup costs its address a refusal before the database is asked (429 without one,
+        or with too many of its keys being looked up already), given back when the key is
+        valid; joining a lookup of the same key already running costs nothing. 503 when the
+        key cannot be checked."""
+        address = _address(request)
+        keys, budget = services.keys, services.limiter.refusals
+        spent = not keys.pending(presented)
         try:
-            await services.limiter.refusals.check(_address(request))
+            if spent:
+                await budget.spend(address)
+            found = await keys.look_up(presented, address)
         except TooManyRequests:
             self._note(request, services, None)
             raise
+        if found is not None and spent:
+            await budget.refund(address)
+        return found, spent and found is None
 
     async def _refuse(self, request: Request, services: Services, key_name: str | None) -> None:
         """Count the refusal; 429 instead when the address has used up its refusals."""
@@ -90,7 +109,8 @@ class Needs:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client as limits and the audit log know it (an IPv6 client by its /64)."""
+    return client_key(request.client.host if request.client else None)
 
 
 PredictScope = Annotated[Principal, Depends(Needs("predict"))]

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from pydantic import BeforeValidator
 
 from predictd.access.audit import RefusalLog
-from predictd.access.keys import KeyRing, KeyService
+from predictd.access.keyring import KeyRing
+from predictd.access.keys import KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
