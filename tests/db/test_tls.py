@@ -26,6 +26,14 @@ from predictd.settings import Settings
 from tests.support import pgcluster, services
 from tests.support.pgcluster import OwnCluster, make_certificates
 
+# Many tests here are refused during TLS negotiation on purpose. Once, in a CI run under load,
+# asyncpg left the socket of such a refused attempt to the garbage collector, which then
+# reported it inside a later test of this module (not reproduced in 30 runs alone). These
+# tests assert on what connects and what is refused, not on asyncpg's clean-up.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning"
+)
+
 URL = "postgresql://u@db.example:5432/p"
 LIBPQ_ENV = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
