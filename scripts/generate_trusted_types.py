@@ -94,6 +94,9 @@ def sklearn_types() -> set[str]:
         for name, obj in inspect.getmembers(cy_loss, inspect.isclass)
         if name.startswith("Cy")
     }
+    from sklearn.linear_model import _sgd_fast  # SGD's losses: parameters only, no arrays
+
+    names |= classes_in(_sgd_fast, cy_loss.CyLossFunction)
     metrics = (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32)
     # PyFuncDistance exists to call a Python function from the file: never.
     names |= {n for n in classes_in(_dist_metrics, metrics) if "PyFunc" not in n}

@@ -85,6 +85,54 @@ def test_a_boosting_stage_wider_than_the_model_is_refused(tmp_path: Path) -> Non
     assert "ensemble member's feature arrays are malformed" in refused(tmp_path, model)
 
 
+def wide_tree(model: Any) -> None:
+    """Give ``model`` a tree 2**28 features wide and forget its width, as a crafted file
+    may: scikit-learn then checks no request's width at all."""
+
+    def far_feature(nodes: Any) -> None:
+        nodes["feature"][nodes["left_child"] != -1] = 2**28 - 1
+
+    model.tree_ = altered_tree(model.tree_, far_feature, width=2**28)
+    del model.n_features_in_
+
+
+def boosting_without_widths() -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    model = GradientBoostingRegressor(n_estimators=3).fit(X, X[:, 0])
+    wide_tree(model.estimators_[1, 0])
+    return model
+
+
+def forest_without_widths() -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    model = RandomForestRegressor(n_estimators=2).fit(X, X[:, 0])
+    wide_tree(model.estimators_[0])
+    return model
+
+
+def pipeline_tree_without_width() -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeRegressor
+
+    model = make_pipeline(StandardScaler(), DecisionTreeRegressor()).fit(X, X[:, 0])
+    wide_tree(model.steps[-1][1])
+    return model
+
+
+@pytest.mark.parametrize(
+    "build",
+    [boosting_without_widths, forest_without_widths, pipeline_tree_without_width],
+    ids=lambda build: build.__name__,
+)
+def test_a_tree_whose_width_was_removed_is_refused(tmp_path: Path, build: Any) -> None:
+    """Each segfaulted its first predict with the width checks skipped for a missing
+    n_features_in_ (found by review)."""
+    assert "feature arrays are malformed" in refused(tmp_path, build())
+
+
 def neighbours(algorithm: str, **params: Any) -> Any:
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -145,14 +193,19 @@ def svc_with_probabilities() -> Any:
 
 def models_checked() -> dict[str, Callable[[], Any]]:
     """The models these checks look into, fitted normally: each must load."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.cluster import KMeans
     from sklearn.ensemble import (
         BaggingClassifier,
         GradientBoostingClassifier,
         IsolationForest,
         RandomForestRegressor,
+        StackingClassifier,
     )
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC, SVR, NuSVC, OneClassSVM
 
     return {
@@ -172,6 +225,14 @@ def models_checked() -> dict[str, Callable[[], Any]]:
         "svr": lambda: SVR().fit(X, X[:, 0]),
         "one-class-svm": lambda: OneClassSVM().fit(X),
         "k-means": lambda: KMeans(n_clusters=3, n_init=1, random_state=0).fit(X),
+        # models that hold an unfitted SVC as their template, or pipelines as members
+        "one-vs-rest-svc": lambda: OneVsRestClassifier(SVC()).fit(X, Y),
+        "calibrated-svc": lambda: CalibratedClassifierCV(SVC()).fit(X, Y),
+        "stacking-svc": lambda: StackingClassifier([("svc", SVC())]).fit(X, Y),
+        "bagged-pipelines": lambda: BaggingClassifier(
+            make_pipeline(StandardScaler(), LogisticRegression()), n_estimators=3
+        ).fit(X, Y),
+        "sgd-hinge": lambda: SGDClassifier().fit(X, Y),
     }
 
 

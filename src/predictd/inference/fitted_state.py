@@ -60,8 +60,9 @@ def check_fitted_state(estimator: Any, artifact: str) -> int:
                     check(obj)
                     checked += 1
             centers = getattr(obj, "cluster_centers_", None)
-            if isinstance(centers, np.ndarray) and hasattr(obj, "n_features_in_"):
-                _require(centers.ndim == 2 and centers.shape[1] == obj.n_features_in_, "centers")
+            if isinstance(centers, np.ndarray):  # fit sets both; predict loops over the width
+                width = getattr(obj, "n_features_in_", None)
+                _require(centers.ndim == 2 and centers.shape[1] == width, "centers")
     except Malformed as exc:
         raise ArtifactError(f"{artifact}: {exc.message}; nothing was loaded") from None
     except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
@@ -96,7 +97,8 @@ def _decision_tree(model: Any) -> None:
     """The model checks a request's width against n_features_in_; its tree indexes by its
     own n_features: the two must agree."""
     if hasattr(model, "tree_"):
-        width = getattr(model, "n_features_in_", model.tree_.n_features)
+        # fit always sets n_features_in_; without it predict checks no width at all
+        width = getattr(model, "n_features_in_", None)
         _require(model.tree_.n_features == width, "decision tree's feature")
 
 
@@ -105,14 +107,22 @@ def _ensemble(ensemble: Any) -> None:
     ensembles hand each member a column subset: every member must fit what it is given."""
     width = getattr(ensemble, "n_features_in_", None)
     members = getattr(ensemble, "estimators_", None)
-    if width is None or members is None:
+    if members is None:
         return
-    flat = list(np.asarray(members, dtype=object).ravel()) if len(members) else []
+    # a list stays a list: np.asarray would split members that are sequences (a Pipeline)
+    flat = list(members.ravel()) if isinstance(members, np.ndarray) else list(members)
+    if width is None:  # fit always sets it; without it no request's width is checked
+        _require(not any(hasattr(m, "tree_") for m in flat), "ensemble's feature")
+        return
     subsets = getattr(ensemble, "estimators_features_", None)
     if subsets is not None:
         _require(len(subsets) == len(flat), "ensemble's feature-subset")
     for i, member in enumerate(flat):
         member_width = getattr(member, "n_features_in_", None)
+        tree = getattr(member, "tree_", None)
+        if tree is not None:  # compiled code walks the tree with the ensemble's width
+            _require(member_width is not None and tree.n_features == member_width,
+                     "ensemble member's feature")  # fmt: skip
         if member_width is None:
             continue
         if subsets is None:
@@ -160,6 +170,8 @@ def _metric(metric: Any, width: int) -> None:
 
 
 def _svm(model: Any) -> None:
+    if not hasattr(model, "support_"):  # an unfitted template (OneVsRest, Bagging, ...)
+        return
     support = np.asarray(model.support_)
     count = len(support)
     n_support = np.asarray(model._n_support)
