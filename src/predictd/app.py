@@ -181,7 +181,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await services.refusals.flush(db)  # the refusals counted since the last write
+            # the refusals counted since the last write, bounded like one chunk's write
+            await services.refusals.flush(db, within_s=audit.REFUSALS_WRITE_S)
             await services.readiness.close()
             if redis is not None:
                 await redis.aclose()

@@ -103,3 +103,29 @@ async def test_a_full_log_is_written_over_a_slow_link(postgres_url: str) -> None
         finally:
             await slow.dispose()
             await direct.dispose()
+
+
+async def test_a_bounded_flush_stops_in_time_and_keeps_the_rest(postgres_url: str) -> None:
+    """At shutdown the whole flush is bounded, not only each chunk: a slow database cannot
+    hold the process for chunks x 5 s. What did not fit stays counted."""
+    url = make_url(postgres_url)
+    direct = Database(Settings(database_url=postgres_url))
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))))
+        try:
+            await migrate.upgrade(direct)
+            log = RefusalLog()
+            actor = Actor(None, "predict", None)
+            for n in range(REFUSALS_HELD):
+                log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", actor, "POST /predict")
+            proxy.delay_s = 0.5  # each round trip half a second: 20 chunks cannot fit
+            await log.flush(slow, within_s=0.2)
+            counts, _ = await refused(direct)
+            assert sum(counts.values()) < REFUSALS_HELD
+            proxy.delay_s = 0
+            await log.flush(slow)
+            counts, _ = await refused(direct)
+            assert sum(counts.values()) == REFUSALS_HELD
+        finally:
+            await slow.dispose()
+            await direct.dispose()

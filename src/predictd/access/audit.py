@@ -176,17 +176,25 @@ class RefusalLog:
         self._dropped_unlogged = 0
         self._next_warning = now + DROPPED_WARNING_S
 
-    async def flush(self, db: Database) -> None:
+    async def flush(self, db: Database, within_s: float | None = None) -> None:
         """Write the counts gathered since the last flush (new rows, or more ``times`` on
         this minute's rows), ``REFUSALS_CHUNK`` rows per transaction: a chunk that fails
-        stops the flush, and its counts and the rest wait for the next one."""
+        stops the flush, and its counts and the rest wait for the next one. ``within_s``
+        bounds the whole flush (shutdown), not only each chunk."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
         async with self._lock:
             self._warn_dropped()
             waiting = [(r, r.unwritten) for r in self._counts.values() if r.unwritten]
             for start in range(0, len(waiting), REFUSALS_CHUNK):
                 chunk = waiting[start : start + REFUSALS_CHUNK]
+                limit_s = REFUSALS_WRITE_S
+                if deadline is not None:
+                    limit_s = min(limit_s, deadline - loop.time())
                 try:
-                    async with asyncio.timeout(REFUSALS_WRITE_S), db.engine.begin() as conn:
+                    if limit_s <= 0:
+                        raise TimeoutError("no time left to write refusals")
+                    async with asyncio.timeout(limit_s), db.engine.begin() as conn:
                         ids = iter(await _write(conn, chunk))
                 except Exception as exc:
                     log.warning("refusals not written to the audit log", extra={
