@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from predictd.cli import app
 from predictd.cli.main import app as main_app
+from tests.support import services
 from tests.support.server import free_port
 
 runner = CliRunner()
@@ -72,7 +73,7 @@ def test_a_failed_backup_is_one_line(env: Path, monkeypatch: pytest.MonkeyPatch)
     """pg_dump says why on stderr; the command adds one line, not a CalledProcessError."""
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     if shutil.which("pg_dump") is None:
-        pytest.skip("pg_dump is not installed")
+        services.unavailable("pg_dump (PostgreSQL's client programs)")
     assert error_lines("db", "backup", str(env / "x.dump")) == [
         "error: pg_dump failed (exit status 1); its message is above"
     ]

@@ -305,7 +305,7 @@ def test_cli_migrates_and_backs_up_over_tls(
     assert "sslmode=verify-full" in done.output
     assert "up to date" in done.output
     if shutil.which("pg_dump") is None:
-        pytest.skip("pg_dump is not installed")
+        services.unavailable("pg_dump (PostgreSQL's client programs)")
     done = runner.invoke(app, ["db", "backup", str(tmp_path / "tls.dump")])
     assert done.exit_code == 0, done.output
     assert "pg_dump backup written" in done.output
