@@ -9,15 +9,12 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from predictd.access.audit import REFUSALS_HELD, Actor, RefusalLog
-from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import audit_log
 from predictd.settings import Settings
-from tests.support.proxy import TcpProxy
-from tests.support.server import database_name
+from tests.access.conftest import SlowLink
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:9/nowhere"
 
@@ -78,54 +75,41 @@ def test_refusals_beyond_what_is_held_are_one_warning_with_a_count(
     assert log.dropped == 500
 
 
-async def test_a_full_log_is_written_over_a_slow_link(postgres_url: str) -> None:
-    url = make_url(postgres_url)
-    direct = Database(Settings(database_url=postgres_url))
-    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))))
-        try:
-            await migrate.upgrade(direct)
-            log = RefusalLog()
-            actor = Actor(None, "predict", None)
-            for n in range(REFUSALS_HELD):
-                log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", actor, "POST /predict")
-            proxy.delay_s = 0.002  # every round trip 2 ms: one statement a row never ends
-            await log.flush(slow)
-            counts, rows = await refused(direct)
-            assert sum(counts.values()) == REFUSALS_HELD
-            assert rows == REFUSALS_HELD
-            for n in range(3):  # more on the same rows: added to them (new rows only if a
-                log.note(f"10.0.0.{n}", actor, "POST /predict")  # minute ended meanwhile)
-            await log.flush(slow)
-            counts, rows = await refused(direct)
-            assert sum(counts.values()) == REFUSALS_HELD + 3
-            assert rows <= REFUSALS_HELD + 3
-        finally:
-            await slow.dispose()
-            await direct.dispose()
+ACTOR = Actor(None, "predict", None)
 
 
-async def test_a_bounded_flush_stops_in_time_and_keeps_the_rest(postgres_url: str) -> None:
+def full_log() -> RefusalLog:
+    """As many refusals as a log holds, each from its own address."""
+    log = RefusalLog()
+    for n in range(REFUSALS_HELD):
+        log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", ACTOR, "POST /predict")
+    return log
+
+
+async def test_a_full_log_is_written_over_a_slow_link(slow_link: SlowLink) -> None:
+    log = full_log()
+    slow_link.proxy.delay_s = 0.002  # every round trip 2 ms: one statement a row never ends
+    await log.flush(slow_link.slow)
+    counts, rows = await refused(slow_link.direct)
+    assert sum(counts.values()) == REFUSALS_HELD
+    assert rows == REFUSALS_HELD
+    for n in range(3):  # more on the same rows: added to them (new rows only if a minute
+        log.note(f"10.0.0.{n}", ACTOR, "POST /predict")  # ended meanwhile)
+    await log.flush(slow_link.slow)
+    counts, rows = await refused(slow_link.direct)
+    assert sum(counts.values()) == REFUSALS_HELD + 3
+    assert rows <= REFUSALS_HELD + 3
+
+
+async def test_a_bounded_flush_stops_in_time_and_keeps_the_rest(slow_link: SlowLink) -> None:
     """At shutdown the whole flush is bounded, not only each chunk: a slow database cannot
     hold the process for chunks x 5 s. What did not fit stays counted."""
-    url = make_url(postgres_url)
-    direct = Database(Settings(database_url=postgres_url))
-    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))))
-        try:
-            await migrate.upgrade(direct)
-            log = RefusalLog()
-            actor = Actor(None, "predict", None)
-            for n in range(REFUSALS_HELD):
-                log.note(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", actor, "POST /predict")
-            proxy.delay_s = 0.5  # each round trip half a second: 20 chunks cannot fit
-            await log.flush(slow, within_s=0.2)
-            counts, _ = await refused(direct)
-            assert sum(counts.values()) < REFUSALS_HELD
-            proxy.delay_s = 0
-            await log.flush(slow)
-            counts, _ = await refused(direct)
-            assert sum(counts.values()) == REFUSALS_HELD
-        finally:
-            await slow.dispose()
-            await direct.dispose()
+    log = full_log()
+    slow_link.proxy.delay_s = 0.5  # each round trip half a second: 20 chunks cannot fit
+    await log.flush(slow_link.slow, within_s=0.2)
+    counts, _ = await refused(slow_link.direct)
+    assert sum(counts.values()) < REFUSALS_HELD
+    slow_link.proxy.delay_s = 0
+    await log.flush(slow_link.slow)
+    counts, _ = await refused(slow_link.direct)
+    assert sum(counts.values()) == REFUSALS_HELD
