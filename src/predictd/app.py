@@ -21,8 +21,16 @@ from predictd.access.keyring import KeyRing
 from predictd.access.keys import KeyService
 from predictd.access.limits import RateLimiter
 from predictd.analytics.service import AnalyticsService
-from predictd.api import ROUTERS, Services, ServingMiddleware, install_error_handlers
+from predictd.api import (
+    FAST_TABLE,
+    ROUTERS,
+    Dispatcher,
+    Services,
+    ServingMiddleware,
+    install_error_handlers,
+)
 from predictd.api.bodies import document_bodies
+from predictd.api.endpoints import FastTable
 from predictd.api.routes import predict
 from predictd.db import migrate
 from predictd.db.engine import Database
@@ -71,10 +79,13 @@ def create_app(
     metrics: Metrics | None = None,
     *,
     wait_for_model: bool = False,
+    fast_table: bool = True,
 ) -> FastAPI:
     """``wait_for_model``: finish the lifespan's start-up only after the first model load
     (bounded by ``WORKER_JOIN_WAIT_S``), for workers sharing a socket. A single server starts
-    at once instead, so /health answers while a database at fault slows the first load."""
+    at once instead, so /health answers while a database at fault slows the first load.
+    ``fast_table=False`` serves the hot endpoints through their FastAPI routes (the parity
+    test compares the two)."""
     settings = settings or Settings()
     problem = exposure_problem(settings, settings.host)
     if problem is not None:  # here, so that every server running the app refuses
@@ -207,10 +218,15 @@ def create_app(
         app.include_router(router)
     document_bodies(app, *predict.BODIES, InferRequest)
     app.add_middleware(
+        Dispatcher,
+        table=FAST_TABLE if fast_table else FastTable([]),
+        metrics=metrics,
+        max_concurrency=settings.max_concurrency,
+    )
+    app.add_middleware(
         ServingMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
-        max_concurrency=settings.max_concurrency,
         body_timeout_s=settings.body_timeout_s,
         loopback_only=open_without_auth(settings),
     )

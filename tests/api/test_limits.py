@@ -11,6 +11,8 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from predictd.access.keys import KeyService
+from predictd.api.dispatch import Dispatcher
+from predictd.api.endpoints import FastTable
 from predictd.api.middleware import ServingMiddleware
 from predictd.db.engine import Database
 from predictd.observability import Metrics
@@ -73,8 +75,10 @@ async def test_the_concurrency_cap_answers_503_not_500() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = ServingMiddleware(slow, metrics=Metrics.create(), max_body_bytes=1024, max_concurrency=2)
-    transport = httpx.ASGITransport(app=app)
+    metrics = Metrics.create()
+    app = Dispatcher(slow, table=FastTable([]), metrics=metrics, max_concurrency=2)
+    served = ServingMiddleware(app, metrics=metrics, max_body_bytes=1024)
+    transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         busy = [asyncio.create_task(client.get("/predict")) for _ in range(2)]
         await asyncio.sleep(0.05)

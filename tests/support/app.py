@@ -42,8 +42,11 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
+async def running_app(
+    settings: Settings, **options: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """``options``: create_app's keyword arguments."""
+    app = create_app(settings, **options)
     async with app.router.lifespan_context(app):
         await wait_started(app)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -32,16 +32,6 @@ MAX_ID = 2**31 - 1
 _ASCII_NUMBER = re.compile(r"[0-9]{1,10}")
 
 
-def parse_version(text: str) -> int | None:
-    """A version number as a URL writes it: ASCII digits only, 1 to MAX_ID; else None.
-    ``int()`` alone would also take Arabic-Indic digits, "+1", " 1" and "1_0" (and fail on
-    a superscript two)."""
-    if _ASCII_NUMBER.fullmatch(text) is None:
-        return None
-    value = int(text)
-    return value if 1 <= value <= MAX_ID else None
-
-
 def _ascii_digits(value: object) -> object:
     if isinstance(value, str) and _ASCII_NUMBER.fullmatch(value) is None:
         raise ValueError("a version is a number written in ASCII digits")
@@ -50,8 +40,8 @@ def _ascii_digits(value: object) -> object:
 
 AsciiDigits = BeforeValidator(_ascii_digits)
 """Put in the Annotated of every version parameter, after its ``Path``/``Query`` (before it,
-the OpenAPI schema loses its bounds): the declared routes then take exactly what
-``parse_version`` (the prediction fast path) takes."""
+the OpenAPI schema loses its bounds). ``int()`` alone would also take Arabic-Indic digits,
+"+1", " 1" and "1_0" (and fail on a superscript two)."""
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Render every error as ``{"error": {code, message, field, request_id}}``; never a trace."""
+"""Every error answer is rendered here, by ``error_response``, and counted here: FastAPI's
+exception handlers, the serving middleware's refusals and the hot endpoints all call it, so
+the shape (``{"error": {code, message, field, request_id}}``, V2's ``{"error": message}``),
+the headers and the count cannot drift apart. No stack trace ever leaves."""
 
 from __future__ import annotations
 
@@ -9,19 +12,28 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from predictd.api.responses import JSONResponse, error_body
-from predictd.errors import PredictdError
+from predictd.errors import (
+    BadRequest,
+    HttpError,
+    InvalidInput,
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    PredictdError,
+)
 from predictd.observability import Metrics
 
 log = logging.getLogger("predictd.api")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
-
-
-def _body(request: Request, code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    request_id = getattr(request.state, "request_id", None)
-    return error_body(request.url.path, code, message, request_id, field)
+INTERNAL = "internal error; quote the request_id"
+_HTTP_ERRORS: dict[int, type[PredictdError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+}
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:
@@ -32,51 +44,57 @@ def _field(loc: tuple[Any, ...]) -> str | None:
     return out or None
 
 
-def validation_problem(errors: Sequence[Any]) -> tuple[str, str, str | None]:
-    """(code, message, field) of a 422 for Pydantic's errors: the first one, named."""
+def invalid_input(errors: Sequence[Any]) -> InvalidInput:
+    """The 422 for Pydantic's errors: the first one, naming its field."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
-        return "invalid_json", "request body is not valid JSON", "body"
+        return InvalidJson("request body is not valid JSON", field="body")
     field = _field(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = f"unexpected field {field!r}"
     elif first.get("type") == "missing":
         message = f"field {field!r} is required"
-    return "invalid_input", message, field
+    return InvalidInput(message, field=field)
+
+
+def as_error(exc: BaseException) -> PredictdError:
+    """The PredictdError an exception is answered as; an unexpected one is logged here and
+    becomes a bare 500."""
+    if isinstance(exc, PredictdError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return invalid_input(exc.errors())
+    if isinstance(exc, StarletteHTTPException):
+        headers = dict(exc.headers) if exc.headers else None
+        kind = _HTTP_ERRORS.get(exc.status_code)
+        if kind is None:
+            return HttpError(exc.status_code, str(exc.detail), headers)
+        return kind(str(exc.detail), headers=headers)
+    log.error("unhandled error", exc_info=exc)
+    return PredictdError(INTERNAL)
+
+
+def error_response(
+    exc: PredictdError, path: str, request_id: str | None, metrics: Metrics
+) -> Response:
+    """The one rendering of an error answer, and the one place refusals are counted."""
+    if exc.refusal:
+        metrics.rejected_inputs.labels(exc.code).inc()
+    headers = dict(exc.headers or {})
+    if exc.retry_after_s:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(
+        error_body(path, exc.code, exc.message, request_id, exc.field),
+        status_code=exc.status,
+        headers=headers or None,
+    )
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    @app.exception_handler(PredictdError)
-    async def predictd_error(request: Request, exc: PredictdError) -> JSONResponse:
-        if exc.status < 500:
-            metrics.rejected_inputs.labels(exc.code).inc()
-        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
-        return JSONResponse(
-            _body(request, exc.code, exc.message, exc.field),
-            status_code=exc.status,
-            headers=headers,
-        )
+    async def handle(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        return error_response(as_error(exc), request.url.path, request_id, metrics)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        code, message, field = validation_problem(exc.errors())
-        metrics.rejected_inputs.labels(code).inc()
-        return JSONResponse(_body(request, code, message, field), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(
-            _body(request, code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            _body(request, "internal_error", "internal error; quote the request_id"),
-            status_code=500,
-        )
+    for kind in (PredictdError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -3,11 +3,11 @@
 Pure ASGI (not BaseHTTPMiddleware) because it runs on every prediction and must cost
 microseconds. The body is read here, bounded by ``max_body_bytes`` on the bytes actually
 received (Content-Length is not trusted alone) and by ``body_timeout_s`` on the time it takes
-to arrive, then replayed to the app.
+to arrive, then replayed to the app. Every answer leaves through here, which is where it gets
+its ``x-request-id`` header and is counted; refusals are PredictdErrors, rendered like any.
 
-The concurrency slot is taken only once the body is in (on the prediction routes, once the
-caller is also admitted): a client that trickles or stalls its body holds a connection, never
-a slot, so a few hundred of them cannot make everyone else's requests 503.
+The concurrency cap is inside, in api/dispatch.py, so it is taken only once the body is in: a
+client that trickles or stalls its body holds a connection, never a slot.
 """
 
 from __future__ import annotations
@@ -23,10 +23,18 @@ from uuid_utils import uuid4
 
 from predictd.access import audit
 from predictd.access.exposure import reached_remotely
-from predictd.api import fastpath
-from predictd.api.concurrency import ConcurrencyGate
+from predictd.api.dispatch import send_error
 from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
-from predictd.api.responses import is_v2, send_json_error
+from predictd.api.responses import is_v2
+from predictd.errors import (
+    BodyTimeout,
+    InvalidJson,
+    LoopbackOnly,
+    PayloadTooLarge,
+    PredictdError,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+)
 from predictd.observability import Metrics, request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -79,15 +87,10 @@ def _json_media(media: bytes | None) -> bool:
     return media is not None and (media == b"application/json" or media.endswith(b"+json"))
 
 
-# Probes and the scrape must answer however busy the process is.
-UNCAPPED = frozenset({"/health", "/ready", "/metrics"})
-
-Refusal = tuple[int, str, str, str | None]  # status, code, message, field
-_LOOPBACK_ONLY: Refusal = (
-    403, "loopback_only",
+LOOPBACK_ONLY = (
     "this server runs without authentication (PREDICTD_AUTH=off) and answers only requests "
-    "to a loopback address", None,
-)  # fmt: skip
+    "to a loopback address"
+)
 
 
 class ServingMiddleware:
@@ -97,7 +100,6 @@ class ServingMiddleware:
         *,
         metrics: Metrics,
         max_body_bytes: int,
-        max_concurrency: int = 0,
         body_timeout_s: float = 10.0,
         loopback_only: bool = False,
     ) -> None:
@@ -108,12 +110,7 @@ class ServingMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
-        self.gate = ConcurrencyGate(max_concurrency) if max_concurrency > 0 else None
         self.loopback_only = loopback_only
-
-    @property
-    def in_flight(self) -> int:
-        return 0 if self.gate is None else self.gate.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,64 +131,35 @@ class ServingMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        gate = None if scope["path"] in UNCAPPED else self.gate
-        entered = False
-        endpoint: str | None = None  # set when the fast path answers (no FastAPI route)
         try:
-            refusal: Refusal | None = None
-            body: bytes | None = None
             if self.loopback_only and _reached_remotely(scope):
-                refusal = _LOOPBACK_ONLY
-            if refusal is None and scope["method"] in _BODY_METHODS:
-                body, refusal = await self._receive_body(scope, receive)
-                if body is not None:
-                    receive = _replay(body, receive)
-            route = fastpath.route_of(scope["path"]) if scope["method"] == "POST" else None
-            if refusal is None and route is not None and body is not None:
-                endpoint = route.template
-                status_holder[0] = await fastpath.serve(
-                    scope, receive, send, body, route, request_id, gate
-                )
-                return
-            if refusal is None and gate is not None:
-                entered = gate.enter()
-                refusal = None if entered else (503, "overloaded", gate.message, None)
-            if refusal is not None:
-                status, code, message, field = refusal
-                status_holder[0] = status
-                self.metrics.rejected_inputs.labels(code).inc()
-                retry = 1 if status == 503 else None
-                await send_json_error(
-                    send, status, code, message, request_id, field, retry, scope["path"]
-                )
-                return
+                raise LoopbackOnly(LOOPBACK_ONLY)
+            if scope["method"] in _BODY_METHODS:
+                receive = _replay(await self._receive_body(scope, receive), receive)
+        except PredictdError as exc:
+            await send_error(exc, scope, receive, send_wrapper, self.metrics)
+        else:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if entered and gate is not None:
-                gate.leave()
             audit.end_request(anonymous)
             request_id_var.reset(token)
-            self._observe(scope, status_holder[0], time.perf_counter() - started, endpoint)
+            self._observe(scope, status_holder[0], time.perf_counter() - started)
 
-    async def _receive_body(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[bytes | None, Refusal | None]:
-        """The whole body, decoded and checked, or why it is refused. It must arrive within
-        ``body_timeout_s``: a client that stalls is answered 408 and costs nothing more."""
+    async def _receive_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body, decoded and checked, or the PredictdError that refuses it. It
+        must arrive within ``body_timeout_s``: a client that stalls is answered 408 and costs
+        nothing more."""
         try:
             async with asyncio.timeout(self.body_timeout_s):
                 body = await self._read_body(scope, receive)
         except TimeoutError:
-            return None, (408, "body_timeout",
-                          f"the request body did not arrive within {self.body_timeout_s:g} s",
-                          "body")  # fmt: skip
-        refusal = None
-        if body is not None:
-            body, refusal = self._decode(scope, body)
-        if body is None:
-            too_big = f"request body exceeds {self.max_body_bytes} bytes"
-            return None, refusal or (413, "payload_too_large", too_big, None)
-        return body, refusal or self._refuse_body(scope, body)
+            raise BodyTimeout(
+                f"the request body did not arrive within {self.body_timeout_s:g} s",
+                field="body",
+            ) from None
+        body = self._decode(scope, body)
+        self._check_body(scope, body)
+        return body
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -203,54 +171,58 @@ class ServingMiddleware:
                 break
         return uuid4().hex  # userspace RNG: no syscall, so no GIL hand-off to model threads
 
-    def _decode(self, scope: Scope, body: bytes) -> tuple[bytes | None, Refusal | None]:
+    def _decode(self, scope: Scope, body: bytes) -> bytes:
         """Undo a gzip/deflate Content-Encoding, bounded by the body limit; the app then sees
-        a plain body (None when it inflates past the limit)."""
+        a plain body."""
         encoding = _header(scope, b"content-encoding")
         if encoding is None:
-            return body, None
+            return body
         try:
             plain = decode_body(encoding.decode("latin-1"), body, self.max_body_bytes)
         except BodyTooLarge:
-            return None, None
+            raise self._too_large() from None
         except BadEncoding as exc:
-            return body, (415, "unsupported_encoding", str(exc), "content-encoding")
+            raise UnsupportedEncoding(str(exc), field="content-encoding") from None
         scope["headers"] = [
             (name, str(len(plain)).encode() if name == b"content-length" else value)
             for name, value in scope["headers"]
             if name != b"content-encoding"
         ]
-        return plain, None
+        return plain
 
     @staticmethod
-    def _refuse_body(scope: Scope, body: bytes) -> Refusal | None:
-        """A body the API will not parse: wrong media type, or JSON nested too deeply. V2
-        inference also takes the binary tensor extension, and its clients may send no
+    def _check_body(scope: Scope, body: bytes) -> None:
+        """Refuse a body the API will not parse: wrong media type, or JSON nested too deeply.
+        V2 inference also takes the binary tensor extension, and its clients may send no
         Content-Type at all; the V2 codec checks those bodies itself."""
         if not body:
-            return None
+            return
         media = _media_type(scope)
         binary = media is None or media == b"application/octet-stream"
         if is_v2(scope["path"]) and (binary or _json_media(media)):
-            return None
+            return
         if not _json_media(media):
-            return (415, "unsupported_media_type",
-                    "send the body as JSON with 'Content-Type: application/json'",
-                    "content-type")  # fmt: skip
+            raise UnsupportedMediaType(
+                "send the body as JSON with 'Content-Type: application/json'",
+                field="content-type",
+            )
         if json_depth(body) > MAX_JSON_DEPTH:
-            return (422, "invalid_json",
-                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels", "body")  # fmt: skip
-        return None
+            raise InvalidJson(
+                f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels", field="body"
+            )
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     if int(value) > limit:
-                        return None
+                        raise self._too_large()
                 except ValueError:
-                    return None
+                    raise self._too_large() from None
                 break
         chunks: list[bytes] = []
         size = 0
@@ -261,17 +233,14 @@ class ServingMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return None
+                raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    def _observe(
-        self, scope: MutableMapping[str, Any], status: int, seconds: float, endpoint: str | None
-    ) -> None:
-        if endpoint is None:
-            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
+    def _observe(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
+        endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
         code = str(status)
         self.metrics.http_requests.labels(endpoint, scope["method"], code).inc()
         self.metrics.http_latency.labels(endpoint, code).observe(seconds)

@@ -1,5 +1,5 @@
-"""JSON answers rendered by orjson (UUIDs, datetimes and numpy-free floats natively), and
-error answers sent straight over ASGI (middleware and the predict fast path)."""
+"""JSON answers rendered by orjson (UUIDs, datetimes and numpy-free floats natively), and the
+shape of an error answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Send
 
 
 class JSONResponse(Response):
@@ -30,29 +29,3 @@ def error_body(
     if is_v2(path):
         return {"error": message, "code": code, "field": field, "request_id": request_id}
     return {"error": {"code": code, "message": message, "field": field, "request_id": request_id}}
-
-
-async def send_json_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    field: str | None = None,
-    retry_after_s: int | None = None,
-    path: str = "",
-) -> None:
-    body = orjson.dumps(error_body(path, code, message, request_id, field))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                *([(b"retry-after", str(retry_after_s).encode())] if retry_after_s else []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 
 from predictd import __version__
-from predictd.api.auth import AdminScope, PredictScope, ReadScope
+from predictd.api.auth import AdminScope, ReadScope
 from predictd.api.bodies import body_doc
-from predictd.api.deps import MAX_ID, AsciiDigits, ContextDep, Services, ServicesDep
+from predictd.api.deps import MAX_ID, AsciiDigits, Services, ServicesDep
 from predictd.api.encoding import encode_body, preferred_encoding
+from predictd.api.endpoints import Call, Endpoint, declare
 from predictd.api.responses import JSONResponse
 from predictd.api.tensors import (
     decode_inputs,
@@ -30,7 +31,7 @@ from predictd.api.tensors import (
     wanted_outputs,
 )
 from predictd.errors import InvalidInput, ModelNotFound, StorageUnavailable
-from predictd.inference.records import PredictionResult, RequestContext
+from predictd.inference.records import PredictionResult
 from predictd.inference.routing import Deployment, served_versions
 from predictd.inference.runtime import ModelMeta
 from predictd.schemas.v2 import (
@@ -162,12 +163,14 @@ async def model_version_ready(
     return _model_ready(services, name, version)
 
 
-async def infer_response(
-    request: Request, services: Services, ctx: RequestContext, name: str, version: int | None
-) -> Response:
+async def infer(call: Call) -> Response:
+    """Predict with the model (its production version or the canary share's candidate, or
+    the version the path names), in the protocol's JSON or binary tensor form."""
+    services, request = call.services, call.request
+    name, version = call.params["name"], call.params.get("version")
     inference = services.inference
     meta = _version_meta(inference.deployment(name), version)
-    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    header, binary = split_body(call.body, request.headers.get(HEADER_LENGTH))
     infer = parse_request(header)
     items, locate = to_items(decode_inputs(infer, binary), meta)
     if not items or len(items) > services.settings.max_batch:
@@ -176,9 +179,9 @@ async def infer_response(
     try:
         results: list[PredictionResult]
         if len(items) == 1:  # micro-batched with other requests, like /predict
-            results = [await inference.predict(items[0], ctx, model=name, version=version)]
+            results = [await inference.predict(items[0], call.ctx, model=name, version=version)]
         else:
-            batch = await inference.predict_batch(items, ctx, model=name, version=version)
+            batch = await inference.predict_batch(items, call.ctx, model=name, version=version)
             results = batch.predictions
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field=locate(exc.field)) from None
@@ -204,35 +207,27 @@ async def infer_response(
     return Response(body, media_type=media_type, headers=headers)
 
 
-@router.post(
-    "/models/{name}/infer",
-    responses={**_INFER_OK, **_INFER_ERRORS},
-    response_model=InferResponse,
-    openapi_extra=_INFER_DOC,
-)
-async def infer(
-    name: str, request: Request, services: ServicesDep, ctx: ContextDep, _: PredictScope
-) -> Response:
-    """Predict with the model's production version (or the canary share's candidate)."""
-    return await infer_response(request, services, ctx, name, None)
-
-
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    responses={**_INFER_OK, **_INFER_ERRORS},
-    response_model=InferResponse,
-    openapi_extra=_INFER_DOC,
-)
-async def infer_version(
-    name: str,
-    version: VersionPath,
-    request: Request,
-    services: ServicesDep,
-    ctx: ContextDep,
-    _: PredictScope,
-) -> Response:
-    """Predict with this version, which must be served here (production or candidate)."""
-    return await infer_response(request, services, ctx, name, version)
+_INFER: dict[str, Any] = {
+    "responses": {**_INFER_OK, **_INFER_ERRORS},
+    "response_model": InferResponse,
+    "openapi_extra": _INFER_DOC,
+}
+INFER_ENDPOINTS = declare(
+    [
+        Endpoint(
+            "/v2/models/{name}/infer", "predict", infer, name="infer", openapi=_INFER,
+            doc="Predict with the model's production version (or the canary share's "
+            "candidate).",
+        ),
+        Endpoint(
+            "/v2/models/{name}/versions/{version}/infer", "predict", infer,
+            name="infer_version", types={"version": VersionPath}, openapi=_INFER,
+            doc="Predict with this version, which must be served here (production or "
+            "candidate).",
+        ),
+    ],
+    tags=["open inference protocol"],
+)  # fmt: skip
 
 
 async def _index(services: Services, ready_only: bool) -> list[RepositoryModel]:
