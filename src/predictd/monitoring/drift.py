@@ -24,10 +24,10 @@ from sqlalchemy import ColumnElement, Text, and_, case, cast, func, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.analytics.repository import AnalyticsRepository, Window
+from predictd.analytics.repository import AnalyticsRepository
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import CONFIDENCE_BINS, drift_reports
+from predictd.db.tables import drift_reports
 from predictd.db.tables import predictions as predictions_table
 from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import (
@@ -37,10 +37,10 @@ from predictd.monitoring.drift_stats import (
     categorical_drift,
     numeric_drift,
 )
-from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import OOV, token_counts
 from predictd.monitoring.stored import newest, served_versions
 from predictd.settings import Settings
+from predictd.vocabulary import CONFIDENCE_BINS, Window, comparable_label
 
 log = logging.getLogger("predictd.monitor")
 
@@ -325,7 +325,7 @@ class DriftService:
         out: dict[str, dict[str, Any]] = {}
         reference_rows = int(profile.get("rows") or 0)
         ref_labels = profile.get("predicted_labels")
-        labels = {label_key(label): n for label, n in await analytics.distribution(window)}
+        labels = {comparable_label(label): n for label, n in await analytics.distribution(window)}
         if isinstance(ref_labels, Mapping) and ref_labels and labels:
             drift = categorical_drift(ref_labels, labels, reference_rows, self.thresholds)
             out["label"] = {"status": "ok", **_result(drift, sum(labels.values())),

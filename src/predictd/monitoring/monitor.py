@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import func, select, tuple_
 
-from predictd.analytics.repository import Window
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.db.tables import model_versions
@@ -30,6 +29,7 @@ from predictd.monitoring.drift import DriftService, Vocabularies
 from predictd.monitoring.performance import PerformanceService
 from predictd.observability import Metrics
 from predictd.settings import Settings
+from predictd.vocabulary import Window
 
 log = logging.getLogger("predictd.monitor")
 

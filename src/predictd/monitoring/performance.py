@@ -24,19 +24,18 @@ import orjson
 from sqlalchemy import Float, and_, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.analytics.repository import NO_LABEL, Window
+from predictd.analytics.repository import rollup_source
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import (
-    CONFIDENCE_BINS,
     CONFIDENCE_COLUMNS,
     feedback,
     performance_metrics,
     prediction_rollups,
     predictions,
 )
-from predictd.monitoring.labels import label_key
 from predictd.monitoring.stored import newest, served_versions
+from predictd.vocabulary import CONFIDENCE_BINS, NO_LABEL, Window, comparable_label
 
 log = logging.getLogger("predictd.monitor")
 
@@ -207,7 +206,7 @@ class PerformanceService:
             )
             confusion: dict[tuple[str, str], int] = {}
             for output, actual, n in rows:
-                key = (label_key(output), label_key(actual))
+                key = (comparable_label(output), comparable_label(actual))
                 confusion[key] = confusion.get(key, 0) + int(n)
             count = sum(confusion.values())
             metrics = classification_metrics(confusion) if count else None
@@ -251,14 +250,14 @@ class PerformanceService:
     async def _answered(
         self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
     ) -> int:
-        src = Window(start, end, target.name, target.version).source()
+        src = rollup_source(Window(start, end, target.name, target.version))
         total = (await conn.execute(select(func.sum(src.c.count)))).scalar()
         return int(total or 0)
 
     async def _estimate(
         self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
     ) -> dict[str, Any] | None:
-        src = Window(start, end, target.name, target.version).source()
+        src = rollup_source(Window(start, end, target.name, target.version))
         rows = await conn.execute(
             select(
                 src.c.label,
@@ -270,7 +269,7 @@ class PerformanceService:
             .group_by(src.c.label)
         )
         labels = {
-            label_key(orjson.loads(row[0])): LabelConfidence(
+            comparable_label(orjson.loads(row[0])): LabelConfidence(
                 [int(n) for n in row[3:]], float(row[1]), int(row[2])
             )
             for row in rows

@@ -20,8 +20,7 @@ import numpy as np
 
 from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
-from predictd.monitoring.labels import label_key
-from predictd.recording.rollups import confidence_bin
+from predictd.vocabulary import comparable_label, confidence_bin
 
 BINS = 10
 TOP_TOKENS = 100  # the reference's most frequent tokens keep their own count; the rest pool
@@ -111,7 +110,7 @@ def reference_profile(
             )
             for name in names
         }
-    profile["predicted_labels"] = dict(Counter(label_key(label) for label in labels))
+    profile["predicted_labels"] = dict(Counter(comparable_label(label) for label in labels))
     deciles = [0] * 10
     for confidence in confidences:
         if confidence is not None:

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from predictd.analytics.repository import Window
+from predictd.analytics.repository import rollup_source
 from predictd.db.tables import model_versions
+from predictd.vocabulary import Window
 
 Served = tuple[str, int, str, dict[str, Any] | None]  # name, version, task, reference_profile
 
@@ -17,7 +18,7 @@ Served = tuple[str, int, str, dict[str, Any] | None]  # name, version, task, ref
 async def served_versions(conn: AsyncConnection, window: Window) -> list[Served]:
     """Registry rows (name, version, task, reference_profile) of the versions the rollups say
     answered in ``window``, in name and version order."""
-    src = window.source()
+    src = rollup_source(window)
     served = select(src.c.model_name, src.c.model_version).distinct().subquery("served")
     v = model_versions.c
     rows = await conn.execute(

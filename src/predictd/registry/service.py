@@ -26,7 +26,6 @@ from predictd.errors import ArtifactError, Conflict, ModelNotFound
 from predictd.inference.records import ItemInput
 from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
 from predictd.monitoring.calibration import calibration_bins
-from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import reference_profile
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
@@ -34,6 +33,7 @@ from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.repository import ModelVersionRepository
 from predictd.settings import Settings
+from predictd.vocabulary import comparable_label
 
 log = logging.getLogger("predictd.registry")
 
@@ -300,7 +300,7 @@ def _profile(
     )
     if runtime.schema().task == "classification":
         profile["calibration"] = calibration_bins(
-            (out.confidence, label_key(out.label) == label_key(actual))
+            (out.confidence, comparable_label(out.label) == comparable_label(actual))
             for out, (_, actual) in zip(outputs, validation, strict=True)
             if out.confidence is not None
         )
