@@ -21,7 +21,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, drift_findings
 from predictd.monitoring.drift import DriftService
-from predictd.monitoring.profile import reference_profile
+from predictd.monitoring.profile import reference_profile, validation_profiler
 from predictd.recording.record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
@@ -297,7 +297,10 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
     registry = ModelRegistry(db.settings, db)
     model = artifacts.sentiment
     await registry.register(
-        registry.inspect(model.path, "words", validation=model.validation), stage="production"
+        registry.inspect(
+            model.path, "words", profiler=validation_profiler(model.validation, db.settings)
+        ),
+        stage="production",
     )
     version = await registry.production("words")
     assert version is not None
