@@ -57,7 +57,7 @@ from predictd.db.tables import (
     prediction_rollups,
 )
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter, _copy_tuple
 from predictd.recording.rollups import Rollup, RollupKey, rollup, rows_of

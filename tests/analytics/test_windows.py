@@ -11,7 +11,7 @@ from typing import Any
 
 from predictd.analytics.repository import AnalyticsRepository
 from predictd.db.engine import Database
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.vocabulary import Window
 from tests.recording.test_recorder import make_record

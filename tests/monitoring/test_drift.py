@@ -22,7 +22,7 @@ from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, drift_findings
 from predictd.monitoring.drift import DriftService
 from predictd.monitoring.profile import reference_profile, validation_profiler
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings

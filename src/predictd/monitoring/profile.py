@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from predictd.inference.records import ItemInput
 from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
+from predictd.inference.values import ItemInput
 from predictd.monitoring.calibration import calibration_bins
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
 from predictd.settings import Settings

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from predictd.db.engine import Database
 from predictd.db.errors import is_row_error
 from predictd.db.tables import prediction_rollups, prediction_rollups_hourly, predictions
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.rollups import KEY_COLUMNS, SUM_COLUMNS, by_hour, rollup, rows_of
 from predictd.vocabulary import PREDICTION_COLUMNS
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from predictd.db.tables import CONFIDENCE_COLUMNS, HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.vocabulary import CONFIDENCE_BINS, NO_LABEL, confidence_bin, rollup_label
 
 KEY_COLUMNS = ("bucket", "model_name", "model_version", "variant", "label")

@@ -17,7 +17,7 @@ from predictd.api.auth import Needs
 from predictd.api.bodies import body_doc, parse_json
 from predictd.api.deps import Services, context_of
 from predictd.api.responses import JSONResponse
-from predictd.inference.records import ItemInput, PredictionResult, RequestContext
+from predictd.inference.values import ItemInput, PredictionResult, RequestContext
 from predictd.schemas.errors import ErrorResponse
 from predictd.schemas.predict import BatchRequest, BatchResponse, PredictRequest, PredictResponse
 
