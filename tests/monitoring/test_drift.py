@@ -121,7 +121,7 @@ async def test_shifted_stream_drifts_and_steady_one_does_not(
     assert shifted["outputs"]["label"]["method"] == categorical
     assert "2 of 3 features drifted" in shifted["message"]
 
-    stored = await DriftService(db, db.settings).reports("shifted", None, 10)
+    stored = await DriftService(db, db.settings).history("shifted", None, 10)
     assert [r["drift_detected"] for r in stored] == [True]
     assert stored[0]["features"]["a"]["counts"] == shifted["features"]["a"]["counts"]
 

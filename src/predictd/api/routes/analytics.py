@@ -159,7 +159,7 @@ async def performance(
 ) -> Performance:
     """The newest performance rows the monitor stored (`predictd monitor run`, or the server
     itself with PREDICTD_MONITOR_INTERVAL_S)."""
-    rows = await services.performance.latest(model, version, limit)
+    rows = await services.performance.history(model, version, limit)
     return Performance(items=[PerformanceRow(**row) for row in rows])
 
 
