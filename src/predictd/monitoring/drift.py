@@ -132,9 +132,9 @@ class DriftService:
                 f"{needed} (PREDICTD_DRIFT_MIN_ROWS)",
             }
         fraction = min(1.0, self.settings.drift_max_values / (rows * len(features)))
-        inputs = await self._input_drift(repo, features, name, version, start, end, fraction)
+        inputs = await self._input_drift(repo, features, window, fraction)
         if isinstance(profile.get("tokens"), Mapping):
-            inputs |= await self._token_drift(repo, profile, name, version, start, end)
+            inputs |= await self._token_drift(repo, profile, name, version, window)
         tested = [r for r in inputs.values() if r["status"] == "ok"]
         drifted = sum(1 for r in tested if r["drifted"])
         share = drifted / len(tested) if tested else None
@@ -164,20 +164,13 @@ class DriftService:
         self,
         repo: DriftRepository,
         features: list[Feature],
-        name: str,
-        version: int,
-        start: datetime,
-        end: datetime,
+        window: Window,
         fraction: float,
     ) -> dict[str, dict[str, Any]]:
-        counts = await repo.bin_counts(features, name, version, start, end, fraction)
+        counts = await repo.bin_counts(features, window, fraction)
         # Raw values only for references small enough for a Kolmogorov-Smirnov test.
         small = [f for f in features if f.reference.get("values") is not None]
-        samples = (
-            await repo.samples(small, name, version, start, end, self.settings.drift_sample)
-            if small
-            else {}
-        )
+        samples = await repo.samples(small, window, self.settings.drift_sample) if small else {}
         out = {}
         for feature in features:
             current = counts[feature.name]
@@ -209,8 +202,7 @@ class DriftService:
         profile: Mapping[str, Any],
         name: str,
         version: int,
-        start: datetime,
-        end: datetime,
+        window: Window,
     ) -> dict[str, dict[str, Any]]:
         """Token frequencies over the reference's most common known tokens, and the
         out-of-vocabulary share, of the most recent ``drift_sample`` texts, tokenized by the
@@ -226,7 +218,7 @@ class DriftService:
         if vocabulary is None:
             gone = {"status": "unavailable", "rows": 0}
             return {"tokens": gone, "out_of_vocabulary": gone}
-        texts = await repo.texts(name, version, start, end, self.settings.drift_sample)
+        texts = await repo.texts(window, self.settings.drift_sample)
         if len(texts) < self.settings.drift_min_rows:
             short = {"status": "insufficient_data", "rows": len(texts)}
             return {"tokens": short, "out_of_vocabulary": short}

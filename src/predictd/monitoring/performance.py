@@ -171,7 +171,7 @@ class PerformanceService:
         window = Window(start, end, target.name, target.version)
         if target.task == "classification":
             confusion: dict[tuple[str, str], int] = {}
-            for output, actual, n in await repo.confusion(target.name, target.version, start, end):
+            for output, actual, n in await repo.confusion(window):
                 key = (comparable_label(output), comparable_label(actual))
                 confusion[key] = confusion.get(key, 0) + n
             count = sum(confusion.values())
@@ -181,7 +181,7 @@ class PerformanceService:
                 estimated["gap"] = metrics["accuracy"] - estimated["accuracy"]
                 estimated["f1_gap"] = metrics["f1_macro"] - estimated["f1_macro"]
         else:
-            count, *sums = await repo.regression_sums(target.name, target.version, start, end)
+            count, *sums = await repo.regression_sums(window)
             metrics = regression_metrics(count, *sums) if count else None
             estimated = None
         total = await repo.answered(window)

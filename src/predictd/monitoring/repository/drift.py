@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Text, and_, case, cast, func, select, true
@@ -18,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from predictd.analytics.repository import AnalyticsRepository
 from predictd.db.tables import drift_reports
 from predictd.db.tables import predictions as predictions_table
-from predictd.monitoring.repository.monitor import Served, served_versions, stored_history
+from predictd.monitoring.repository.monitor import (
+    Served,
+    answered_rows,
+    served_versions,
+    stored_history,
+)
 from predictd.vocabulary import Window
 
 p = predictions_table.c
@@ -58,17 +62,6 @@ class Feature:
         return case(*whens, else_=len(self.edges))
 
 
-def _answered(name: str, version: int, start: datetime, end: datetime) -> ColumnElement[bool]:
-    """The rows whose inputs a drift report reads: the version's answered predictions."""
-    return and_(
-        p.model_name == name,
-        p.model_version == version,
-        p.status == "ok",
-        p.ts >= start,
-        p.ts < end,
-    )
-
-
 def _sampled(fraction: float) -> ColumnElement[bool]:
     """A fixed pseudo-random share of rows, chosen by a hash of the id: the same rows each
     run, and parallel-safe (random() would keep the scan on one core)."""
@@ -99,13 +92,7 @@ class DriftRepository:
         return await self.analytics.confidence_bins(window)
 
     async def bin_counts(
-        self,
-        features: list[Feature],
-        name: str,
-        version: int,
-        start: datetime,
-        end: datetime,
-        fraction: float = 1.0,
+        self, features: list[Feature], window: Window, fraction: float = 1.0
     ) -> dict[str, list[int]]:
         """Rows per reference bin for each feature.
 
@@ -114,7 +101,7 @@ class DriftRepository:
         feature). With ``fraction`` < 1 it counts a pseudo-random sample of rows instead:
         reading a JSON value costs ~0.1-0.3 µs, so a 30-feature model at a million rows would
         otherwise take seconds. SQLite (small by nature) runs one exact GROUP BY per feature."""
-        where = _answered(name, version, start, end)
+        where = answered_rows(window)
         counts = {f.name: [0] * (len(f.edges) + 1) for f in features}
         buckets = [f.bucket(self.conn.dialect.name) for f in features]
         if self.conn.dialect.name == "postgresql":
@@ -147,18 +134,12 @@ class DriftRepository:
         return counts
 
     async def samples(
-        self,
-        features: list[Feature],
-        name: str,
-        version: int,
-        start: datetime,
-        end: datetime,
-        limit: int,
+        self, features: list[Feature], window: Window, limit: int
     ) -> dict[str, list[float]]:
         """The most recent ``limit`` finite raw values of each feature."""
         rows = await self.conn.execute(
             select(*(f.value() for f in features))
-            .where(_answered(name, version, start, end))
+            .where(answered_rows(window))
             .order_by(p.ts.desc())
             .limit(limit)
         )
@@ -168,13 +149,11 @@ class DriftRepository:
             for f, column in zip(features, columns, strict=True)
         }
 
-    async def texts(
-        self, name: str, version: int, start: datetime, end: datetime, limit: int
-    ) -> list[str]:
+    async def texts(self, window: Window, limit: int) -> list[str]:
         """The most recent ``limit`` non-empty input texts."""
         rows = await self.conn.execute(
             select(p.input["text"].as_string())
-            .where(_answered(name, version, start, end))
+            .where(answered_rows(window))
             .order_by(p.ts.desc())
             .limit(limit)
         )  # fmt: skip

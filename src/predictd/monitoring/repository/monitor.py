@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, func, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.analytics.repository import rollup_source
-from predictd.db.tables import model_versions
+from predictd.db.tables import model_versions, predictions
 from predictd.vocabulary import Window
 
 Served = tuple[str, int, str, dict[str, Any] | None]  # name, version, task, reference_profile
+
+
+def answered_rows(window: Window) -> ColumnElement[bool]:
+    """The window's answered predictions as raw rows, for what the rollups cannot say (inputs,
+    the join to feedback); shadow answers only when the window includes them."""
+    p = predictions.c
+    clauses: list[ColumnElement[bool]] = []
+    if window.model is not None:
+        clauses.append(p.model_name == window.model)
+    if window.version is not None:
+        clauses.append(p.model_version == window.version)
+    clauses.append(p.status == "ok")
+    if not window.include_shadow:
+        clauses.append(p.variant != "shadow")
+    if window.start is not None:
+        clauses.append(p.ts >= window.start)
+    if window.end is not None:
+        clauses.append(p.ts < window.end)
+    return and_(*clauses)
 
 
 async def served_versions(conn: AsyncConnection, window: Window) -> list[Served]:

@@ -4,16 +4,20 @@ the rollups, and the performance_metrics rows it stores."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Float, and_, cast, func, literal_column, select
+from sqlalchemy import Float, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.analytics.repository import rollup_source
 from predictd.db.tables import CONFIDENCE_COLUMNS, feedback, performance_metrics, predictions
-from predictd.monitoring.repository.monitor import Served, served_versions, stored_history
+from predictd.monitoring.repository.monitor import (
+    Served,
+    answered_rows,
+    served_versions,
+    stored_history,
+)
 from predictd.vocabulary import NO_LABEL, Window
 
 p, f = predictions.c, feedback.c
@@ -23,18 +27,6 @@ LABELLED = predictions.join(feedback, f.prediction_id == p.id)
 LabelConfidenceRow = tuple[Any, float, int, list[int]]
 
 
-def _answered(name: str, version: int, start: datetime, end: datetime) -> ColumnElement[bool]:
-    """The version's answered, non-shadow predictions in the window: what clients were told."""
-    return and_(
-        p.model_name == name,
-        p.model_version == version,
-        p.status == "ok",
-        p.variant != "shadow",
-        p.ts >= start,
-        p.ts < end,
-    )
-
-
 class PerformanceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -42,21 +34,17 @@ class PerformanceRepository:
     async def served(self, window: Window) -> list[Served]:
         return await served_versions(self.conn, window)
 
-    async def confusion(
-        self, name: str, version: int, start: datetime, end: datetime
-    ) -> list[tuple[Any, Any, int]]:
+    async def confusion(self, window: Window) -> list[tuple[Any, Any, int]]:
         """(predicted, actual, count) over the labelled answers."""
         rows = await self.conn.execute(
             select(p.output, f.actual, func.count())
             .select_from(LABELLED)
-            .where(_answered(name, version, start, end))
+            .where(answered_rows(window))
             .group_by(p.output, f.actual)
         )
         return [(output, actual, int(n)) for output, actual, n in rows]
 
-    async def regression_sums(
-        self, name: str, version: int, start: datetime, end: datetime
-    ) -> tuple[int, float, float, float, float]:
+    async def regression_sums(self, window: Window) -> tuple[int, float, float, float, float]:
         """(labelled answers, sum |y - ŷ|, sum (y - ŷ)², sum y, sum y²), numeric pairs only."""
         y, yhat = self._numeric(f.actual), self._numeric(p.output)
         n, abs_err, sq_err, y_sum, y2_sum = (
@@ -69,7 +57,7 @@ class PerformanceRepository:
                     func.sum(y * y),
                 )
                 .select_from(LABELLED)
-                .where(_answered(name, version, start, end), y.is_not(None), yhat.is_not(None))
+                .where(answered_rows(window), y.is_not(None), yhat.is_not(None))
             )
         ).one()
         return (int(n), float(abs_err or 0), float(sq_err or 0), float(y_sum or 0),
