@@ -51,18 +51,18 @@ from benchmarks.targets import Server, predictd_server
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import (
-    CONFIDENCE_BINS,
     CONFIDENCE_COLUMNS,
     HISTOGRAM_COLUMNS,
     LATENCY_BOUNDS_MS,
     prediction_rollups,
 )
 from predictd.observability import Metrics
-from predictd.recording.record import COLUMNS, PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter, _copy_tuple
 from predictd.recording.rollups import Rollup, RollupKey, rollup, rows_of
 from predictd.settings import Settings
+from predictd.vocabulary import CONFIDENCE_BINS, PREDICTION_COLUMNS
 
 TARGET_P50_MS = 50.0
 DAYS = 30
@@ -416,7 +416,7 @@ async def _copy_chunk(
     conn: Any, tuples: list[tuple[Any, ...]], rollup_rows: list[tuple[Any, ...]]
 ) -> None:
     async with conn.transaction():
-        await conn.copy_records_to_table("predictions", records=tuples, columns=COLUMNS)
+        await conn.copy_records_to_table("predictions", records=tuples, columns=PREDICTION_COLUMNS)
         if rollup_rows:
             await conn.copy_records_to_table(
                 "prediction_rollups", records=rollup_rows, columns=ROLLUP_COLUMNS

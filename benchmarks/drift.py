@@ -51,7 +51,7 @@ from predictd.inference.formats import open_artifact
 from predictd.inference.runtime import ModelRuntime, Prediction
 from predictd.monitoring.drift import DriftService
 from predictd.monitoring.profile import reference_profile
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 

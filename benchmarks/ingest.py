@@ -33,7 +33,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.demo.train import load_sentiment_data
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings

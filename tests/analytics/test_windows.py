@@ -9,10 +9,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from predictd.analytics.repository import AnalyticsRepository, Window
+from predictd.analytics.repository import AnalyticsRepository
 from predictd.db.engine import Database
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
+from predictd.vocabulary import Window
 from tests.recording.test_recorder import make_record
 
 START = datetime(2026, 11, 20, 21, 37, tzinfo=UTC)

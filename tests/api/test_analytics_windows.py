@@ -13,7 +13,7 @@ import httpx
 
 from predictd.db import migrate
 from predictd.db.engine import Database
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from tests.recording.test_recorder import make_record
 from tests.support.app import make_settings, running_app

@@ -15,7 +15,7 @@ from predictd.cli import app
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.db.tables import audit_log, feedback, predictions
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
 

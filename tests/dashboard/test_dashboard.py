@@ -22,6 +22,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, Finding
 from predictd.monitoring.monitor import run_monitor
+from predictd.monitoring.profile import validation_profiler
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
@@ -73,7 +74,10 @@ async def prepare(settings: Settings, artifacts: Artifacts) -> None:
         registry = ModelRegistry(settings, db)
         model = artifacts.sentiment
         candidate = registry.inspect(
-            model.path, model.name, metrics=model.metrics, validation=model.validation
+            model.path,
+            model.name,
+            metrics=model.metrics,
+            profiler=validation_profiler(model.validation, settings),
         )
         await registry.register(candidate)
     finally:

@@ -21,8 +21,8 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import AlertService, drift_findings
 from predictd.monitoring.drift import DriftService
-from predictd.monitoring.profile import reference_profile
-from predictd.recording.record import PredictionRecord
+from predictd.monitoring.profile import reference_profile, validation_profiler
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
@@ -121,7 +121,7 @@ async def test_shifted_stream_drifts_and_steady_one_does_not(
     assert shifted["outputs"]["label"]["method"] == categorical
     assert "2 of 3 features drifted" in shifted["message"]
 
-    stored = await DriftService(db, db.settings).reports("shifted", None, 10)
+    stored = await DriftService(db, db.settings).history("shifted", None, 10)
     assert [r["drift_detected"] for r in stored] == [True]
     assert stored[0]["features"]["a"]["counts"] == shifted["features"]["a"]["counts"]
 
@@ -297,7 +297,10 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
     registry = ModelRegistry(db.settings, db)
     model = artifacts.sentiment
     await registry.register(
-        registry.inspect(model.path, "words", validation=model.validation), stage="production"
+        registry.inspect(
+            model.path, "words", profiler=validation_profiler(model.validation, db.settings)
+        ),
+        stage="production",
     )
     version = await registry.production("words")
     assert version is not None

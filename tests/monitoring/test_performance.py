@@ -35,7 +35,7 @@ from predictd.monitoring.performance import (
     classification_metrics,
     estimated_performance,
 )
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings

@@ -24,7 +24,7 @@ from predictd.db.tables import (
     prediction_rollups_hourly,
     predictions,
 )
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings
 from tests.recording.test_recorder import make_record

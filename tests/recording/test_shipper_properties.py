@@ -23,7 +23,7 @@ from sqlalchemy import select
 from predictd.db.engine import Database
 from predictd.db.tables import predictions
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.recorder import PredictionRecorder
 from predictd.recording.repository import PredictionWriter
 from predictd.settings import Settings

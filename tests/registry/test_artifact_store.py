@@ -15,8 +15,9 @@ import pytest
 from predictd.errors import ArtifactError
 from predictd.inference.formats import inspect_artifact, runtime_for
 from predictd.inference.runtime import ModelMeta
-from predictd.registry.artifacts import ArtifactStore, sha256_of
+from predictd.registry.artifacts import ArtifactStore
 from predictd.settings import Settings
+from predictd.vocabulary import sha256_of
 from tests.conftest import Artifacts
 
 

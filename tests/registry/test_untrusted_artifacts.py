@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from predictd.cli import app
 from predictd.db import migrate
 from predictd.db.engine import Database
-from predictd.registry.artifacts import sha256_of
 from predictd.registry.service import ModelRegistry
+from predictd.vocabulary import sha256_of
 from tests.conftest import Artifacts
 from tests.inference.test_skops_trust import analyzer_exec
 from tests.support.app import make_settings, running_app

@@ -12,7 +12,6 @@ returned) are left out unless a query asks for them, as ``compare`` does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
@@ -38,50 +37,41 @@ from predictd.db.tables import prediction_rollups as r
 from predictd.db.tables import prediction_rollups_hourly as h
 from predictd.db.tables import predictions as p
 from predictd.db.types import as_utc
+from predictd.vocabulary import NO_LABEL, Window
 
 Interval = Literal["minute", "hour", "day"]
-NO_LABEL = ""  # see recording/rollups.py: regression values and failures
 SOURCE_COLUMNS: tuple[str, ...] = tuple(c.name for c in r.c)
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Which predictions a query covers."""
+def rollup_source(window: Window, *, minutes_only: bool = False) -> Subquery:
+    """The rollup rows ``window`` covers: whole hours from the hourly table, and the minutes
+    before the first and after the last whole hour from the minute table (a 30-day window
+    reads ~720 hourly rows per version, variant and label, not 43,200)."""
+    start = None if window.start is None else window.start.replace(second=0, microsecond=0)
+    end = window.end
+    first_hour = None if start is None else _ceil_hour(start)
+    last_hour = None if end is None else end.replace(minute=0, second=0, microsecond=0)
+    if minutes_only or (
+        first_hour is not None and last_hour is not None and first_hour >= last_hour
+    ):
+        return _rows(r, _filters(window, r), start, end).subquery("rollups")
+    parts = [_rows(h, _filters(window, h), first_hour, last_hour)]
+    if start is not None and first_hour is not None and start < first_hour:
+        parts.append(_rows(r, _filters(window, r), start, first_hour))
+    if end is not None and last_hour is not None and last_hour < end:
+        parts.append(_rows(r, _filters(window, r), last_hour, end))
+    return union_all(*parts).subquery("rollups")
 
-    start: datetime | None = None
-    end: datetime | None = None
-    model: str | None = None
-    version: int | None = None
-    include_shadow: bool = False
 
-    def _filters(self, table: Table) -> list[ColumnElement[bool]]:
-        clauses: list[ColumnElement[bool]] = []
-        if self.model is not None:
-            clauses.append(table.c.model_name == self.model)
-        if self.version is not None:
-            clauses.append(table.c.model_version == self.version)
-        if not self.include_shadow:
-            clauses.append(table.c.variant != "shadow")
-        return clauses
-
-    def source(self, *, minutes_only: bool = False) -> Subquery:
-        """The rollup rows this window covers: whole hours from the hourly table, and the
-        minutes before the first and after the last whole hour from the minute table (a
-        30-day window reads ~720 hourly rows per version, variant and label, not 43,200)."""
-        start = None if self.start is None else self.start.replace(second=0, microsecond=0)
-        end = self.end
-        first_hour = None if start is None else _ceil_hour(start)
-        last_hour = None if end is None else end.replace(minute=0, second=0, microsecond=0)
-        if minutes_only or (
-            first_hour is not None and last_hour is not None and first_hour >= last_hour
-        ):
-            return _rows(r, self._filters(r), start, end).subquery("rollups")
-        parts = [_rows(h, self._filters(h), first_hour, last_hour)]
-        if start is not None and first_hour is not None and start < first_hour:
-            parts.append(_rows(r, self._filters(r), start, first_hour))
-        if end is not None and last_hour is not None and last_hour < end:
-            parts.append(_rows(r, self._filters(r), last_hour, end))
-        return union_all(*parts).subquery("rollups")
+def _filters(window: Window, table: Table) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if window.model is not None:
+        clauses.append(table.c.model_name == window.model)
+    if window.version is not None:
+        clauses.append(table.c.model_version == window.version)
+    if not window.include_shadow:
+        clauses.append(table.c.variant != "shadow")
+    return clauses
 
 
 def _ceil_hour(ts: datetime) -> datetime:
@@ -112,7 +102,7 @@ class AnalyticsRepository:
         self.conn = conn
 
     async def totals(self, window: Window) -> dict[str, Any]:
-        src = window.source()
+        src = rollup_source(window)
         row = (
             await self.conn.execute(
                 select(
@@ -141,7 +131,7 @@ class AnalyticsRepository:
         }
 
     async def distribution(self, window: Window) -> list[tuple[Any, int]]:
-        src = window.source()
+        src = rollup_source(window)
         count = func.sum(src.c.count)
         rows = await self.conn.execute(
             select(src.c.label, count)
@@ -153,19 +143,19 @@ class AnalyticsRepository:
 
     async def confidence_bins(self, window: Window) -> list[int]:
         """Answers per confidence decile, [0, 0.1) ... [0.9, 1.0]."""
-        src = window.source()
+        src = rollup_source(window)
         row = (await self.conn.execute(select(*_histogram_sums(src, CONFIDENCE_COLUMNS)))).one()
         return [int(n) for n in row]
 
     async def variant_counts(self, window: Window) -> dict[str, int]:
-        src = window.source()
+        src = rollup_source(window)
         rows = await self.conn.execute(
             select(src.c.variant, func.sum(src.c.count)).group_by(src.c.variant)
         )
         return {str(v): int(n) for v, n in rows if n}
 
     async def timeseries(self, window: Window, interval: Interval) -> list[dict[str, Any]]:
-        src = window.source(minutes_only=interval == "minute")
+        src = rollup_source(window, minutes_only=interval == "minute")
         period = self._period(src, interval).label("period")
         rows = await self.conn.execute(
             select(

@@ -7,11 +7,11 @@ from typing import Any
 from uuid import UUID
 
 from predictd.analytics.histogram import latency_quantiles
-from predictd.analytics.repository import AnalyticsRepository, Interval, Window
+from predictd.analytics.repository import AnalyticsRepository, Interval
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.tables import LATENCY_BOUNDS_MS
-from predictd.monitoring.labels import label_key
+from predictd.vocabulary import Window, comparable_label
 
 
 class AnalyticsService:
@@ -93,7 +93,9 @@ class AnalyticsService:
             labels = await repo.distribution(window)
             pairs = await repo.labelled(name, version, start, end)
         labelled = sum(n for _, _, n in pairs)
-        correct = sum(n for pred, act, n in pairs if label_key(pred) == label_key(act))
+        correct = sum(
+            n for pred, act, n in pairs if comparable_label(pred) == comparable_label(act)
+        )
         return {
             "version": version,
             "variants": variants,

@@ -30,7 +30,7 @@ from predictd.access.scopes import Scope
 from predictd.api.auth import Needs
 from predictd.api.deps import Services, context_of
 from predictd.api.responses import JSONResponse
-from predictd.inference.records import RequestContext
+from predictd.inference.values import RequestContext
 
 
 @dataclass(frozen=True, slots=True)

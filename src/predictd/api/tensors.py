@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from predictd.errors import InvalidInput
-from predictd.inference.records import ItemInput, PredictionResult
 from predictd.inference.runtime import ModelMeta
+from predictd.inference.values import ItemInput, PredictionResult
 from predictd.schemas.v2 import Datatype, InferRequest, MetadataTensor, RequestInput
 
 NUMERIC: dict[str, np.dtype[Any]] = {

@@ -11,6 +11,7 @@ import typer
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.demo.train import train_sentiment, train_tabular
+from predictd.monitoring.profile import validation_profiler
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 
@@ -35,7 +36,7 @@ async def prepare_demo(settings: Settings, *, tabular: bool) -> str:
                 description=trained.description,
                 training_samples=trained.training_samples,
                 feature_names=trained.feature_names,
-                validation=trained.validation,
+                profiler=validation_profiler(trained.validation, settings),
             )
             if trained.calibration:
                 # Measured before the shipped model was refitted on everything, so it is not

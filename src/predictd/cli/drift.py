@@ -53,7 +53,7 @@ def reports_command(
     """Stored drift reports, newest first: one summary line each."""
 
     async def work(db: Database) -> list[dict[str, Any]]:
-        return await DriftService(db, db.settings).reports(model, version, limit)
+        return await DriftService(db, db.settings).history(model, version, limit)
 
     for r in run_with_database(work):
         score = "-" if r["score"] is None else f"{r['score']:.2f}"

@@ -15,8 +15,9 @@ from predictd.cli.output import fail
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.errors import PredictdError
-from predictd.inference.records import ItemInput
 from predictd.inference.runtime import Label
+from predictd.inference.values import ItemInput
+from predictd.monitoring.profile import validation_profiler
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
@@ -87,7 +88,7 @@ def register(
                 name,
                 metrics=metrics,
                 description=description,
-                validation=examples,
+                profiler=validation_profiler(examples, registry.settings),
             )
         )
         return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)

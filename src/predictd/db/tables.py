@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from predictd.db.types import UTCDateTime
+from predictd.vocabulary import CONFIDENCE_BINS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -85,7 +86,6 @@ HISTOGRAM_COLUMNS: tuple[str, ...] = tuple(
 )
 # Confidence in ten equal bins, [0, 0.1) ... [0.9, 1.0]: the dashboard's histogram, and what
 # estimated accuracy is computed from without reading single rows.
-CONFIDENCE_BINS = 10
 CONFIDENCE_COLUMNS: tuple[str, ...] = tuple(f"confidence_h{i}" for i in range(CONFIDENCE_BINS))
 
 

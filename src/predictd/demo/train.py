@@ -9,7 +9,7 @@ from pathlib import Path
 
 from skops.io import dump
 
-from predictd.inference.records import ItemInput
+from predictd.inference.values import ItemInput
 from predictd.monitoring.calibration import calibration_bins
 
 

@@ -31,7 +31,10 @@ from predictd.errors import (
 )
 from predictd.inference.batching import MicroBatcher
 from predictd.inference.cache import PredictionCache, cache_key
-from predictd.inference.records import (
+from predictd.inference.routing import Deployment, TrafficSplit, Variant
+from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
+from predictd.inference.shadow import ShadowJob, ShadowRunner
+from predictd.inference.values import (
     InputPolicy,
     ItemInput,
     PredictionResult,
@@ -39,11 +42,8 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.routing import Deployment, TrafficSplit, Variant
-from predictd.inference.runtime import ModelInput, ModelRuntime, Prediction
-from predictd.inference.shadow import ShadowJob, ShadowRunner
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.settings import Settings
 
 __all__ = [

@@ -29,7 +29,8 @@ from uuid_utils.compat import uuid7
 
 from predictd.errors import PredictdError
 from predictd.inference import shadow_worker
-from predictd.inference.records import (
+from predictd.inference.runtime import ModelMeta, ModelRuntime
+from predictd.inference.values import (
     InputPolicy,
     ItemInput,
     PredictionResult,
@@ -37,9 +38,8 @@ from predictd.inference.records import (
     RequestContext,
     build_record,
 )
-from predictd.inference.runtime import ModelMeta, ModelRuntime
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.shadow")

@@ -69,7 +69,7 @@ def run(meta: ModelMeta, path: str, items: Sequence[Item], max_chars: int) -> Ou
 
 def _open(meta: ModelMeta, path: Path) -> ModelRuntime:
     from predictd.inference.formats import runtime_for
-    from predictd.registry.artifacts import sha256_of
+    from predictd.vocabulary import sha256_of
 
     if _settings is None:
         raise RuntimeError("shadow worker used before init()")

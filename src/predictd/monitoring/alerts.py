@@ -15,20 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import alerts
 from predictd.errors import Conflict, NotFound
+from predictd.monitoring.repository import AlertRepository
+from predictd.monitoring.repository.alerts import OPEN_STATUSES
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.alerts")
 
-OPEN_STATUSES = ("active", "acknowledged")
 SYSTEM = "predictd"  # who resolves an alert whose condition cleared
 
 
@@ -156,16 +153,9 @@ class AlertService:
         opened, resolved = [], []
         now = datetime.now(UTC)
         async with translate_errors("updating alerts"), self.db.engine.begin() as conn:
+            repo = AlertRepository(conn)
             for finding in merge_findings(findings):
-                current = (
-                    await conn.execute(
-                        select(alerts).where(
-                            alerts.c.rule == finding.rule,
-                            alerts.c.model_name == finding.model,
-                            alerts.c.status.in_(OPEN_STATUSES),
-                        )
-                    )
-                ).first()
+                current = await repo.open_alert(finding.rule, finding.model)
                 if finding.firing and current is None:
                     row = {
                         "rule": finding.rule, "model_name": finding.model,
@@ -173,50 +163,33 @@ class AlertService:
                         "title": finding.title, "message": finding.message,
                         "data": dict(finding.data), "created_at": now, "updated_at": now,
                     }  # fmt: skip
-                    try:
-                        async with conn.begin_nested():
-                            result = await conn.execute(alerts.insert().values(**row))
-                    except IntegrityError:  # another replica opened it a moment ago
-                        continue
-                    key = result.inserted_primary_key
-                    opened.append({"id": key[0] if key else None, **row})
+                    alert = await repo.open(row)
+                    if alert is not None:  # None: another replica opened it a moment ago
+                        opened.append(alert)
                 elif finding.firing and current is not None:
-                    await conn.execute(
-                        update(alerts)
-                        .where(alerts.c.id == current.id)
-                        .values(
-                            message=finding.message,
-                            title=finding.title,
-                            data=dict(finding.data),
-                            updated_at=now,
-                        )
+                    await repo.update(
+                        current["id"],
+                        {
+                            "message": finding.message,
+                            "title": finding.title,
+                            "data": dict(finding.data),
+                            "updated_at": now,
+                        },
                     )
                 elif current is not None:
-                    notes = f"condition cleared: {finding.message}"
-                    await conn.execute(
-                        update(alerts)
-                        .where(alerts.c.id == current.id)
-                        .values(
-                            status="resolved",
-                            resolved_by=SYSTEM,
-                            resolved_at=now,
-                            resolution_notes=notes,
-                            updated_at=now,
-                        )
-                    )
-                    resolved.append({**current._mapping, "status": "resolved",
-                                     "resolved_by": SYSTEM, "resolved_at": now,
-                                     "resolution_notes": notes})  # fmt: skip
+                    closed = {
+                        "status": "resolved",
+                        "resolved_by": SYSTEM,
+                        "resolved_at": now,
+                        "resolution_notes": f"condition cleared: {finding.message}",
+                    }
+                    await repo.update(current["id"], {**closed, "updated_at": now})
+                    resolved.append({**current, **closed})
         return Changes(opened, resolved)
 
     async def list(self, status: str | None, limit: int = 200) -> list[dict[str, Any]]:
-        query = select(alerts).order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
-        if status == "open":
-            query = query.where(alerts.c.status.in_(OPEN_STATUSES))
-        elif status is not None:
-            query = query.where(alerts.c.status == status)
         async with translate_errors("reading alerts"), self.db.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+            return await AlertRepository(conn).list(status, limit)
 
     async def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
         return await self._move(alert_id, "acknowledged", by, None, allowed=("active",))
@@ -234,30 +207,27 @@ class AlertService:
         else:
             values.update(resolved_by=by, resolved_at=now, resolution_notes=notes)
         async with translate_errors("updating alerts"), self.db.engine.begin() as conn:
-            current = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+            repo = AlertRepository(conn)
+            current = await repo.get(alert_id)
             if current is None:
                 raise NotFound(f"no alert {alert_id}")
-            if current.status not in allowed:
-                raise Conflict(f"alert {alert_id} is {current.status}: it cannot become {status}")
-            await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+            if current["status"] not in allowed:
+                raise Conflict(
+                    f"alert {alert_id} is {current['status']}: it cannot become {status}"
+                )
+            await repo.update(alert_id, values)
             action = "alerts.acknowledge" if status == "acknowledged" else "alerts.resolve"
-            await audit.record(
-                conn,
+            await repo.audit(
                 action,
-                f"alert {alert_id} ({current.rule}, {current.model_name or 'server'})",
-                before={"status": current.status},
+                f"alert {alert_id} ({current['rule']}, {current['model_name'] or 'server'})",
+                before={"status": current["status"]},
                 after={"status": status, "by": by, "notes": notes},
             )
-        return {**current._mapping, **values}
+        return {**current, **values}
 
     async def active_counts(self) -> dict[tuple[str, str], int]:
         async with translate_errors("reading alerts"), self.db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(alerts.c.rule, alerts.c.severity, func.count())
-                .where(alerts.c.status.in_(OPEN_STATUSES))
-                .group_by(alerts.c.rule, alerts.c.severity)
-            )
-            return {(rule, severity): int(n) for rule, severity, n in rows}
+            return await AlertRepository(conn).active_counts()
 
 
 class Webhook:

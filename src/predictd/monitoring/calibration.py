@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from predictd.db.tables import CONFIDENCE_BINS
-from predictd.recording.rollups import confidence_bin
+from predictd.vocabulary import CONFIDENCE_BINS, confidence_bin
 
 
 def calibration_bins(pairs: Iterable[tuple[float, bool]]) -> list[float | None]:

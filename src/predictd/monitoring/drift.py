@@ -14,21 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, case, cast, func, select, true
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from predictd.analytics.repository import AnalyticsRepository, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import CONFIDENCE_BINS, drift_reports
-from predictd.db.tables import predictions as predictions_table
 from predictd.inference.runtime import TextVocabulary
 from predictd.monitoring.drift_stats import (
     FeatureDrift,
@@ -37,52 +29,18 @@ from predictd.monitoring.drift_stats import (
     categorical_drift,
     numeric_drift,
 )
-from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import OOV, token_counts
-from predictd.monitoring.stored import newest, served_versions
+from predictd.monitoring.repository import DriftRepository, Feature
+from predictd.monitoring.repository.drift import TEXT_LENGTH
 from predictd.settings import Settings
+from predictd.vocabulary import CONFIDENCE_BINS, Window, comparable_label
 
 log = logging.getLogger("predictd.monitor")
 
 # (model name, version) -> the text model's tokenizer and vocabulary (ModelRegistry.vocabulary)
 Vocabularies = Callable[[str, int], Awaitable[TextVocabulary | None]]
 
-p = predictions_table.c
-TEXT_LENGTH = "text_length"
-MISSING = -1  # the bin of a row without the feature
-HASH_MASK = 0x7FFF_FFFF
 CONFIDENCE_CENTRES = [(i + 0.5) / CONFIDENCE_BINS for i in range(CONFIDENCE_BINS)]
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """A numeric input and its reference: ``name`` is a feature name or ``text_length``."""
-
-    name: str
-    reference: Mapping[str, Any]
-
-    @property
-    def edges(self) -> list[float]:
-        return [float(e) for e in self.reference.get("edges", [])]
-
-    def value(self) -> ColumnElement[Any]:
-        if self.name == TEXT_LENGTH:
-            length: ColumnElement[Any] = func.length(p.input["text"].as_string())
-            return length
-        number: ColumnElement[Any] = p.input[("features", self.name)].as_float()
-        return number
-
-    def bucket(self, dialect: str) -> ColumnElement[int]:
-        """The reference bin a row falls in (bins are closed below, like numpy's
-        searchsorted(side="right")), or MISSING. PostgreSQL's width_bucket reads the value
-        once; elsewhere a CASE compares it with each edge."""
-        value = self.value()
-        if dialect == "postgresql" and self.edges:
-            bucket: ColumnElement[int] = func.width_bucket(value, postgresql.array(self.edges))
-            return func.coalesce(bucket, MISSING)
-        whens: list[tuple[ColumnElement[bool], int]] = [(value.is_(None), MISSING)]
-        whens += [(value < edge, i) for i, edge in enumerate(self.edges)]
-        return case(*whens, else_=len(self.edges))
 
 
 def _features(profile: Mapping[str, Any]) -> list[Feature]:
@@ -114,30 +72,31 @@ class DriftService:
         end = now or datetime.now(UTC)
         start = end - window
         async with translate_errors("measuring drift"), self.db.engine.begin() as conn:
+            repo = DriftRepository(conn)
             reports = []
-            for name, version, profile in await self._targets(conn, start, end, model):
-                report = await self._measure(conn, name, version, profile or {}, start, end)
-                await conn.execute(drift_reports.insert(), [report])
+            for name, version, profile in await self._targets(repo, start, end, model):
+                report = await self._measure(repo, name, version, profile or {}, start, end)
+                await repo.add(report)
                 reports.append(report)
         return reports
 
-    async def reports(
+    async def history(
         self, model: str | None, version: int | None, limit: int
     ) -> list[dict[str, Any]]:
-        query = newest(drift_reports, model, version, limit)
+        """The stored reports, newest first."""
         async with translate_errors("reading drift reports"), self.db.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query)]
+            return await DriftRepository(conn).history(model, version, limit)
 
     async def _targets(
-        self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
+        self, repo: DriftRepository, start: datetime, end: datetime, model: str | None
     ) -> list[tuple[str, int, dict[str, Any] | None]]:
         window = Window(start, end, model, include_shadow=True)
-        rows = await served_versions(conn, window)
+        rows = await repo.served(window)
         return [(name, version, profile) for name, version, _, profile in rows]
 
     async def _measure(
         self,
-        conn: AsyncConnection,
+        repo: DriftRepository,
         name: str,
         version: int,
         profile: Mapping[str, Any],
@@ -145,8 +104,7 @@ class DriftService:
         end: datetime,
     ) -> dict[str, Any]:
         window = Window(start, end, name, version, include_shadow=True)
-        analytics = AnalyticsRepository(conn)
-        rows = int((await analytics.totals(window))["total"])
+        rows = await repo.answered(window)
         report: dict[str, Any] = {
             "model_name": name,
             "model_version": version,
@@ -174,21 +132,21 @@ class DriftService:
                 f"{needed} (PREDICTD_DRIFT_MIN_ROWS)",
             }
         fraction = min(1.0, self.settings.drift_max_values / (rows * len(features)))
-        inputs = await self._input_drift(conn, features, name, version, start, end, fraction)
+        inputs = await self._input_drift(repo, features, window, fraction)
         if isinstance(profile.get("tokens"), Mapping):
-            inputs |= await self._token_drift(conn, profile, name, version, start, end)
+            inputs |= await self._token_drift(repo, profile, name, version, window)
         tested = [r for r in inputs.values() if r["status"] == "ok"]
         drifted = sum(1 for r in tested if r["drifted"])
         share = drifted / len(tested) if tested else None
         detected = share is not None and drifted > 0 and share >= self.settings.drift_share
-        outputs = await self._output_drift(analytics, window, profile)
+        outputs = await self._output_drift(repo, window, profile)
         message = (
             f"{drifted} of {len(tested)} features drifted ({share:.0%}; dataset drift from "
             f"{self.settings.drift_share:.0%})"
             if share is not None
             else "no feature had enough values in the window to test"
         )
-        if fraction < 1 and conn.dialect.name == "postgresql":
+        if fraction < 1 and repo.can_sample:
             message += f"; inputs counted on a {fraction:.1%} sample of rows (by a hash of the id)"
         moved = [k for k, r in outputs.items() if r.get("drifted")]
         if moved:
@@ -204,17 +162,15 @@ class DriftService:
 
     async def _input_drift(
         self,
-        conn: AsyncConnection,
+        repo: DriftRepository,
         features: list[Feature],
-        name: str,
-        version: int,
-        start: datetime,
-        end: datetime,
+        window: Window,
         fraction: float,
     ) -> dict[str, dict[str, Any]]:
-        where = _answered(name, version, start, end)
-        counts = await _bin_counts(conn, features, where, fraction)
-        samples = await self._samples(conn, features, where)
+        counts = await repo.bin_counts(features, window, fraction)
+        # Raw values only for references small enough for a Kolmogorov-Smirnov test.
+        small = [f for f in features if f.reference.get("values") is not None]
+        samples = await repo.samples(small, window, self.settings.drift_sample) if small else {}
         out = {}
         for feature in features:
             current = counts[feature.name]
@@ -242,12 +198,11 @@ class DriftService:
 
     async def _token_drift(
         self,
-        conn: AsyncConnection,
+        repo: DriftRepository,
         profile: Mapping[str, Any],
         name: str,
         version: int,
-        start: datetime,
-        end: datetime,
+        window: Window,
     ) -> dict[str, dict[str, Any]]:
         """Token frequencies over the reference's most common known tokens, and the
         out-of-vocabulary share, of the most recent ``drift_sample`` texts, tokenized by the
@@ -263,13 +218,7 @@ class DriftService:
         if vocabulary is None:
             gone = {"status": "unavailable", "rows": 0}
             return {"tokens": gone, "out_of_vocabulary": gone}
-        rows = await conn.execute(
-            select(p.input["text"].as_string())
-            .where(_answered(name, version, start, end))
-            .order_by(p.ts.desc())
-            .limit(self.settings.drift_sample)
-        )  # fmt: skip
-        texts = [text for (text,) in rows if text]
+        texts = await repo.texts(window, self.settings.drift_sample)
         if len(texts) < self.settings.drift_min_rows:
             short = {"status": "insufficient_data", "rows": len(texts)}
             return {"tokens": short, "out_of_vocabulary": short}
@@ -298,101 +247,22 @@ class DriftService:
             },
         }
 
-    async def _samples(
-        self, conn: AsyncConnection, features: list[Feature], where: ColumnElement[bool]
-    ) -> dict[str, list[float]]:
-        """The most recent raw values, for the features whose reference is small enough for
-        a Kolmogorov-Smirnov test."""
-        small = [f for f in features if f.reference.get("values") is not None]
-        if not small:
-            return {}
-        rows = await conn.execute(
-            select(*(f.value() for f in small))
-            .where(where)
-            .order_by(p.ts.desc())
-            .limit(self.settings.drift_sample)
-        )
-        columns = list(zip(*rows, strict=True)) or [() for _ in small]
-        return {
-            f.name: [float(v) for v in column if v is not None and math.isfinite(float(v))]
-            for f, column in zip(small, columns, strict=True)
-        }
-
     async def _output_drift(
-        self, analytics: AnalyticsRepository, window: Window, profile: Mapping[str, Any]
+        self, repo: DriftRepository, window: Window, profile: Mapping[str, Any]
     ) -> dict[str, dict[str, Any]]:
         """The predicted-label and confidence distributions, from the rollups."""
         out: dict[str, dict[str, Any]] = {}
         reference_rows = int(profile.get("rows") or 0)
         ref_labels = profile.get("predicted_labels")
-        labels = {label_key(label): n for label, n in await analytics.distribution(window)}
+        labels = {comparable_label(label): n for label, n in await repo.predicted_labels(window)}
         if isinstance(ref_labels, Mapping) and ref_labels and labels:
             drift = categorical_drift(ref_labels, labels, reference_rows, self.thresholds)
             out["label"] = {"status": "ok", **_result(drift, sum(labels.values())),
                             "counts": labels}  # fmt: skip
         ref_bins = profile.get("confidence_bins")
-        bins = await analytics.confidence_bins(window)
+        bins = await repo.confidence_bins(window)
         if isinstance(ref_bins, Sequence) and sum(ref_bins) and sum(bins):
             drift = binned_drift(CONFIDENCE_CENTRES, ref_bins, bins, reference_rows,
                                  self.thresholds)  # fmt: skip
             out["confidence"] = {"status": "ok", **_result(drift, sum(bins)), "counts": bins}
         return out
-
-
-def _answered(name: str, version: int, start: datetime, end: datetime) -> ColumnElement[bool]:
-    """The rows whose inputs a drift report reads: the version's answered predictions."""
-    return and_(
-        p.model_name == name,
-        p.model_version == version,
-        p.status == "ok",
-        p.ts >= start,
-        p.ts < end,
-    )
-
-
-def _sampled(fraction: float) -> ColumnElement[bool]:
-    """A fixed pseudo-random share of rows, chosen by a hash of the id: the same rows each
-    run, and parallel-safe (random() would keep the scan on one core)."""
-    bucket = func.hashtext(cast(p.id, Text)).op("&")(HASH_MASK)
-    return bucket < int(fraction * (HASH_MASK + 1))
-
-
-async def _bin_counts(
-    conn: AsyncConnection,
-    features: list[Feature],
-    where: ColumnElement[bool],
-    fraction: float = 1.0,
-) -> dict[str, list[int]]:
-    """Rows per reference bin for each feature.
-
-    PostgreSQL reads each value once, in one scan: every row becomes an array of bin numbers,
-    unnested and counted (parallel-safe; GROUPING SETS would sort once per feature). With
-    ``fraction`` < 1 it counts a pseudo-random sample of rows instead: reading a JSON value
-    costs ~0.1-0.3 µs, so a 30-feature model at a million rows would otherwise take seconds.
-    SQLite (small by nature) runs one exact GROUP BY per feature."""
-    counts = {f.name: [0] * (len(f.edges) + 1) for f in features}
-    buckets = [f.bucket(conn.dialect.name) for f in features]
-    if conn.dialect.name == "postgresql":
-        sampled = where if fraction >= 1 else and_(where, _sampled(fraction))
-        binned = select(postgresql.array(buckets).label("bins")).where(sampled).subquery("binned")
-        each = (
-            func.unnest(binned.c.bins)
-            .table_valued("bin", with_ordinality="feature")
-            .render_derived()
-        )
-        rows = await conn.execute(
-            select(each.c.feature, each.c.bin, func.count())
-            .select_from(binned)
-            .join(each, true())
-            .group_by(each.c.feature, each.c.bin)
-        )
-        for position, value, n in rows:
-            if value != MISSING:
-                counts[features[int(position) - 1].name][int(value)] += int(n)
-        return counts
-    for feature, bucket in zip(features, buckets, strict=True):
-        result = await conn.execute(select(bucket, func.count()).where(where).group_by(bucket))
-        for row in result:
-            if row[0] != MISSING:
-                counts[feature.name][int(row[0])] += int(row[1])
-    return counts

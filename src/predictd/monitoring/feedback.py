@@ -14,15 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import feedback, predictions
 from predictd.db.types import as_utc
+from predictd.monitoring.repository import FeedbackRepository
 
 Label = str | int | float | bool
 
@@ -50,73 +45,39 @@ class FeedbackService:
         ids = list(latest)
         now = datetime.now(UTC)
         async with translate_errors("storing feedback"), self.db.engine.begin() as conn:
-            existing = await _present(conn, feedback.c.prediction_id, ids)
+            repo = FeedbackRepository(conn)
+            existing = await repo.with_feedback(ids)
             rows = [
                 {"prediction_id": i, "actual": actual, "received_at": now, "revisions": 1}
                 for i, actual in latest.items()
             ]
-            await conn.execute(self._upsert(), rows)
-            known = await _present(conn, predictions.c.id, ids)
+            await repo.upsert(rows)
+            known = await repo.with_prediction(ids)
         return FeedbackOutcome(
             received=len(items),
             replaced=[i for i in ids if i in existing],
             unmatched=[i for i in ids if i not in known],
         )
 
-    def _upsert(self) -> Any:
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        stmt = insert(feedback)
-        return stmt.on_conflict_do_update(
-            index_elements=[feedback.c.prediction_id],
-            set_={
-                "actual": stmt.excluded.actual,
-                "received_at": stmt.excluded.received_at,
-                "revisions": feedback.c.revisions + 1,
-            },
-        )
-
     async def summary(self) -> dict[str, Any]:
         """How much feedback there is, and how much still waits for its prediction."""
-        joined = feedback.outerjoin(predictions, predictions.c.id == feedback.c.prediction_id)
-        orphan = predictions.c.id.is_(None)
         async with translate_errors("reading feedback"), self.db.engine.connect() as conn:
-            total, unmatched, oldest = (
-                await conn.execute(
-                    select(
-                        func.count(),
-                        func.count().filter(orphan),
-                        func.min(feedback.c.received_at).filter(orphan),
-                    ).select_from(joined)
-                )
-            ).one()
+            total, unmatched, oldest = await FeedbackRepository(conn).counts()
         return {
-            "total": int(total),
-            "matched": int(total) - int(unmatched),
-            "unmatched": int(unmatched),
+            "total": total,
+            "matched": total - unmatched,
+            "unmatched": unmatched,
             "oldest_unmatched_at": as_utc(oldest),
         }
 
     async def purge_unmatched(self, days: int) -> int:
         """Delete feedback older than ``days`` whose prediction never arrived."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        matched = select(predictions.c.id).where(predictions.c.id == feedback.c.prediction_id)
         async with self.db.engine.begin() as conn:
-            result = await conn.execute(
-                delete(feedback).where(feedback.c.received_at < cutoff, ~matched.exists())
-            )
-        return int(result.rowcount)
+            return await FeedbackRepository(conn).purge_unmatched(cutoff)
 
     async def purge_older(self, days: int) -> int:
         """Delete every answer received more than ``days`` ago (the retention of labels)."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
         async with self.db.engine.begin() as conn:
-            result = await conn.execute(delete(feedback).where(feedback.c.received_at < cutoff))
-        return int(result.rowcount)
-
-
-async def _present(conn: AsyncConnection, column: Any, ids: list[UUID]) -> set[UUID]:
-    found: set[UUID] = set()
-    for start in range(0, len(ids), 500):  # keep IN lists well under SQLite's variable limit
-        rows = await conn.execute(select(column).where(column.in_(ids[start : start + 500])))
-        found.update(row[0] for row in rows)
-    return found
+            return await FeedbackRepository(conn).purge_older(cutoff)

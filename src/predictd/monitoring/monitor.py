@@ -12,12 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
-
-from predictd.analytics.repository import Window
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
-from predictd.db.tables import model_versions
 from predictd.monitoring.alerts import (
     AlertService,
     Changes,
@@ -28,8 +24,10 @@ from predictd.monitoring.alerts import (
 )
 from predictd.monitoring.drift import DriftService, Vocabularies
 from predictd.monitoring.performance import PerformanceService
+from predictd.monitoring.repository import MonitorRepository
 from predictd.observability import Metrics
 from predictd.settings import Settings
+from predictd.vocabulary import Window
 
 log = logging.getLogger("predictd.monitor")
 
@@ -76,16 +74,8 @@ async def _training_accuracy(
     keys = {(row["model_name"], row["model_version"]) for row in performance}
     if not keys:
         return {}
-    v = model_versions.c
     async with db.engine.connect() as conn:
-        rows = await conn.execute(
-            select(v.name, v.version, v.metrics).where(tuple_(v.name, v.version).in_(keys))
-        )
-        return {
-            (name, version): float(metrics["accuracy"])
-            for name, version, metrics in rows
-            if isinstance(metrics, dict) and isinstance(metrics.get("accuracy"), int | float)
-        }
+        return await MonitorRepository(conn).training_accuracy(keys)
 
 
 @asynccontextmanager
@@ -96,12 +86,13 @@ async def exclusive_pass(db: Database) -> AsyncIterator[bool]:
         yield True
         return
     async with db.engine.connect() as conn:
-        held = bool((await conn.execute(select(func.pg_try_advisory_lock(MONITOR_LOCK)))).scalar())
+        repo = MonitorRepository(conn)
+        held = await repo.try_lock(MONITOR_LOCK)
         try:
             yield held
         finally:
             if held:
-                await conn.execute(select(func.pg_advisory_unlock(MONITOR_LOCK)))
+                await repo.unlock(MONITOR_LOCK)
 
 
 async def monitor_forever(

@@ -20,27 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import Float, and_, cast, func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from predictd.analytics.repository import NO_LABEL, Window
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import (
-    CONFIDENCE_BINS,
-    CONFIDENCE_COLUMNS,
-    feedback,
-    performance_metrics,
-    prediction_rollups,
-    predictions,
-)
-from predictd.monitoring.labels import label_key
-from predictd.monitoring.stored import newest, served_versions
+from predictd.monitoring.repository import PerformanceRepository
+from predictd.vocabulary import CONFIDENCE_BINS, Window, comparable_label
 
 log = logging.getLogger("predictd.monitor")
-
-p, f, r = predictions.c, feedback.c, prediction_rollups.c
 
 
 def classification_metrics(confusion: Mapping[tuple[str, str], int]) -> dict[str, Any]:
@@ -145,13 +130,6 @@ class Target:
     calibration: list[Any] | None
 
 
-def _numeric(conn: AsyncConnection, column: Any) -> Any:
-    """A JSON scalar as a float, in each database's words."""
-    if conn.dialect.name == "postgresql":
-        return cast(column.op("#>>")(literal_column("'{}'")), Float)
-    return cast(func.json_extract(column, "$"), Float)
-
-
 class PerformanceService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -163,78 +141,50 @@ class PerformanceService:
         end = now or datetime.now(UTC)
         start = end - window
         async with translate_errors("computing performance"), self.db.engine.begin() as conn:
+            repo = PerformanceRepository(conn)
             rows = []
-            for target in await self._targets(conn, start, end, model):
-                row = await self._measure(conn, target, start, end)
-                await conn.execute(performance_metrics.insert(), [row])
+            for target in await self._targets(repo, start, end, model):
+                row = await self._measure(repo, target, start, end)
+                await repo.add(row)
                 rows.append(row)
         return rows
 
-    async def latest(
+    async def history(
         self, model: str | None, version: int | None, limit: int
     ) -> list[dict[str, Any]]:
-        query = newest(performance_metrics, model, version, limit)
+        """The stored rows, newest first."""
         async with translate_errors("reading performance"), self.db.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query)]
+            return await PerformanceRepository(conn).history(model, version, limit)
 
     async def _targets(
-        self, conn: AsyncConnection, start: datetime, end: datetime, model: str | None
+        self, repo: PerformanceRepository, start: datetime, end: datetime, model: str | None
     ) -> list[Target]:
-        rows = await served_versions(conn, Window(start, end, model))
+        rows = await repo.served(Window(start, end, model))
         return [
             Target(name, version, task, (profile or {}).get("calibration"))
             for name, version, task, profile in rows
         ]
 
     async def _measure(
-        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
+        self, repo: PerformanceRepository, target: Target, start: datetime, end: datetime
     ) -> dict[str, Any]:
-        answered = and_(
-            p.model_name == target.name,
-            p.model_version == target.version,
-            p.status == "ok",
-            p.variant != "shadow",
-            p.ts >= start,
-            p.ts < end,
-        )
-        labelled = predictions.join(feedback, f.prediction_id == p.id)
+        window = Window(start, end, target.name, target.version)
         if target.task == "classification":
-            rows = await conn.execute(
-                select(p.output, f.actual, func.count())
-                .select_from(labelled)
-                .where(answered)
-                .group_by(p.output, f.actual)
-            )
             confusion: dict[tuple[str, str], int] = {}
-            for output, actual, n in rows:
-                key = (label_key(output), label_key(actual))
-                confusion[key] = confusion.get(key, 0) + int(n)
+            for output, actual, n in await repo.confusion(window):
+                key = (comparable_label(output), comparable_label(actual))
+                confusion[key] = confusion.get(key, 0) + n
             count = sum(confusion.values())
             metrics = classification_metrics(confusion) if count else None
-            estimated = await self._estimate(conn, target, start, end)
+            estimated = await self._estimate(repo, window, target.calibration)
             if metrics is not None and estimated is not None:
                 estimated["gap"] = metrics["accuracy"] - estimated["accuracy"]
                 estimated["f1_gap"] = metrics["f1_macro"] - estimated["f1_macro"]
         else:
-            y, yhat = _numeric(conn, f.actual), _numeric(conn, p.output)
-            n, abs_err, sq_err, y_sum, y2_sum = (
-                await conn.execute(
-                    select(
-                        func.count(),
-                        func.sum(func.abs(y - yhat)),
-                        func.sum((y - yhat) * (y - yhat)),
-                        func.sum(y),
-                        func.sum(y * y),
-                    )
-                    .select_from(labelled)
-                    .where(answered, y.is_not(None), yhat.is_not(None))
-                )
-            ).one()
-            count = int(n)
-            sums = (float(abs_err or 0), float(sq_err or 0), float(y_sum or 0), float(y2_sum or 0))
+            count, *sums = await repo.regression_sums(window)
             metrics = regression_metrics(count, *sums) if count else None
             estimated = None
-        total = await self._answered(conn, target, start, end)
+        total = await repo.answered(window)
         return {
             "model_name": target.name,
             "model_version": target.version,
@@ -248,31 +198,12 @@ class PerformanceService:
             "estimated": estimated,
         }
 
-    async def _answered(
-        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
-    ) -> int:
-        src = Window(start, end, target.name, target.version).source()
-        total = (await conn.execute(select(func.sum(src.c.count)))).scalar()
-        return int(total or 0)
-
     async def _estimate(
-        self, conn: AsyncConnection, target: Target, start: datetime, end: datetime
+        self, repo: PerformanceRepository, window: Window, calibration: list[Any] | None
     ) -> dict[str, Any] | None:
-        src = Window(start, end, target.name, target.version).source()
-        rows = await conn.execute(
-            select(
-                src.c.label,
-                func.coalesce(func.sum(src.c.confidence_sum), 0),
-                func.coalesce(func.sum(src.c.confidence_count), 0),
-                *(func.coalesce(func.sum(src.c[c]), 0) for c in CONFIDENCE_COLUMNS),
-            )
-            .where(src.c.label != NO_LABEL)
-            .group_by(src.c.label)
-        )
+        rows = await repo.label_confidences(window)
         labels = {
-            label_key(orjson.loads(row[0])): LabelConfidence(
-                [int(n) for n in row[3:]], float(row[1]), int(row[2])
-            )
-            for row in rows
+            comparable_label(label): LabelConfidence(bins, confidence_sum, confidence_count)
+            for label, confidence_sum, confidence_count, bins in rows
         }
-        return estimated_performance(labels, target.calibration)
+        return estimated_performance(labels, calibration)

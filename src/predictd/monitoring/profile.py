@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from predictd.inference.runtime import TextVocabulary
+from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
+from predictd.inference.values import ItemInput
+from predictd.monitoring.calibration import calibration_bins
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
-from predictd.monitoring.labels import label_key
-from predictd.recording.rollups import confidence_bin
+from predictd.settings import Settings
+from predictd.vocabulary import comparable_label, confidence_bin
 
 BINS = 10
 TOP_TOKENS = 100  # the reference's most frequent tokens keep their own count; the rest pool
@@ -111,10 +113,44 @@ def reference_profile(
             )
             for name in names
         }
-    profile["predicted_labels"] = dict(Counter(label_key(label) for label in labels))
+    profile["predicted_labels"] = dict(Counter(comparable_label(label) for label in labels))
     deciles = [0] * 10
     for confidence in confidences:
         if confidence is not None:
             deciles[confidence_bin(confidence)] += 1
     profile["confidence_bins"] = deciles
+    return profile
+
+
+def validation_profiler(
+    validation: Sequence[tuple[ItemInput, Label]], settings: Settings
+) -> Callable[[ModelRuntime], dict[str, Any]] | None:
+    """What the registry runs on a new version (``ModelRegistry.inspect``'s ``profiler``):
+    the model on its validation data gives the reference profile drift is measured against,
+    and for a classifier the calibration of its confidence. None without validation data."""
+    if not validation:
+        return None
+
+    def profile(runtime: ModelRuntime) -> dict[str, Any]:
+        values = [
+            runtime.validate(
+                item.text, item.features, max_chars=settings.max_text_chars, prefix=f"{n}."
+            )
+            for n, (item, _) in enumerate(validation)
+        ]
+        outputs = runtime.predict(values)
+        found = reference_profile(
+            values,
+            [out.label for out in outputs],
+            [out.confidence for out in outputs],
+            runtime.vocabulary(),
+        )
+        if runtime.schema().task == "classification":
+            found["calibration"] = calibration_bins(
+                (out.confidence, comparable_label(out.label) == comparable_label(actual))
+                for out, (_, actual) in zip(outputs, validation, strict=True)
+                if out.confidence is not None
+            )
+        return found
+
     return profile

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.db.tables import system_metrics
+from predictd.monitoring.repository import SystemMetricsRepository
 from predictd.recording.recorder import RecorderState
 
 log = logging.getLogger("predictd.system")
@@ -96,7 +94,7 @@ class SystemSampler:
             for name, value in values.items()
         ]
         async with translate_errors("recording system metrics"), self.db.engine.begin() as conn:
-            await conn.execute(system_metrics.insert(), rows)
+            await SystemMetricsRepository(conn).add(rows)
         return len(rows)
 
     async def forever(self, interval_s: float) -> None:
@@ -117,20 +115,11 @@ def pool_in_use(db: Database) -> int:
 async def history(
     db: Database, name: str | None, start: datetime | None, end: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
-    t = system_metrics.c
-    query = select(t.ts, t.name, t.value, t.labels).order_by(t.ts.desc(), t.id.desc())
-    if name is not None:
-        query = query.where(t.name == name)
-    if start is not None:
-        query = query.where(t.ts >= start)
-    if end is not None:
-        query = query.where(t.ts < end)
     async with translate_errors("reading system metrics"), db.engine.connect() as conn:
-        return [dict(row._mapping) for row in await conn.execute(query.limit(limit))]
+        return await SystemMetricsRepository(conn).history(name, start, end, limit)
 
 
 async def purge(db: Database, days: int) -> int:
     cutoff = datetime.now(UTC) - timedelta(days=days)
     async with db.engine.begin() as conn:
-        result = await conn.execute(delete(system_metrics).where(system_metrics.c.ts < cutoff))
-    return int(result.rowcount)
+        return await SystemMetricsRepository(conn).purge(cutoff)

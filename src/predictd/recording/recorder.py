@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 from predictd.db.errors import is_row_error
 from predictd.errors import NotDurable, SpoolFull
 from predictd.observability import Metrics
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.recording.spool import NoSpace, RecoveryReport, Spool
 from predictd.settings import Settings

@@ -15,10 +15,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from predictd.db.engine import Database
 from predictd.db.errors import is_row_error
 from predictd.db.tables import prediction_rollups, prediction_rollups_hourly, predictions
-from predictd.recording.record import COLUMNS, PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.rollups import KEY_COLUMNS, SUM_COLUMNS, by_hour, rollup, rows_of
+from predictd.vocabulary import PREDICTION_COLUMNS
 
-_COLS = ", ".join(f'"{c}"' for c in COLUMNS)
+_COLS = ", ".join(f'"{c}"' for c in PREDICTION_COLUMNS)
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS predictions_staging "
     "(LIKE predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -72,7 +73,7 @@ def _copy_tuple(r: PredictionRecord) -> tuple[Any, ...]:
         r.client_ip,
         r.user_agent,
         r.shadow_of,
-    )  # fmt: skip  (the order of COLUMNS)
+    )  # fmt: skip  (the order of PREDICTION_COLUMNS)
 
 
 class PredictionWriter:
@@ -115,14 +116,16 @@ class PredictionWriter:
     ) -> int:
         try:
             async with driver.transaction():
-                await driver.copy_records_to_table("predictions", records=tuples, columns=COLUMNS)
+                await driver.copy_records_to_table(
+                    "predictions", records=tuples, columns=PREDICTION_COLUMNS
+                )
                 await _add_rollups(driver, records)
             return len(tuples)
         except UniqueViolationError:
             async with driver.transaction():
                 await driver.execute(_STAGING_DDL)
                 await driver.copy_records_to_table(
-                    "predictions_staging", records=tuples, columns=COLUMNS
+                    "predictions_staging", records=tuples, columns=PREDICTION_COLUMNS
                 )
                 inserted = {row[0] for row in await driver.fetch(_MERGE)}
                 await _add_rollups(driver, [r for r in records if r.id in inserted])

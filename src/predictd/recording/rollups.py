@@ -7,7 +7,7 @@ upsert adds in the database: ``count = count + excluded.count``).
 
 Latency is kept as a fixed-bucket histogram (``LATENCY_BOUNDS_MS``), from which percentiles
 are read to the resolution of a bucket (the bounds are part of the schema, in db/tables), and
-confidence in ten equal bins.
+confidence in ten equal bins (vocabulary.CONFIDENCE_BINS).
 """
 
 from __future__ import annotations
@@ -18,22 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-
-from predictd.db.tables import (
-    CONFIDENCE_BINS,
-    CONFIDENCE_COLUMNS,
-    HISTOGRAM_COLUMNS,
-    LATENCY_BOUNDS_MS,
-)
-from predictd.recording.record import PredictionRecord
+from predictd.db.tables import CONFIDENCE_COLUMNS, HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS
+from predictd.recording.prediction_record import PredictionRecord
+from predictd.vocabulary import CONFIDENCE_BINS, NO_LABEL, confidence_bin, rollup_label
 
 KEY_COLUMNS = ("bucket", "model_name", "model_version", "variant", "label")
 SUM_COLUMNS: tuple[str, ...] = (
     "count", "errors", "cache_hits", "confidence_count", "confidence_sum", "latency_sum",
     *HISTOGRAM_COLUMNS, *CONFIDENCE_COLUMNS,
 )  # fmt: skip
-NO_LABEL = ""  # regression outputs and failed predictions: not bucketed by value
 
 RollupKey = tuple[datetime, str, int, str, str]
 ONE_MINUTE = timedelta(minutes=1)
@@ -41,20 +34,6 @@ ONE_MINUTE = timedelta(minutes=1)
 
 def minute(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
-
-
-def label_key(output: Any, probabilities: Any) -> str:
-    """The rollup label: a class label's JSON text. A float with no class probabilities is
-    a regression value, which would make every row its own bucket, so it is not kept."""
-    if isinstance(output, str | bool | int) or (
-        isinstance(output, float) and probabilities is not None
-    ):
-        return orjson.dumps(output).decode()
-    return NO_LABEL
-
-
-def confidence_bin(confidence: float) -> int:
-    return min(CONFIDENCE_BINS - 1, max(0, int(confidence * CONFIDENCE_BINS)))
 
 
 @dataclass(slots=True)
@@ -127,9 +106,9 @@ def rollup(
             try:
                 label = labels[cached]
             except KeyError:
-                label = labels[cached] = label_key(output, r.probabilities)
+                label = labels[cached] = rollup_label(output, r.probabilities)
             except TypeError:  # an unhashable output (a list): no label either way
-                label = label_key(output, r.probabilities)
+                label = rollup_label(output, r.probabilities)
         key = (start, r.model_name, r.model_version, r.variant, label)
         acc = found.get(key)
         if acc is None:

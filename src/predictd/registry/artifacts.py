@@ -10,7 +10,6 @@ downloads idempotent: the same bytes always have the same name.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -23,18 +22,11 @@ from urllib.request import url2pathname
 
 from predictd.errors import ArtifactError, ArtifactTampered
 from predictd.settings import Settings
+from predictd.vocabulary import sha256_of
 
 log = logging.getLogger("predictd.registry")
 
 FSSPEC_HINT = "pip install 'predictd[fsspec]'"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _filesystem(url: str) -> tuple[Any, str]:

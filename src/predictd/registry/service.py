@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +23,7 @@ from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
-from predictd.inference.records import ItemInput
-from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
-from predictd.monitoring.calibration import calibration_bins
-from predictd.monitoring.labels import label_key
-from predictd.monitoring.profile import reference_profile
+from predictd.inference.runtime import ModelRuntime, TextVocabulary
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
@@ -39,6 +35,11 @@ log = logging.getLogger("predictd.registry")
 
 T = TypeVar("T")
 VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
+
+# Measures a new version on the runtime serving will open; what it returns joins the version's
+# reference profile. The caller supplies it (monitoring.profile.validation_profiler): what a
+# profile holds is monitoring's business, the registry only keeps it.
+Profiler = Callable[[ModelRuntime], Mapping[str, Any]]
 
 
 class ModelRegistry:
@@ -58,12 +59,12 @@ class ModelRegistry:
         description: str | None = None,
         training_samples: int | None = None,
         feature_names: tuple[str, ...] | None = None,
-        validation: Sequence[tuple[ItemInput, Label]] = (),
+        profiler: Profiler | None = None,
         reference_profile: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Describe the artifact and store it; version 0 until the database assigns one.
         The file is loaded before it is stored, so a bad file leaves nothing behind.
-        ``validation`` (inputs with their true labels) calibrates a classifier's confidence."""
+        ``profiler`` adds what it measures on the model to the reference profile."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
         from predictd.inference.formats import open_artifact
@@ -88,7 +89,7 @@ class ModelRegistry:
             description=description,
             reference_profile=dict(reference_profile or {}),
         )
-        if validation:
+        if profiler is not None:
             # Validation rows name features as the registry will (feature_names may rename
             # the artifact's positional x0, x1, ...): profile with the runtime serving opens.
             from predictd.inference.formats import runtime_for
@@ -96,7 +97,7 @@ class ModelRegistry:
             meta = version.meta(source="registry", loaded_at=version.created_at)
             named = runtime_for(flavor, path, meta, self.settings)
             named.prepare()
-            profile = _profile(named, validation, self.settings)
+            profile = profiler(named)
             version = replace(version, reference_profile={**version.reference_profile, **profile})
         uri, sha = self.store.put(path)
         return replace(version, artifact_uri=uri, artifact_sha256=sha)
@@ -278,30 +279,3 @@ def _summary(result: object) -> dict[str, object] | None:
     if isinstance(result, ModelVersion):
         return {"version": result.version, "stage": result.stage, "sha256": result.artifact_sha256}
     return None
-
-
-def _profile(
-    runtime: ModelRuntime, validation: Sequence[tuple[ItemInput, Label]], settings: Settings
-) -> dict[str, Any]:
-    """The model run on its validation data: the reference profile drift is measured
-    against, and for a classifier the calibration of its confidence."""
-    values = [
-        runtime.validate(
-            item.text, item.features, max_chars=settings.max_text_chars, prefix=f"{n}."
-        )
-        for n, (item, _) in enumerate(validation)
-    ]
-    outputs = runtime.predict(values)
-    profile = reference_profile(
-        values,
-        [out.label for out in outputs],
-        [out.confidence for out in outputs],
-        runtime.vocabulary(),
-    )
-    if runtime.schema().task == "classification":
-        profile["calibration"] = calibration_bins(
-            (out.confidence, label_key(out.label) == label_key(actual))
-            for out, (_, actual) in zip(outputs, validation, strict=True)
-            if out.confidence is not None
-        )
-    return profile

@@ -9,7 +9,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from predictd.analytics.repository import Window
 from predictd.api.auth import Needs, ReadScope, check_scope
 from predictd.api.deps import MAX_ID, AsciiDigits, ServicesDep
 from predictd.errors import InvalidInput, ModelNotFound
@@ -34,6 +33,7 @@ from predictd.schemas.analytics import (
     Timeseries,
 )
 from predictd.schemas.errors import ErrorResponse
+from predictd.vocabulary import Window
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[Depends(Needs("read"))])
 
@@ -159,7 +159,7 @@ async def performance(
 ) -> Performance:
     """The newest performance rows the monitor stored (`predictd monitor run`, or the server
     itself with PREDICTD_MONITOR_INTERVAL_S)."""
-    rows = await services.performance.latest(model, version, limit)
+    rows = await services.performance.history(model, version, limit)
     return Performance(items=[PerformanceRow(**row) for row in rows])
 
 

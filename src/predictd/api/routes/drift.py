@@ -27,7 +27,7 @@ async def list_reports(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> DriftReportList:
     """Newest first: one report per version each time drift was measured."""
-    rows = await services.drift.reports(model, version, limit)
+    rows = await services.drift.history(model, version, limit)
     return DriftReportList(items=[DriftReport(**row) for row in rows])
 
 
@@ -37,7 +37,7 @@ async def latest_report(
 ) -> DriftReport:
     """The newest report (for the model and version given); 404 when drift was never
     measured for them."""
-    rows = await services.drift.reports(model, version, 1)
+    rows = await services.drift.history(model, version, 1)
     if not rows:
         target = " ".join(x for x in (model, version and f"v{version}") if x) or "any model"
         raise NotFound(f"no drift report for {target}: run `predictd drift run`")

@@ -11,7 +11,7 @@ from typing import Any
 
 from predictd.api.bodies import body_doc, parse_json
 from predictd.api.endpoints import Call, Endpoint, declare
-from predictd.inference.records import ItemInput, PredictionResult
+from predictd.inference.values import ItemInput, PredictionResult
 from predictd.schemas.errors import ErrorResponse
 from predictd.schemas.predict import BatchRequest, BatchResponse, PredictRequest, PredictResponse
 

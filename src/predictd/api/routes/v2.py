@@ -31,9 +31,9 @@ from predictd.api.tensors import (
     wanted_outputs,
 )
 from predictd.errors import InvalidInput, ModelNotFound, StorageUnavailable
-from predictd.inference.records import PredictionResult
 from predictd.inference.routing import Deployment, served_versions
 from predictd.inference.runtime import ModelMeta
+from predictd.inference.values import PredictionResult
 from predictd.schemas.v2 import (
     InferRequest,
     InferResponse,

@@ -9,12 +9,7 @@ from typing import Any
 
 import orjson
 
-COLUMNS: tuple[str, ...] = (
-    "id", "ts", "model_name", "model_version", "variant", "request_id", "batch_id", "input",
-    "output", "confidence", "probabilities", "latency_ms", "cache_hit", "status", "error",
-    "client_ip", "user_agent", "shadow_of",
-)  # fmt: skip
-JSON_COLUMNS = frozenset({"input", "output", "probabilities"})
+from predictd.vocabulary import PREDICTION_COLUMNS
 
 
 @dataclass(slots=True)
@@ -42,7 +37,7 @@ class PredictionRecord:
         return orjson.dumps(self)
 
     def to_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in COLUMNS}
+        return {name: getattr(self, name) for name in PREDICTION_COLUMNS}
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> PredictionRecord:
@@ -54,4 +49,4 @@ class PredictionRecord:
         for key in ("batch_id", "shadow_of"):
             if data.get(key):  # absent from records spooled before the column existed
                 data[key] = uuid.UUID(data[key])
-        return cls(**{name: data.get(name) for name in COLUMNS})
+        return cls(**{name: data.get(name) for name in PREDICTION_COLUMNS})

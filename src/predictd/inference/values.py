@@ -1,4 +1,6 @@
-"""What a request brings into the predict path, and the record each answer leaves behind."""
+"""The predict path's plain values: what a request brings in (ItemInput, RequestContext), what
+it gets back (PredictionResult), and the PredictionRecord each answer leaves behind
+(build_record, keeping of the input what the InputPolicy allows)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import orjson
 
 from predictd.inference.routing import Variant
 from predictd.inference.runtime import Label, ModelInput, ModelMeta, Prediction
-from predictd.recording.record import PredictionRecord
+from predictd.recording.prediction_record import PredictionRecord
 from predictd.settings import Settings
 
 
