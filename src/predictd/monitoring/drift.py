@@ -40,7 +40,7 @@ from predictd.monitoring.drift_stats import (
 from predictd.monitoring.labels import label_key
 from predictd.monitoring.profile import OOV, token_counts
 from predictd.monitoring.stored import newest, served_versions
-from predictd.settings import Settings
+from predictd.settings import MonitoringSettings
 
 log = logging.getLogger("predictd.monitor")
 
@@ -100,7 +100,7 @@ def _result(drift: FeatureDrift, rows: int) -> dict[str, Any]:
 
 class DriftService:
     def __init__(
-        self, db: Database, settings: Settings, vocabularies: Vocabularies | None = None
+        self, db: Database, settings: MonitoringSettings, vocabularies: Vocabularies | None = None
     ) -> None:
         self.db = db
         self.settings = settings

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from predictd.errors import ArtifactError, ArtifactTampered
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 
 log = logging.getLogger("predictd.registry")
 
@@ -63,7 +63,7 @@ class ArtifactStore:
         self.url = url.rstrip("/") if url else None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArtifactStore:
+    def from_settings(cls, settings: InferenceSettings) -> ArtifactStore:
         return cls(settings.artifact_dir, settings.artifact_url)
 
     @property

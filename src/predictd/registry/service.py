@@ -33,7 +33,7 @@ from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.repository import ModelVersionRepository
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 
 log = logging.getLogger("predictd.registry")
 
@@ -42,7 +42,7 @@ VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: InferenceSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.store = ArtifactStore.from_settings(settings)
@@ -281,7 +281,9 @@ def _summary(result: object) -> dict[str, object] | None:
 
 
 def _profile(
-    runtime: ModelRuntime, validation: Sequence[tuple[ItemInput, Label]], settings: Settings
+    runtime: ModelRuntime,
+    validation: Sequence[tuple[ItemInput, Label]],
+    settings: InferenceSettings,
 ) -> dict[str, Any]:
     """The model run on its validation data: the reference profile drift is measured
     against, and for a classifier the calibration of its confidence."""
