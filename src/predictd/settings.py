@@ -686,6 +686,9 @@ class Settings(BaseSettings):
     def replace(self, **values: Any) -> Settings:
         """A copy with some values changed, named flat as in ``Settings(...)``; not
         re-validated (like ``model_copy``)."""
+        unknown = sorted(name for name in values if _flat_name(name) not in _PLACES)
+        if unknown:
+            raise TypeError(f"no such settings: {', '.join(unknown)}")
         changes = group_values(values)
         return self.model_copy(
             update={
