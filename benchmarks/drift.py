@@ -17,8 +17,8 @@ traffic shifts: longer texts, and 18 of the 30 features moved by 1.5 standard de
 Rows and rollups are loaded by part D's machinery (``analytics.load_source``: the writer's
 ``_copy_tuple`` and ``rollup``/``rows_of``, COPY, the hourly tier, VACUUM (ANALYZE)).
 
-Then ``DriftService(db, settings, registry.vocabulary).run(24 h, model=name)`` (as the server
-and ``predictd drift run`` build it) is timed end to end, report stored,
+Then ``DriftService(db, settings.monitoring, registry.vocabulary).run(24 h, model=name)``
+(as the server and ``predictd drift run`` build it) is timed end to end, report stored,
 a few times per model with no warm-up; for the tabular model also with sampling disabled
 (``drift_max_values`` past rows x features), to compare the sampled counts with the exact
 ones. The text model's bin counts are checked against a GROUP BY over the raw rows and
