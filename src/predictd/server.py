@@ -25,6 +25,7 @@ from uvicorn.supervisors import multiprocess
 
 from predictd import health
 from predictd.app import create_server_app
+from predictd.observability import uvicorn_log_config
 from predictd.settings import Settings
 
 log = logging.getLogger("predictd.server")
@@ -38,11 +39,23 @@ class ServerConfig(uvicorn.Config):
     from the very settings the command built: nothing is copied into the environment and
     read back."""
 
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        app = partial(create_server_app, settings)
-        super().__init__(app, factory=True, http=BoundedHttpProtocol, **options)
+    def __init__(self, settings: Settings, *, workers: int = 1) -> None:
+        server = settings.server
+        super().__init__(
+            partial(create_server_app, settings),
+            factory=True,
+            http=BoundedHttpProtocol,
+            host=server.host,
+            port=server.port,
+            workers=workers,
+            access_log=False,
+            timeout_keep_alive=5,  # an idle connection is closed after this (uvicorn's default)
+            timeout_graceful_shutdown=30,
+            log_level=server.log_level.lower(),
+            log_config=uvicorn_log_config(server.log_level, server.log_format),
+        )
         self.settings = settings
-        self.header_timeout_s = settings.server.header_timeout_s
+        self.header_timeout_s = server.header_timeout_s
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,6 @@ from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
 from predictd.cli.output import CommandGroup, fail
 from predictd.cli.runner import run_with_services
-from predictd.observability import uvicorn_log_config
 from predictd.settings import Settings
 from predictd.worker_metrics import shared_metrics_dir
 
@@ -66,23 +65,13 @@ def _serve(
     # uvicorn re-raises the signal it stopped on after a clean shutdown; with this handler
     # in place that re-raise becomes exit status 0, which is what SIGTERM should give.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = settings.server
-    options: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "access_log": False,
-        "timeout_keep_alive": 5,  # an idle connection is closed after this (uvicorn's default)
-        "timeout_graceful_shutdown": 30,
-        "log_level": server.log_level.lower(),
-        "log_config": uvicorn_log_config(server.log_level, server.log_format),
-    }
     from predictd.server import DrainingServer, ServerConfig, run_workers
 
     if workers > 1:
         with shared_metrics_dir():
-            run_workers(ServerConfig(settings, workers=workers, **options))
+            run_workers(ServerConfig(settings, workers=workers))
         return
-    DrainingServer(ServerConfig(settings, **options)).run()
+    DrainingServer(ServerConfig(settings)).run()
 
 
 @app.command()
