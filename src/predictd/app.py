@@ -71,12 +71,7 @@ def create_app(
         configure_logging(settings.server.log_level, settings.server.log_format)
         audit.set_actor(audit.Actor("predictd"))  # the server's own changes (and its tasks')
         services = build_services(settings, metrics)
-        db, recorder, inference, loader = (
-            services.db,
-            services.recorder,
-            services.inference,
-            services.loader,
-        )
+        db, recorder, loader = services.db, services.recorder, services.loader
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
 
@@ -109,7 +104,7 @@ def create_app(
             await loader.watch(settings.inference.registry_poll_s)
 
         recorder.start()
-        inference.start()
+        services.inference.start()
         if worker_metrics.directory() is not None:  # one of several workers
             tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.access.keys_refresh_s)))
