@@ -12,7 +12,7 @@ from predictd.access import audit
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
 from predictd.db import maintenance, migrate
-from predictd.db.engine import to_display_url
+from predictd.db.engine import Database
 from predictd.monitoring import system
 from predictd.services import Services
 from predictd.settings import Settings
@@ -58,7 +58,8 @@ def _spool_backlog(spool_dir: Path) -> tuple[int, int]:
 def status() -> None:
     """Database URL (no password), reachability, revision, row counts and spool backlog."""
     settings = Settings()
-    typer.echo(f"database:  {to_display_url(settings.database.url)}")
+    db = Database(settings.database)  # a TLS setting it cannot use fails here, before any output
+    typer.echo(f"database:  {db.display_url}")
     spool_dir = settings.recording.spool_dir
     segments, spooled = _spool_backlog(spool_dir)
     typer.echo(f"spool:     {spooled} bytes in {segments} segment(s) under {spool_dir}")
