@@ -387,7 +387,7 @@ class AnalyticsResults:
 
 
 async def _migrate(url: str) -> None:
-    db = Database(Settings(_env_file=None, database_url=url))
+    db = Database(Settings(_env_file=None, database_url=url).database)
     try:
         await migrate.upgrade(db)
     finally:
@@ -793,9 +793,9 @@ async def _recorder_run(settings: Settings, records: list[PredictionRecord]) -> 
     """Records through ``PredictionRecorder.record()`` in calls of 1-32; waits until they
     (and whatever its spool held) are committed, unless the database is down (then the spool
     keeps them). Returns how many records it shipped, duplicates included."""
-    db = Database(settings)
+    db = Database(settings.database, writer_connections=settings.recording.concurrency)
     metrics = Metrics.create()
-    recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
+    recorder = PredictionRecorder(settings.recording, PredictionWriter(db), metrics)
     recorder.start()
     try:
         rng = random.Random(len(records))
@@ -806,7 +806,7 @@ async def _recorder_run(settings: Settings, records: list[PredictionRecord]) -> 
             i += step
             await asyncio.sleep(0)
         deadline = time.monotonic() + 60
-        while settings.database_url != UNREACHABLE:
+        while settings.database.url != UNREACHABLE:
             state = recorder.state()
             if state.committed_lsn >= state.last_lsn:
                 break
@@ -850,7 +850,7 @@ async def _replay(
     rng = random.Random(5)
     fresh = Traffic(2_000, end, REPLAY_SPAN, seed=11)
     new = [r for i in range(len(fresh.chunks)) for r in fresh.chunk(i)]
-    db = Database(_replay_settings(url, spool / "unused"))
+    db = Database(_replay_settings(url, spool / "unused").database)
     writer = PredictionWriter(db)
     added = 0
     try:

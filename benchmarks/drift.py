@@ -17,8 +17,8 @@ traffic shifts: longer texts, and 18 of the 30 features moved by 1.5 standard de
 Rows and rollups are loaded by part D's machinery (``analytics.load_source``: the writer's
 ``_copy_tuple`` and ``rollup``/``rows_of``, COPY, the hourly tier, VACUUM (ANALYZE)).
 
-Then ``DriftService(db, settings, registry.vocabulary).run(24 h, model=name)`` (as the server
-and ``predictd drift run`` build it) is timed end to end, report stored,
+Then ``DriftService(db, settings.monitoring, registry.vocabulary).run(24 h, model=name)``
+(as the server and ``predictd drift run`` build it) is timed end to end, report stored,
 a few times per model with no warm-up; for the tabular model also with sampling disabled
 (``drift_max_values`` past rows x features), to compare the sampled counts with the exact
 ones. The text model's bin counts are checked against a GROUP BY over the raw rows and
@@ -86,7 +86,7 @@ class Models:
         self.paths = {TEXT: text_path, TABULAR: tabular.path}
         self.feature_names: tuple[str, ...] = tabular.feature_names
         self.runtimes: dict[str, ModelRuntime] = {
-            name: open_artifact(path, settings)[1] for name, path in self.paths.items()
+            name: open_artifact(path, settings.inference)[1] for name, path in self.paths.items()
         }
         self.texts = load_sentiment_data()[0]
         data = load_breast_cancer()
@@ -321,9 +321,9 @@ def _settings(url: str, work: Path, **overrides: Any) -> Settings:
 
 
 async def _register(settings: Settings, models: Models, profiles: Mapping[str, Any]) -> None:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         for name, path in models.paths.items():
             names = models.feature_names if name == TABULAR else None
             candidate = registry.inspect(path, name, feature_names=names)
@@ -335,8 +335,9 @@ async def _register(settings: Settings, models: Models, profiles: Mapping[str, A
 async def _time(settings: Settings, model: str, runs: int, end: datetime) -> Runs:
     """``runs`` reports, each timed from the call to its return (measured and stored). The
     service gets the registry's vocabularies, as the server and `predictd drift run` do."""
-    db = Database(settings)
-    service = DriftService(db, settings, ModelRegistry(settings, db).vocabulary)
+    db = Database(settings.database)
+    vocabularies = ModelRegistry(settings.inference, db).vocabulary
+    service = DriftService(db, settings.monitoring, vocabularies)
     samples, reports = [], []
     try:
         for _ in range(runs):
@@ -348,7 +349,7 @@ async def _time(settings: Settings, model: str, runs: int, end: datetime) -> Run
             reports.append(report)
     finally:
         await db.dispose()
-    return Runs(model, settings.drift_max_values, samples, reports)
+    return Runs(model, settings.monitoring.drift_max_values, samples, reports)
 
 
 RAW_TEXT_BINS = """
@@ -543,7 +544,8 @@ def _drifted(runs: Runs | None) -> list[str]:
 def section(args: argparse.Namespace, res: DriftResults, preface: list[str]) -> list[str]:
     ld = res.load
     sampled, exact = res.find(TABULAR), res.find(TABULAR, exact=True)
-    fraction = Settings(_env_file=None).drift_max_values / (res.rows * res.features[TABULAR])
+    defaults = Settings(_env_file=None).monitoring
+    fraction = defaults.drift_max_values / (res.rows * res.features[TABULAR])
     text = res.find(TEXT)
     out = [
         f"## E. Drift reports at {res.rows:,} rows per model",
@@ -598,12 +600,12 @@ def section(args: argparse.Namespace, res: DriftResults, preface: list[str]) -> 
         "",
         f"### `DriftService.run`, 24 h window, {res.rows:,} rows per model",
         "",
-        "`DriftService(db, settings, registry.vocabulary).run(timedelta(hours=24), "
+        "`DriftService(db, settings.monitoring, registry.vocabulary).run(timedelta(hours=24), "
         "model=name, now=end)`, wired as the server and `predictd drift run` wire it, in one "
         "process (asyncpg through SQLAlchemy, a fresh engine per series), timed from the call "
         "until it returns: the version lookup, totals, labels and confidence deciles from the "
         "rollups, the numeric features counted into the reference bins by PostgreSQL, for "
-        f"`text` the most recent {Settings(_env_file=None).drift_sample:,} texts read and "
+        f"`text` the most recent {defaults.drift_sample:,} texts read and "
         "tokenized by the model's analyzer, the statistics, and the report stored in "
         "`drift_reports`. `now` is the load's end (minute-aligned), so every report covers "
         f"exactly the rows loaded into the window. {RUNS} calls per model, no warm-up (the "
@@ -611,7 +613,7 @@ def section(args: argparse.Namespace, res: DriftResults, preface: list[str]) -> 
         "vocabulary); then "
         f"{EXACT_RUNS} for `tabular` with `drift_max_values` = {EXACT_MAX_VALUES:,}, which "
         "counts every row: the exact counts the default's sample is compared with. Default "
-        f"settings otherwise: `drift_max_values` {Settings(_env_file=None).drift_max_values:,}"
+        f"settings otherwise: `drift_max_values` {defaults.drift_max_values:,}"
         f", so `text` ({res.rows:,} x 1 values) is counted exactly and `tabular` "
         f"({res.rows:,} x {res.features[TABULAR]}) on a random {100 * fraction:.1f}% of "
         "its rows ('rows counted': per call, the sample varies).",

@@ -123,7 +123,7 @@ async def bench_writer(
 ) -> IngestResult:
     """``count`` records through ``PredictionWriter.write`` in ``record_batch`` batches,
     ``in_flight`` batches at a time (each call takes its own pooled connection)."""
-    batch = settings.record_batch
+    batch = settings.recording.batch
     records = make_records(count, seed=1)
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
     writer = PredictionWriter(db)
@@ -160,7 +160,7 @@ async def bench_recorder(
 ) -> IngestResult:
     records = make_records(count, seed=2)
     await _truncate(db)
-    recorder = PredictionRecorder(settings, PredictionWriter(db), Metrics.create())
+    recorder = PredictionRecorder(settings.recording, PredictionWriter(db), Metrics.create())
     recorder.start()
     try:
         await _count(db)  # the engine's pool is connected before the clock starts
@@ -197,42 +197,42 @@ async def bench_recorder(
     return IngestResult(
         name,
         count,
-        settings.record_batch,
+        settings.recording.batch,
         seconds,
         await _count(db),
         f"record() {in_record / count * 1e6 * per_call:.1f} us per call of {per_call}; "
         "all handed over after "
-        f"{produced:.2f} s; peak backlog {peak:,} (queue holds {settings.record_queue_max:,})",
+        f"{produced:.2f} s; peak backlog {peak:,} (queue holds {settings.recording.queue_max:,})",
     )
 
 
 async def _run_all(database_url: str, spool_dir: Path, count: int) -> tuple[IngestResult, ...]:
     settings = _settings(database_url, spool_dir)
-    db = Database(settings)
+    db = Database(settings.database, writer_connections=settings.recording.concurrency)
     try:
         await migrate.upgrade(db)
         writer = await bench_writer(db, settings, count, in_flight=1)
         writers = await bench_writer(
-            db, settings, count, in_flight=max(2, settings.record_concurrency)
+            db, settings, count, in_flight=max(2, settings.recording.concurrency)
         )
         paced = await bench_recorder(
             db,
-            settings.model_copy(update={"spool_dir": spool_dir / "paced"}),
+            settings.replace(spool_dir=spool_dir / "paced"),
             count,
-            max_backlog=settings.record_queue_max // 2,
+            max_backlog=settings.recording.queue_max // 2,
         )
         burst = await bench_recorder(
             db,
-            settings.model_copy(update={"spool_dir": spool_dir / "burst"}),
+            settings.replace(spool_dir=spool_dir / "burst"),
             count,
             max_backlog=None,
         )
         batched = await bench_recorder(
             db,
-            settings.model_copy(update={"spool_dir": spool_dir / "batched"}),
+            settings.replace(spool_dir=spool_dir / "batched"),
             count,
             max_backlog=None,
-            per_call=min(PRODUCER_CHUNK, settings.max_batch),
+            per_call=min(PRODUCER_CHUNK, settings.inference.max_batch),
         )
         await _truncate(db)
         return writer, writers, paced, burst, batched

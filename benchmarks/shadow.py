@@ -55,10 +55,10 @@ async def _register(url: str, artifact_dir: Path, production: Path, candidate: P
     from predictd.settings import Settings
 
     settings = Settings(_env_file=None, database_url=url, artifact_dir=artifact_dir)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         stages: tuple[tuple[Path, Stage], ...] = (
             (production, "production"),
             (candidate, "staging"),

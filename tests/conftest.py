@@ -78,7 +78,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     """A migrated database (SQLite, then a fresh PostgreSQL one) with its engine."""
-    database = Database(Settings(database_url=db_url))
+    database = Database(Settings(database_url=db_url).database)
     await migrate.upgrade(database)
     yield database
     await database.dispose()

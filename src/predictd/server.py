@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 import threading
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from predictd import health
+from predictd.app import create_server_app
+from predictd.observability import uvicorn_log_config
+from predictd.settings import Settings
 
 log = logging.getLogger("predictd.server")
 
@@ -30,11 +34,28 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies sta
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's config and predictd's header deadline, which travels with it to workers."""
+    """uvicorn's config carrying predictd's settings whole. It is what uvicorn pickles into
+    each worker process, so every worker builds its app, its header deadline and its drain
+    from the very settings the command built: nothing is copied into the environment and
+    read back."""
 
-    def __init__(self, app: str, *, header_timeout_s: float, **options: Any) -> None:
-        super().__init__(app, http=BoundedHttpProtocol, **options)
-        self.header_timeout_s = header_timeout_s
+    def __init__(self, settings: Settings, *, workers: int = 1) -> None:
+        server = settings.server
+        super().__init__(
+            partial(create_server_app, settings),
+            factory=True,
+            http=BoundedHttpProtocol,
+            host=server.host,
+            port=server.port,
+            workers=workers,
+            access_log=False,
+            timeout_keep_alive=5,  # an idle connection is closed after this (uvicorn's default)
+            timeout_graceful_shutdown=30,
+            log_level=server.log_level.lower(),
+            log_config=uvicorn_log_config(server.log_level, server.log_format),
+        )
+        self.settings = settings
+        self.header_timeout_s = server.header_timeout_s
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -111,9 +132,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, shutdown_delay_s: float) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
-        self.shutdown_delay_s = shutdown_delay_s
+        self.shutdown_delay_s = config.settings.server.shutdown_delay_s
         self._timer: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -137,13 +158,12 @@ class DrainingProcess(multiprocess.Process):
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
-            from predictd.settings import Settings  # in the worker, from the same environment
-
-            self._server = DrainingServer(self.config, Settings().shutdown_delay_s)
+            assert isinstance(self.config, ServerConfig)
+            self._server = DrainingServer(self.config)
         return self._server
 
 
-def run_workers(config: uvicorn.Config) -> None:
+def run_workers(config: ServerConfig) -> None:
     """uvicorn's supervisor (start, health-check and replace workers; SIGTERM to each on
     exit) with draining workers. uvicorn builds its worker servers itself and offers no hook
     for the server class, so its module's ``Process`` is pointed at ours for this run."""

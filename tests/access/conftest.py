@@ -26,9 +26,9 @@ class SlowLink:
 @pytest.fixture
 async def slow_link(postgres_url: str) -> AsyncIterator[SlowLink]:
     url = make_url(postgres_url)
-    direct = Database(Settings(database_url=postgres_url))
+    direct = Database(Settings(database_url=postgres_url).database)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))))
+        slow = Database(Settings(database_url=proxy.url(database_name(postgres_url))).database)
         try:
             await migrate.upgrade(direct)
             yield SlowLink(direct, slow, proxy)

@@ -16,8 +16,12 @@ async def test_replicas_share_the_refusal_budget(redis_url: str) -> None:
     settings = Settings(refusal_burst=3, refusal_rate_per_s=0.001)
     first_redis, second_redis = Redis.from_url(redis_url), Redis.from_url(redis_url)
     try:
-        first = RefusalBudget(settings, first_redis)
-        second = RefusalBudget(settings, second_redis)
+        first = RefusalBudget(
+            settings.access, first_redis, redis_timeout_s=settings.cache.redis_timeout_s
+        )
+        second = RefusalBudget(
+            settings.access, second_redis, redis_timeout_s=settings.cache.redis_timeout_s
+        )
         for _ in range(10):  # taken before a lookup, given back: a valid key costs nothing
             await first.spend("10.0.0.1")
             await second.refund("10.0.0.1")

@@ -41,7 +41,7 @@ async def test_counts_survive_a_failed_write_and_grow_one_row(db: Database) -> N
         log.note("10.0.0.1", Actor(None, "predict", "r1"), "POST /predict")
     log.note("10.0.0.2", Actor("reader", "predict", "r2"), "POST /predict")
 
-    away = Database(Settings(database_url=UNREACHABLE, db_connect_timeout_s=0.5))
+    away = Database(Settings(database_url=UNREACHABLE, db_connect_timeout_s=0.5).database)
     try:
         await log.flush(away)  # warns; the counts stay
     finally:

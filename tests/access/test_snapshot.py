@@ -75,7 +75,7 @@ async def test_a_server_without_database_checks_keys_against_the_snapshot(
     live, revoked = new_key(), new_key()
     settings = make_settings(tmp_path, UNREACHABLE, auth="on", db_connect_timeout_s=0.5,
                              model_path=artifacts.sentiment.path)  # fmt: skip
-    snapshot.write(snapshot.path_beside(settings.spool_dir),
+    snapshot.write(snapshot.path_beside(settings.recording.spool_dir),
                    snapshot.encode(entries(live, revoked)))  # fmt: skip
     async with running_app(settings) as (_, client):
         for key, status in ((live, 200), (revoked, 401), (new_key(), 503)):
@@ -89,7 +89,7 @@ async def test_a_corrupt_snapshot_never_stops_start_up(
 ) -> None:
     settings = make_settings(tmp_path, UNREACHABLE, auth="on", db_connect_timeout_s=0.5,
                              model_path=artifacts.sentiment.path)  # fmt: skip
-    path = snapshot.path_beside(settings.spool_dir)
+    path = snapshot.path_beside(settings.recording.spool_dir)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'{"format": 1, "keys": [null]}')
     os.chmod(path, 0o600)
@@ -108,7 +108,7 @@ async def test_a_snapshot_that_cannot_be_written_is_reported(
     admin = new_key()
     settings = make_settings(tmp_path, db_url, auth="on", keys_refresh_s=0.05,
                              admin_token=admin, model_path=artifacts.sentiment.path)  # fmt: skip
-    path = snapshot.path_beside(settings.spool_dir)
+    path = snapshot.path_beside(settings.recording.spool_dir)
     path.mkdir(parents=True)  # a directory where the file goes: every write fails
     headers = {"authorization": f"Bearer {admin}"}
     async with running_app(settings) as (_, client):

@@ -91,7 +91,7 @@ async def test_scoped_keys_revocation_and_audit(
 ) -> None:
     settings = make_settings(tmp_path, db_url, auth="on", keys_refresh_s=0.2, admin_token="boot")
     await register_demo(settings, artifacts.sentiment)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         keys = await make_keys(db)
         alert = (await AlertService(db).apply([Finding("latency_p99", "m", True)])).opened[0]
@@ -199,7 +199,7 @@ async def test_keys_fail_closed_while_the_database_was_never_reached(
 
 def test_keys_from_the_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def prepare() -> None:
-        db = Database(Settings(database_url=db_url))
+        db = Database(Settings(database_url=db_url).database)
         try:
             await migrate.upgrade(db)
         finally:

@@ -48,7 +48,7 @@ def rows() -> list[PredictionRecord]:
 
 
 async def seed(settings: Any) -> list[PredictionRecord]:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
         records = rows()

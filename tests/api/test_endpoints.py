@@ -142,7 +142,7 @@ async def test_the_fast_table_and_the_declared_routes_answer_alike(
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", auth="on",
                              admin_token="parity-admin")  # fmt: skip
     await register_demo(settings, artifacts.sentiment)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
         reader, _ = await KeyService(db).create("reader", ["read"])

@@ -47,7 +47,7 @@ async def test_ready_shows_details_only_to_the_read_scope(
     db_url = f"sqlite:///{tmp_path / 'secret-name.db'}"
     settings = make_settings(tmp_path, db_url, model_path=artifacts.sentiment.path, auth="on",
                              admin_token="boot", spool_dir=tmp_path / "secret-spool")  # fmt: skip
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
         reader, _ = await KeyService(db).create("reader", ["read"])

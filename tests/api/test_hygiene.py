@@ -21,7 +21,7 @@ async def test_cors_is_off_unless_origins_are_set(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in options.headers
 
     allowed = make_settings(tmp_path, url, cors_origins=f"{ORIGIN}, https://b.example")
-    assert allowed.cors_origins == [ORIGIN, "https://b.example"]
+    assert allowed.server.cors_origins == [ORIGIN, "https://b.example"]
     async with running_app(allowed) as (_, client):
         options = await client.options("/predict", headers=preflight)
         assert options.status_code == 200

@@ -43,7 +43,7 @@ async def wait_keys_read(app: FastAPI) -> None:
 
 
 async def refused_rows(settings: Settings) -> list[dict[str, Any]]:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         async with db.engine.connect() as conn:
             query = select(audit_log).where(audit_log.c.allowed.is_(False)).order_by("id")
@@ -57,7 +57,7 @@ async def test_a_new_key_works_on_the_next_request(
 ) -> None:
     settings = make_settings(tmp_path, db_url, auth="on", keys_refresh_s=60)
     await register_demo(settings, artifacts.sentiment)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         async with running_app(settings) as (app, client):
             await wait_keys_read(app)
@@ -82,7 +82,7 @@ async def test_wrong_keys_cost_a_bounded_number_of_lookups(
     settings = make_settings(tmp_path, db_url, auth="on", keys_refresh_s=60,
                              refusal_burst=5, refusal_rate_per_s=0.001)  # fmt: skip
     await register_demo(settings, artifacts.sentiment)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         known, _ = await KeyService(db).create("known", ["predict"])
         async with running_app(settings) as (app, client):
@@ -216,7 +216,7 @@ async def test_one_address_has_few_lookups_running_at_once(
                              refusal_burst=100, keys_lookup_timeout_s=30)  # fmt: skip
     await register_demo(settings, artifacts.sentiment)
     extra = 3
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         async with running_app(settings) as (app, client):
             await wait_keys_read(app)

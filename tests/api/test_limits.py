@@ -41,7 +41,7 @@ async def test_replicas_share_a_bucket_through_redis(
     common = {"auth": "on", "rate_limit_per_s": 1, "rate_limit_burst": 4, "redis_url": redis_url}
     first = make_settings(tmp_path / "a", db_url, **common)
     second = make_settings(tmp_path / "b", db_url, **common)
-    db = Database(first)
+    db = Database(first.database)
     try:
         async with running_app(first) as (app_a, a), running_app(second) as (app_b, b):
             key, _ = await KeyService(db).create("shared", ["read"])

@@ -20,10 +20,10 @@ ADMIN = {"authorization": "Bearer s3cret"}
 
 
 async def register_two(settings: Settings, artifacts: Artifacts) -> None:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         text = registry.inspect(artifacts.sentiment.path, "sentiment")
         await registry.register(text)  # v1, production
         await registry.register(replace(text, description="v2"), stage="staging", reuse=False)
@@ -98,8 +98,8 @@ async def test_a_promotion_elsewhere_is_followed_and_a_broken_one_never_served(
 ) -> None:
     settings = make_settings(tmp_path, db_url, registry_poll_s=0.1, model_name="sentiment")
     await register_two(settings, artifacts)
-    db = Database(settings)
-    other = ModelRegistry(settings, db)  # another process's view, e.g. the CLI
+    db = Database(settings.database)
+    other = ModelRegistry(settings.inference, db)  # another process's view, e.g. the CLI
     try:
         async with running_app(settings) as (_, client):
             assert (await client.get("/model-info")).json()["version"] == 1
@@ -157,8 +157,8 @@ async def test_postgres_notifies_servers_without_waiting_for_the_poll(
     """LISTEN/NOTIFY: with a 60 s poll, a promotion elsewhere is still followed at once."""
     settings = make_settings(tmp_path, postgres_url, registry_poll_s=60, model_name="sentiment")
     await register_two(settings, artifacts)
-    db = Database(settings)
-    other = ModelRegistry(settings, db)
+    db = Database(settings.database)
+    other = ModelRegistry(settings.inference, db)
     try:
         async with running_app(settings) as (app, client):
             assert (await client.get("/model-info")).json()["version"] == 1

@@ -22,7 +22,7 @@ SECRET_TEXT = "my card number is 4111 1111 1111 1111"
 
 
 async def stored(settings: Settings) -> list[object]:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         async with db.engine.connect() as conn:
             return [row[0] for row in await conn.execute(select(predictions.c.input))]

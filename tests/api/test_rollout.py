@@ -35,10 +35,10 @@ TEXTS = [
 
 
 async def register(settings: Settings, *models: tuple[DemoModel, str, Stage]) -> None:
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         for model, name, stage in models:
             candidate = registry.inspect(model.path, name, feature_names=model.feature_names)
             await registry.register(candidate, stage=stage, reuse=False)
@@ -255,8 +255,8 @@ async def test_a_candidate_that_fails_to_load_takes_no_traffic(
         tmp_path, f"sqlite:///{tmp_path / 'p.db'}", canary_percent=50.0, shadow=True
     )
     await register(settings, (artifacts.sentiment, "sentiment", "production"))
-    db = Database(settings)
-    registry = ModelRegistry(settings, db)
+    db = Database(settings.database)
+    registry = ModelRegistry(settings.inference, db)
     try:
         broken = registry.inspect(artifacts.sentiment_alt.path, "sentiment")
         await registry.register(replace(broken, artifact_sha256="0" * 64), stage="staging")

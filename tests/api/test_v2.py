@@ -400,9 +400,9 @@ async def test_a_candidate_version_can_be_asked_for_by_number(
     db_url = f"sqlite:///{tmp_path / 'p.db'}"
     settings = make_settings(tmp_path, db_url, admin_token="v2-admin", canary_percent=0.01)
     await register_demo(settings, artifacts.sentiment)
-    db = Database(settings)
+    db = Database(settings.database)
     try:
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         alt = artifacts.sentiment_alt
         candidate = registry.inspect(alt.path, alt.name, metrics=alt.metrics)
         await registry.register(candidate, stage="staging", reuse=False)

@@ -49,7 +49,7 @@ def seed_predictions(db_url: str, ages_days: list[float]) -> list[uuid.UUID]:
     ]  # fmt: skip
 
     async def write() -> None:
-        db = Database(Settings(database_url=db_url))
+        db = Database(Settings(database_url=db_url).database)
         try:
             await PredictionWriter(db).write(rows)
         finally:
@@ -95,7 +95,7 @@ def test_cleanup_deletes_only_old_rows(env: str) -> None:
 
 def seed_feedback(db_url: str, ages_days: dict[uuid.UUID, float]) -> None:
     async def write() -> None:
-        db = Database(Settings(database_url=db_url))
+        db = Database(Settings(database_url=db_url).database)
         now = datetime.now(UTC)
         try:
             async with db.engine.begin() as conn:
@@ -112,7 +112,7 @@ def seed_feedback(db_url: str, ages_days: dict[uuid.UUID, float]) -> None:
 
 def stored_inputs(db_url: str) -> dict[uuid.UUID, object]:
     async def read() -> dict[uuid.UUID, object]:
-        db = Database(Settings(database_url=db_url))
+        db = Database(Settings(database_url=db_url).database)
         try:
             async with db.engine.connect() as conn:
                 rows = await conn.execute(select(predictions.c.id, predictions.c.input))
@@ -149,7 +149,7 @@ def test_cleanup_purges_old_audit_rows_when_asked(env: str) -> None:
     now = datetime.now(UTC)
 
     async def seed_and_count(ages_days: list[float]) -> list[str]:
-        db = Database(Settings(database_url=env))
+        db = Database(Settings(database_url=env).database)
         try:
             async with db.engine.begin() as conn:
                 if ages_days:

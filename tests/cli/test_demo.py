@@ -12,12 +12,13 @@ from tests.support.app import make_settings
 
 async def test_demo_registers_then_reuses(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}")
-    assert await prepare_demo(settings, tabular=False) == "sentiment"
-    assert await prepare_demo(settings, tabular=False) == "sentiment"
-    assert await prepare_demo(settings, tabular=True) == "breast_cancer"
-    db = Database(settings)
+    db = Database(settings.database)
     try:
-        versions = await ModelRegistry(settings, db).list_versions()
+        registry = ModelRegistry(settings.inference, db)
+        assert await prepare_demo(registry, tabular=False) == "sentiment"
+        assert await prepare_demo(registry, tabular=False) == "sentiment"
+        assert await prepare_demo(registry, tabular=True) == "breast_cancer"
+        versions = await registry.list_versions()
     finally:
         await db.dispose()
     assert [(v.name, v.version, v.stage) for v in versions] == [

@@ -17,7 +17,7 @@ from predictd.settings import Settings
 def test_a_redis_cache_needs_redis() -> None:
     with pytest.raises(ValidationError, match="PREDICTD_CACHE=redis needs REDIS_URL"):
         Settings(cache="redis")
-    assert Settings(cache="redis", redis_url="redis://127.0.0.1:6379/0").cache == "redis"
+    assert Settings(cache="redis", redis_url="redis://127.0.0.1:6379/0").cache.mode == "redis"
 
 
 def test_bad_settings_are_one_line_each(tmp_path: Path) -> None:

@@ -68,16 +68,16 @@ def chromium() -> str:
 
 async def prepare(settings: Settings, artifacts: Artifacts) -> None:
     """The demo model registered with its validation split (reference profile, calibration)."""
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         model = artifacts.sentiment
         candidate = registry.inspect(
             model.path,
             model.name,
             metrics=model.metrics,
-            profiler=validation_profiler(model.validation, settings),
+            profiler=validation_profiler(model.validation, settings.inference),
         )
         await registry.register(candidate)
     finally:
@@ -86,9 +86,9 @@ async def prepare(settings: Settings, artifacts: Artifacts) -> None:
 
 async def monitor(settings: Settings) -> None:
     """One monitor pass (performance, drift, alerts), plus an alert of our own."""
-    db = Database(settings)
+    db = Database(settings.database)
     try:
-        await run_monitor(db, settings, timedelta(hours=1))
+        await run_monitor(db, settings.monitoring, settings.alerts, timedelta(hours=1))
         slow = Finding("latency_p99", "sentiment", True, "warning", "sentiment p99 1200 ms", "slow")
         await AlertService(db).apply([slow])
     finally:
@@ -238,7 +238,7 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
     asyncio.run(prepare(make_settings(tmp_path, postgres_url), artifacts))
 
     async def reader_key() -> str:
-        db = Database(Settings(database_url=postgres_url))
+        db = Database(Settings(database_url=postgres_url).database)
         try:
             key, _ = await KeyService(db).create("dashboard", ["read"])
             return key

@@ -37,12 +37,12 @@ def test_display_url_hides_the_password() -> None:
 
 def test_database_url_is_read_without_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
-    assert Settings().database_url == "postgresql://u@h/db"
-    assert Settings().migrate_on_startup is False
+    assert Settings().database.url == "postgresql://u@h/db"
+    assert Settings().database.migrate_on_startup is False
     monkeypatch.setenv("DATABASE_URL", "sqlite:///x.db")
-    assert Settings().migrate_on_startup is True
+    assert Settings().database.migrate_on_startup is True
     monkeypatch.setenv("PREDICTD_AUTO_MIGRATE", "false")
-    assert Settings().migrate_on_startup is False
+    assert Settings().database.migrate_on_startup is False
 
 
 def test_secrets_are_read_from_mounted_files(
@@ -53,7 +53,7 @@ def test_secrets_are_read_from_mounted_files(
     (secrets / "DATABASE_URL").write_text("postgresql://app:pw@db/predictd")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("PREDICTD_SECRETS_DIR", str(secrets))
-    assert Settings().database_url == "postgresql://app:pw@db/predictd"
+    assert Settings().database.url == "postgresql://app:pw@db/predictd"
 
 
 async def test_api_reads_are_planned_for_their_own_dates(postgres_url: str) -> None:
@@ -63,7 +63,7 @@ async def test_api_reads_are_planned_for_their_own_dates(postgres_url: str) -> N
 
     from predictd.db.engine import Database
 
-    db = Database(Settings(database_url=postgres_url))
+    db = Database(Settings(database_url=postgres_url).database)
     try:
         async with db.engine.connect() as conn:
             assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar() == (

@@ -41,7 +41,7 @@ def test_single_head() -> None:
 
 
 async def test_up_down_up_and_models_match(db_url: str, tmp_path: Path) -> None:
-    db = Database(Settings(database_url=db_url))
+    db = Database(Settings(database_url=db_url).database)
     try:
         await migrate.upgrade(db)
         assert await migrate.current_revision(db) == migrate.head_revision()

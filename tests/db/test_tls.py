@@ -244,7 +244,7 @@ def verified_url(cluster: OwnCluster) -> str:
 
 
 async def connection_is_tls(url: str) -> bool:
-    db = Database(Settings(database_url=url, db_connect_timeout_s=5))
+    db = Database(Settings(database_url=url, db_connect_timeout_s=5).database)
     try:
         async with db.engine.connect() as conn:
             found = await conn.scalar(
@@ -317,7 +317,7 @@ async def test_the_registry_listener_connects_over_tls(tls_cluster: OwnCluster) 
     url = url_for(
         tls_cluster, "localhost", f"sslmode=verify-full&sslrootcert={tls_cluster.ca_file}"
     )
-    listener = RegistryListener(Settings(database_url=url), asyncio.Event())
+    listener = RegistryListener(Settings(database_url=url).database, asyncio.Event())
     task = asyncio.create_task(listener.run())
     try:
         await asyncio.wait_for(listener.connected.wait(), timeout=30)

@@ -29,7 +29,7 @@ AUTH_ON = {"PREDICTD_AUTH": "on", "PREDICTD_KEYS_REFRESH_S": "0.2"}
 
 def make_keys(url: str, *names: str) -> dict[str, str]:
     async def run() -> dict[str, str]:
-        db = Database(Settings(database_url=url))
+        db = Database(Settings(database_url=url).database)
         try:
             await migrate.upgrade(db)
             return {n: (await KeyService(db).create(n, ["predict"]))[0] for n in names}
@@ -41,7 +41,7 @@ def make_keys(url: str, *names: str) -> dict[str, str]:
 
 def revoke(url: str, name: str) -> None:
     async def run() -> None:
-        db = Database(Settings(database_url=url))
+        db = Database(Settings(database_url=url).database)
         try:
             await KeyService(db).revoke(name)
         finally:

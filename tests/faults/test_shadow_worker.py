@@ -82,10 +82,10 @@ def register_versions(root: Path, database_url: str, artifacts: Artifacts) -> No
     settings = Settings(database_url=database_url, artifact_dir=root / "artifacts")
 
     async def run() -> None:
-        db = Database(settings)
+        db = Database(settings.database)
         try:
             await migrate.upgrade(db)
-            registry = ModelRegistry(settings, db)
+            registry = ModelRegistry(settings.inference, db)
             versions: list[tuple[Path, Stage]] = [
                 (artifacts.sentiment.path, "production"),
                 (artifacts.sentiment_alt.path, "staging"),

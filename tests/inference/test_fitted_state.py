@@ -23,7 +23,7 @@ Y = (X[:, 0] * 3).astype(int)
 
 def refused(tmp_path: Path, model: Any) -> str:
     with pytest.raises(ArtifactError) as raised:
-        open_artifact(saved(tmp_path, model), Settings())
+        open_artifact(saved(tmp_path, model), Settings().inference)
     return raised.value.message
 
 
@@ -238,5 +238,5 @@ def models_checked() -> dict[str, Callable[[], Any]]:
 
 @pytest.mark.parametrize("name", list(models_checked()))
 def test_the_same_models_fitted_normally_load(tmp_path: Path, name: str) -> None:
-    _, runtime = open_artifact(saved(tmp_path, models_checked()[name]()), Settings())
+    _, runtime = open_artifact(saved(tmp_path, models_checked()[name]()), Settings().inference)
     assert runtime.schema().feature_names == ("x0", "x1", "x2")

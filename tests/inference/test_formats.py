@@ -31,7 +31,7 @@ from predictd.inference.onnx_runtime import OnnxRuntime
 from predictd.inference.runtime import ModelMeta, ModelRuntime, Prediction, Schema
 from predictd.inference.sklearn_runtime import load_estimator
 from predictd.registry.artifacts import ArtifactStore
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings, Settings
 from tests.conftest import Artifacts
 
 
@@ -45,8 +45,8 @@ class Touch:
         return (Path.touch, (self.marker,))
 
 
-def settings_for(tmp_path: Path, **values: Any) -> Settings:
-    return Settings(artifact_dir=tmp_path / "store", **values)
+def settings_for(tmp_path: Path, **values: Any) -> InferenceSettings:
+    return Settings(artifact_dir=tmp_path / "store", **values).inference
 
 
 def meta_for(schema: Schema, flavor: str, sha256: str = "0" * 64) -> ModelMeta:
@@ -64,7 +64,7 @@ def meta_for(schema: Schema, flavor: str, sha256: str = "0" * 64) -> ModelMeta:
     )
 
 
-def register_and_open(path: Path, settings: Settings) -> tuple[Schema, ModelRuntime]:
+def register_and_open(path: Path, settings: InferenceSettings) -> tuple[Schema, ModelRuntime]:
     """What the registry does: inspect and store at registration; verify, build, prepare at
     load."""
     flavor, schema = inspect_artifact(path, settings)

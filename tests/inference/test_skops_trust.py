@@ -88,7 +88,7 @@ def attempt(path: Path, payload: str) -> ArtifactError | None:
     """Open the artifact as registration does; should it open, predict ``payload`` with it,
     as the first request would. Returns the refusal, or None when it loaded."""
     try:
-        _, runtime = open_artifact(path, Settings())
+        _, runtime = open_artifact(path, Settings().inference)
     except ArtifactError as exc:
         return exc
     with contextlib.suppress(Exception):
@@ -209,7 +209,7 @@ def test_the_gadgets_are_real(tmp_path: Path) -> None:
     above is what stands between a hostile file and code execution."""
     marker = tmp_path / "marker"
     path, named, payload = analyzer_exec(tmp_path, marker)
-    _, runtime = open_artifact(path, Settings(trusted_types=[named]))
+    _, runtime = open_artifact(path, Settings(trusted_types=[named]).inference)
     with contextlib.suppress(Exception):
         runtime.predict([payload])
     assert marker.read_text() == "ran"
@@ -254,7 +254,7 @@ def zoo() -> list[Any]:
 @pytest.mark.parametrize("index", range(10))
 def test_models_people_serve_load_without_an_opt_in(index: int, tmp_path: Path) -> None:
     path = saved(tmp_path, zoo()[index])
-    flavor, runtime = open_artifact(path, Settings())
+    flavor, runtime = open_artifact(path, Settings().inference)
     assert flavor == "sklearn"
     assert runtime.schema().algorithm
 
@@ -271,11 +271,11 @@ def test_an_opt_in_is_exact_and_logged(tmp_path: Path, caplog: pytest.LogCapture
     refused = attempt(path, "")
     assert isinstance(refused, UntrustedArtifact)
     assert refused.types == [predictor]
-    prefix_only = Settings(trusted_types=["sklearn.ensemble._hist_gradient_boosting."])
+    prefix_only = Settings(trusted_types=["sklearn.ensemble._hist_gradient_boosting."]).inference
     with pytest.raises(UntrustedArtifact):
         open_artifact(path, prefix_only)
     with caplog.at_level(logging.WARNING, logger="predictd.inference"):
-        open_artifact(path, Settings(trusted_types=[predictor]))
+        open_artifact(path, Settings(trusted_types=[predictor]).inference)
     opted = [r for r in caplog.records if "PREDICTD_TRUSTED_TYPES" in r.getMessage()]
     assert opted
     assert getattr(opted[0], "types", None) == [predictor]

@@ -62,9 +62,9 @@ async def test_one_open_alert_per_rule_and_model(db: Database) -> None:
 def test_serving_rules_wait_for_enough_traffic() -> None:
     settings = Settings(alert_p99_latency_ms=100, alert_error_rate=0.1, alert_min_predictions=50)
     quiet = {"total": 10, "errors": 9, "p99_latency_ms": 900.0}
-    assert serving_findings("m", quiet, settings) == []
+    assert serving_findings("m", quiet, settings.alerts) == []
     busy = {"total": 100, "errors": 5, "p99_latency_ms": 150.0}
-    found = {f.rule: f.firing for f in serving_findings("m", busy, settings)}
+    found = {f.rule: f.firing for f in serving_findings("m", busy, settings.alerts)}
     assert found == {"latency_p99": True, "error_rate": False}
 
 
@@ -110,10 +110,10 @@ async def test_monitor_raises_and_clears_alerts(
     settings = make_settings(
         tmp_path, db_url, alert_webhook_url=webhook.url, alert_min_predictions=20
     )
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         version = registry.inspect(artifacts.sentiment.path, "clf", metrics={"accuracy": 0.95})
         await registry.register(version, stage="production")
         now = datetime.now(UTC)
@@ -126,20 +126,26 @@ async def test_monitor_raises_and_clears_alerts(
         await FeedbackService(db).submit([FeedbackItem(r.id, "negative") for r in ok[:20]])
 
         metrics = Metrics.create()
-        result = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        result = await run_monitor(
+            db, settings.monitoring, settings.alerts, timedelta(hours=1), metrics=metrics
+        )
         assert sorted(a["rule"] for a in result.alerts.opened) == ["accuracy", "error_rate"]
         sample = metrics.registry.get_sample_value
         assert sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) == 1
         assert webhook.events() == ["opened", "opened"]  # after one retry
 
         # The same conditions again: nothing new. Then the errors stop and labels improve.
-        again = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        again = await run_monitor(
+            db, settings.monitoring, settings.alerts, timedelta(hours=1), metrics=metrics
+        )
         assert again.alerts.opened == []
         fresh = [make_record(id=uuid.uuid4(), model_name="clf", output="positive",
                              ts=now - timedelta(minutes=2)) for _ in range(400)]  # fmt: skip
         await PredictionWriter(db).write(fresh)
         await FeedbackService(db).submit([FeedbackItem(r.id, "positive") for r in ok + fresh])
-        cleared = await run_monitor(db, settings, timedelta(hours=1), metrics=metrics)
+        cleared = await run_monitor(
+            db, settings.monitoring, settings.alerts, timedelta(hours=1), metrics=metrics
+        )
         assert sorted(a["rule"] for a in cleared.alerts.resolved) == ["accuracy", "error_rate"]
         assert (
             sample("predictd_alerts_active", {"rule": "error_rate", "severity": "critical"}) is None
@@ -176,7 +182,7 @@ async def test_alerts_over_http(tmp_path: Path, db_url: str) -> None:
 
 def test_alerts_from_the_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def seed() -> dict[str, Any]:
-        database = Database(Settings(database_url=db_url))
+        database = Database(Settings(database_url=db_url).database)
         try:
             await migrate.upgrade(database)
             return (await AlertService(database).apply([slow(True)])).opened[0]
@@ -200,7 +206,7 @@ def test_alerts_from_the_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 async def test_one_replica_runs_each_monitor_pass(postgres_url: str) -> None:
-    first, second = (Database(Settings(database_url=postgres_url)) for _ in range(2))
+    first, second = (Database(Settings(database_url=postgres_url).database) for _ in range(2))
     try:
         async with exclusive_pass(first) as mine:
             assert mine

@@ -71,13 +71,18 @@ def records(
 
 
 async def register(db: Database, artifacts: Artifacts, name: str, profile: dict[str, Any]) -> None:
-    registry = ModelRegistry(db.settings, db)
+    registry = ModelRegistry(Settings().inference, db)
     candidate = registry.inspect(artifacts.tabular.path, name)
     await registry.register(replace(candidate, reference_profile=profile))
 
 
 async def scenario(
-    db: Database, artifacts: Artifacts, *, reference_rows: int, current_rows: int
+    db: Database,
+    artifacts: Artifacts,
+    *,
+    reference_rows: int,
+    current_rows: int,
+    settings: Settings | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Two models with the same reference: one sees the same population, one a shifted one."""
     rng = np.random.default_rng(42)
@@ -90,7 +95,7 @@ async def scenario(
             name, tabular(rng, current_rows, shift), *answers(rng, current_rows, shift)
         )
     await PredictionWriter(db).write(stream)
-    reports = await DriftService(db, db.settings).run(WINDOW, now=NOW)
+    reports = await DriftService(db, (settings or Settings()).monitoring).run(WINDOW, now=NOW)
     return {report["model_name"]: report for report in reports}
 
 
@@ -121,7 +126,7 @@ async def test_shifted_stream_drifts_and_steady_one_does_not(
     assert shifted["outputs"]["label"]["method"] == categorical
     assert "2 of 3 features drifted" in shifted["message"]
 
-    stored = await DriftService(db, db.settings).history("shifted", None, 10)
+    stored = await DriftService(db, Settings().monitoring).history("shifted", None, 10)
     assert [r["drift_detected"] for r in stored] == [True]
     assert stored[0]["features"]["a"]["counts"] == shifted["features"]["a"]["counts"]
 
@@ -139,7 +144,7 @@ async def test_database_counts_equal_numpy(db: Database, artifacts: Artifacts) -
         "c": -1e9,
     }  # on an edge, far out
     await PredictionWriter(db).write(records("m", live, *answers(rng, 1500, 0.3)))
-    (report,) = await DriftService(db, db.settings).run(WINDOW, now=NOW)
+    (report,) = await DriftService(db, Settings().monitoring).run(WINDOW, now=NOW)
     for name in ("a", "b", "c"):
         edges = profile["features"][name]["edges"]
         values = [row[name] for row in live if name in row]
@@ -163,7 +168,10 @@ async def test_text_length_drift(db: Database, artifacts: Artifacts) -> None:
     stream = records("short", texts(800, 6), *answers(rng, 800, 0.0))
     stream += records("long", texts(800, 20), *answers(rng, 800, 0.0))
     await PredictionWriter(db).write(stream)
-    reports = {r["model_name"]: r for r in await DriftService(db, db.settings).run(WINDOW, now=NOW)}
+    reports = {
+        r["model_name"]: r
+        for r in await DriftService(db, Settings().monitoring).run(WINDOW, now=NOW)
+    }
     assert reports["short"]["drift_detected"] is False
     assert reports["long"]["drift_detected"] is True
     assert list(reports["long"]["features"]) == ["text_length"]
@@ -178,7 +186,10 @@ async def test_too_little_data_is_reported_not_judged(db: Database, artifacts: A
     stream = records("quiet", tabular(rng, 50, 5.0), *answers(rng, 50, 1.0))
     stream += records("bare", tabular(rng, 500), *answers(rng, 500, 0.0))
     await PredictionWriter(db).write(stream)
-    reports = {r["model_name"]: r for r in await DriftService(db, db.settings).run(WINDOW, now=NOW)}
+    reports = {
+        r["model_name"]: r
+        for r in await DriftService(db, Settings().monitoring).run(WINDOW, now=NOW)
+    }
     quiet, bare = reports["quiet"], reports["bare"]
     assert (quiet["status"], quiet["drift_detected"], quiet["score"]) == (
         "insufficient_data",
@@ -191,22 +202,18 @@ async def test_too_little_data_is_reported_not_judged(db: Database, artifacts: A
 
 
 async def test_thresholds_are_settings(db: Database, artifacts: Artifacts) -> None:
-    strict = Database(Settings(database_url=db.settings.database_url, drift_share=1.0))
-    try:
-        reports = await scenario(strict, artifacts, reference_rows=5000, current_rows=2000)
-        assert reports["shifted"]["score"] == pytest.approx(2 / 3)
-        assert reports["shifted"]["drift_detected"] is False  # 2 of 3 < 100%
-    finally:
-        await strict.dispose()
+    strict = Settings(drift_share=1.0)
+    reports = await scenario(db, artifacts, reference_rows=5000, current_rows=2000, settings=strict)
+    assert reports["shifted"]["score"] == pytest.approx(2 / 3)
+    assert reports["shifted"]["drift_detected"] is False  # 2 of 3 < 100%
 
 
 async def test_wide_windows_are_counted_on_a_sample(db: Database, artifacts: Artifacts) -> None:
-    sampled = Database(Settings(database_url=db.settings.database_url, drift_max_values=10_000))
-    try:
-        # 6,000 rows x 3 features = 18,000 values > 10,000: PostgreSQL counts ~56% of rows.
-        reports = await scenario(sampled, artifacts, reference_rows=5000, current_rows=6000)
-    finally:
-        await sampled.dispose()
+    sampled = Settings(drift_max_values=10_000)
+    # 6,000 rows x 3 features = 18,000 values > 10,000: PostgreSQL counts ~56% of rows.
+    reports = await scenario(
+        db, artifacts, reference_rows=5000, current_rows=6000, settings=sampled
+    )
     steady, shifted = reports["steady"], reports["shifted"]
     assert (steady["drift_detected"], shifted["drift_detected"]) == (False, True)
     counted = shifted["features"]["a"]["rows"]
@@ -240,7 +247,7 @@ def test_drift_from_the_cli_and_over_http(
     settings = make_settings(tmp_path, db_url)
 
     async def seed() -> None:
-        database = Database(settings)
+        database = Database(settings.database)
         try:
             await migrate.upgrade(database)
             await scenario(database, artifacts, reference_rows=5000, current_rows=500)
@@ -294,11 +301,13 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
 ) -> None:
     """The demo text model's own tokenizer: traffic like its validation split does not drift;
     traffic in words it never saw does, in tokens, out-of-vocabulary share and length."""
-    registry = ModelRegistry(db.settings, db)
+    registry = ModelRegistry(Settings().inference, db)
     model = artifacts.sentiment
     await registry.register(
         registry.inspect(
-            model.path, "words", profiler=validation_profiler(model.validation, db.settings)
+            model.path,
+            "words",
+            profiler=validation_profiler(model.validation, Settings().inference),
         ),
         stage="production",
     )
@@ -314,7 +323,7 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
     odd = [" ".join([*rng.choice(foreign, 8), rare, rare, rare]) for _ in range(600)]
     stream = records("words", same, *answers(rng, 600, 0.0))
     await PredictionWriter(db).write(stream)
-    service = DriftService(db, db.settings, registry.vocabulary)
+    service = DriftService(db, Settings().monitoring, registry.vocabulary)
     (steady,) = await service.run(WINDOW, "words", now=NOW)
     assert steady["features"]["tokens"]["status"] == "ok"
     assert steady["features"]["out_of_vocabulary"]["rate"] == 0.0
@@ -331,7 +340,7 @@ async def test_tokens_and_out_of_vocabulary_of_a_text_model(
     }
     assert shifted["features"]["out_of_vocabulary"]["rate"] > 0.5
 
-    blind = await DriftService(db, db.settings).run(WINDOW, "words", now=NOW)
+    blind = await DriftService(db, Settings().monitoring).run(WINDOW, "words", now=NOW)
     assert blind[0]["features"]["tokens"]["status"] == "unavailable"  # no tokenizer given
 
 

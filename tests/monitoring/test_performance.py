@@ -97,9 +97,9 @@ def test_expected_f1_matches_a_calibrated_model(classes: int) -> None:
 
 
 async def setup(settings: Settings, artifacts: Artifacts) -> Database:
-    db = Database(settings)
+    db = Database(settings.database)
     await migrate.upgrade(db)
-    registry = ModelRegistry(settings, db)
+    registry = ModelRegistry(settings.inference, db)
     classifier = registry.inspect(artifacts.sentiment.path, "clf")
     await registry.register(classifier, stage="production")
     # A regressor's registry row: only its task matters to the monitor.
@@ -210,7 +210,7 @@ def test_monitor_run_command(
 
     settings = make_settings(tmp_path, db_url)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(settings.artifact_dir))
+    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(settings.inference.artifact_dir))
 
     async def prepare() -> None:
         db = await setup(settings, artifacts)

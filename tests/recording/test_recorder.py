@@ -57,9 +57,9 @@ def sample(metrics: Metrics, name: str) -> float:
 
 @asynccontextmanager
 async def recorder_for(settings: Settings) -> AsyncIterator[tuple[PredictionRecorder, Metrics]]:
-    db = Database(settings)
+    db = Database(settings.database)
     metrics = Metrics.create()
-    recorder = PredictionRecorder(settings, PredictionWriter(db), metrics)
+    recorder = PredictionRecorder(settings.recording, PredictionWriter(db), metrics)
     recorder.start()
     try:
         yield recorder, metrics
@@ -69,7 +69,7 @@ async def recorder_for(settings: Settings) -> AsyncIterator[tuple[PredictionReco
 
 
 async def migrated(url: str) -> None:
-    db = Database(Settings(database_url=url))
+    db = Database(Settings(database_url=url).database)
     try:
         await migrate.upgrade(db)
     finally:
@@ -137,7 +137,7 @@ async def test_replaying_already_committed_records_adds_nothing(
     async with recorder_for(settings) as (recorder, _):
         await recorder.record(records)
         await drain(recorder)
-    (next(settings.spool_dir.glob("w*")) / "committed").unlink()  # lose the watermark
+    (next(settings.recording.spool_dir.glob("w*")) / "committed").unlink()  # lose the watermark
     async with recorder_for(settings) as (recorder, _):
         await drain(recorder)
     counts = await id_counts(db_url)
@@ -211,7 +211,7 @@ async def test_writer_recovers_when_its_connections_are_killed(
     async with recorder_for(settings) as (recorder, _):
         await recorder.record(first)
         await drain(recorder)
-        db = Database(Settings(database_url=postgres_url))
+        db = Database(Settings(database_url=postgres_url).database)
         try:
             async with db.engine.connect() as conn:
                 await conn.exec_driver_sql(
@@ -232,7 +232,7 @@ async def test_spools_left_by_dead_processes_are_adopted_and_live_ones_left_alon
     await migrated(db_url)
     settings = make_settings(tmp_path, db_url)
     spools = [
-        Spool(settings.spool_dir, segment_bytes=1 << 20, max_bytes=16 << 20, fsync=False)
+        Spool(settings.recording.spool_dir, segment_bytes=1 << 20, max_bytes=16 << 20, fsync=False)
         for _ in range(3)
     ]
     written: list[list[PredictionRecord]] = []
@@ -253,7 +253,7 @@ async def test_spools_left_by_dead_processes_are_adopted_and_live_ones_left_alon
             while set((await id_counts(db_url, dead)).values()) != {1}:
                 assert time.monotonic() < deadline, "orphaned records were not shipped"
                 await asyncio.sleep(0.05)
-            while any((settings.spool_dir / "w2").glob("*.seg")):
+            while any((settings.recording.spool_dir / "w2").glob("*.seg")):
                 assert time.monotonic() < deadline, "the adopted spool was not emptied"
                 await asyncio.sleep(0.05)
         assert set((await id_counts(db_url, [r.id for r in written[1]])).values()) == {0}

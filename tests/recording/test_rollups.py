@@ -162,7 +162,7 @@ async def test_random_batches_and_replays(db: Database) -> None:
 
 async def test_two_writers_racing_stay_exact(db: Database, db_url: str) -> None:
     rng = random.Random(11)
-    other = Database(Settings(database_url=db_url))
+    other = Database(Settings(database_url=db_url).database)
     try:
         batches = [random_records(rng, rng.randint(20, 80)) for _ in range(20)]
 

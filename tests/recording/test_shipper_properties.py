@@ -111,12 +111,12 @@ async def _shipper_run(
 ) -> None:
     await migrated(url)
     spool = Path(tempfile.mkdtemp(prefix="shipper-"))
-    db = Database(Settings(database_url=url))
+    db = Database(Settings(database_url=url).database)
     try:
         config = recorder_settings(url, spool)
         records = [make_record(id=uuid.uuid4(), input={"text": f"t{n}"}, output=f"o{n}")
                    for n in range(sum(sizes))]  # fmt: skip
-        first = PredictionRecorder(config, FaultyWriter(db, plan), Metrics.create())
+        first = PredictionRecorder(config.recording, FaultyWriter(db, plan), Metrics.create())
         if crash_after_commit:
             # Rows commit, but the watermark never moves: what a crash right after each
             # commit leaves behind.
@@ -135,7 +135,7 @@ async def _shipper_run(
             await shipped(first)
         await first.close()
 
-        second = PredictionRecorder(config, FaultyWriter(db), Metrics.create())
+        second = PredictionRecorder(config.recording, FaultyWriter(db), Metrics.create())
         second.start()  # replays whatever the spool says is not yet committed
         await shipped(second)
         await second.close()

@@ -72,7 +72,7 @@ def test_a_store_under_a_path_that_needs_escaping(tmp_path: Path, source: Path) 
 
 
 def test_remote_round_trip_through_the_cache(tmp_path: Path, source: Path, remote: str) -> None:
-    settings = Settings(artifact_dir=tmp_path / "local", artifact_url=f"{remote}/")
+    settings = Settings(artifact_dir=tmp_path / "local", artifact_url=f"{remote}/").inference
     store = ArtifactStore.from_settings(settings)
     uri, sha = store.put(source)
     assert (uri, sha) == (f"{remote}/{sha[:2]}/{sha}.skops", sha256_of(source))
@@ -148,7 +148,7 @@ def test_missing_fsspec_says_what_to_install(
 def test_a_model_served_from_a_remote_store(
     tmp_path: Path, remote: str, artifacts: Artifacts
 ) -> None:
-    settings = Settings(artifact_dir=tmp_path / "local", artifact_url=remote)
+    settings = Settings(artifact_dir=tmp_path / "local", artifact_url=remote).inference
     flavor, schema = inspect_artifact(artifacts.sentiment.path, settings)
     uri, sha = ArtifactStore.from_settings(settings).put(artifacts.sentiment.path)
     meta = ModelMeta(
@@ -156,7 +156,7 @@ def test_a_model_served_from_a_remote_store(
         task=schema.task, classes=schema.classes, loaded_at=datetime.now(UTC),
     )  # fmt: skip
     # Another host: same URL, empty cache.
-    other = Settings(artifact_dir=tmp_path / "other", artifact_url=remote)
+    other = Settings(artifact_dir=tmp_path / "other", artifact_url=remote).inference
     path = ArtifactStore.from_settings(other).verified_path(uri, sha)
     runtime = runtime_for(flavor, path, meta, other)
     runtime.prepare()

@@ -21,10 +21,10 @@ from tests.support.app import make_settings
 @pytest.fixture
 async def registry(tmp_path: Path, db_url: str) -> AsyncIterator[ModelRegistry]:
     settings = make_settings(tmp_path, db_url)
-    db = Database(settings)
+    db = Database(settings.database)
     await migrate.upgrade(db)
     try:
-        yield ModelRegistry(settings, db)
+        yield ModelRegistry(settings.inference, db)
     finally:
         await db.dispose()
 

@@ -48,8 +48,8 @@ async def test_a_hostile_file_swapped_under_the_store_is_refused_at_load(
     """Someone with write access to the store and the registry replaces v2's bytes and its
     recorded digest: the digest check passes, the type check does not; v1 stays served."""
     settings = make_settings(tmp_path, db_url, registry_poll_s=0.1, model_name="sentiment")
-    db = Database(settings)
-    other = ModelRegistry(settings, db)
+    db = Database(settings.database)
+    other = ModelRegistry(settings.inference, db)
     marker = tmp_path / "marker"
     (tmp_path / "made").mkdir()
     hostile, named, payload = analyzer_exec(tmp_path / "made", marker)

@@ -82,7 +82,7 @@ async def wait_shipped(app: FastAPI, timeout_s: float = 20.0) -> None:
 
 async def id_counts(db_url: str, ids: Iterable[uuid.UUID | str] | None = None) -> Counter[str]:
     """How many rows each prediction id has in the database (all rows if ids is None)."""
-    db = Database(Settings(database_url=db_url))
+    db = Database(Settings(database_url=db_url).database)
     try:
         async with db.engine.connect() as conn:
             rows = (await conn.execute(select(predictions.c.id))).scalars().all()
@@ -96,10 +96,10 @@ async def id_counts(db_url: str, ids: Iterable[uuid.UUID | str] | None = None) -
 
 async def register_demo(settings: Settings, model: DemoModel) -> ModelVersion:
     """Register a trained demo model as production, the way `predictd demo` does."""
-    db = Database(settings)
+    db = Database(settings.database)
     try:
         await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
+        registry = ModelRegistry(settings.inference, db)
         candidate = registry.inspect(
             model.path, model.name, metrics=model.metrics, feature_names=model.feature_names
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from predictd.settings import Settings
+from predictd.settings import AccessSettings
 
 
 class ExposedWithoutAuth(ValueError):
@@ -31,13 +31,13 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def open_without_auth(settings: Settings) -> bool:
+def open_without_auth(settings: AccessSettings) -> bool:
     """Requests without a key are served only on loopback addresses."""
     return settings.auth == "off" and not settings.insecure_no_auth
 
 
 def exposure_problem(
-    settings: Settings, host: str, allow: str = "set PREDICTD_INSECURE_NO_AUTH=true"
+    settings: AccessSettings, host: str, allow: str = "set PREDICTD_INSECURE_NO_AUTH=true"
 ) -> str | None:
     """Why serving on ``host`` with these settings is refused, or None. ``allow``: how the
     reader says that something in front authenticates."""

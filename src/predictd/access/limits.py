@@ -19,7 +19,7 @@ from typing import Any
 
 from predictd.errors import TooManyRequests
 from predictd.redis_breaker import RedisBreaker, RedisSkipped
-from predictd.settings import Settings
+from predictd.settings import AccessSettings
 
 LOCAL_KEYS = 10_000  # buckets kept per process (least recently used go first)
 
@@ -101,13 +101,13 @@ class TokenBuckets:
 class RateLimiter:
     """Requests per key (or address), and the refusals per address (``refusals``)."""
 
-    def __init__(self, settings: Settings, redis: Any | None = None) -> None:
+    def __init__(
+        self, settings: AccessSettings, redis: Any | None = None, *, redis_timeout_s: float
+    ) -> None:
         self.rate = settings.rate_limit_per_s
         self.burst = settings.rate_limit_burst or max(1, math.ceil(2 * self.rate))
-        self.buckets = TokenBuckets(
-            self.rate, self.burst, redis, settings.redis_timeout_ms / 1000, "rate limit"
-        )
-        self.refusals = RefusalBudget(settings, redis)
+        self.buckets = TokenBuckets(self.rate, self.burst, redis, redis_timeout_s, "rate limit")
+        self.refusals = RefusalBudget(settings, redis, redis_timeout_s=redis_timeout_s)
 
     @property
     def redis_failures(self) -> int:
@@ -137,12 +137,12 @@ class RefusalBudget:
     instead of a lookup. A request with a key this server already knows never asks (a client
     behind the same address as an attacker keeps working)."""
 
-    def __init__(self, settings: Settings, redis: Any | None = None) -> None:
+    def __init__(
+        self, settings: AccessSettings, redis: Any | None = None, *, redis_timeout_s: float
+    ) -> None:
         self.rate = settings.refusal_rate_per_s
         self.burst = settings.refusal_burst
-        self.buckets = TokenBuckets(
-            self.rate, self.burst, redis, settings.redis_timeout_ms / 1000, "refusal limit"
-        )
+        self.buckets = TokenBuckets(self.rate, self.burst, redis, redis_timeout_s, "refusal limit")
 
     @property
     def enabled(self) -> bool:

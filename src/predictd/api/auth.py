@@ -38,7 +38,7 @@ class Needs:
 
     async def admit(self, request: Request, services: Services) -> Principal:
         header = request.headers.get("authorization")
-        if header is None and services.settings.auth == "off" and self.scope in ANONYMOUS:
+        if header is None and services.settings.access.auth == "off" and self.scope in ANONYMOUS:
             principal = Principal(None, ANONYMOUS)
         else:
             principal = await self._authenticate(header, request, services)

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic import BeforeValidator
 
-from predictd.access.audit import RefusalLog
-from predictd.access.keyring import KeyRing
-from predictd.access.keys import KeyService
-from predictd.access.limits import RateLimiter
-from predictd.analytics.service import AnalyticsService
-from predictd.db.engine import Database
-from predictd.health import ReadinessProbe
-from predictd.inference.service import InferenceService, RequestContext
-from predictd.monitoring.alerts import AlertService
-from predictd.monitoring.drift import DriftService
-from predictd.monitoring.feedback import FeedbackService
-from predictd.monitoring.performance import PerformanceService
-from predictd.observability import Metrics
-from predictd.recording.recorder import PredictionRecorder
-from predictd.registry.loader import ModelLoader
-from predictd.registry.service import ModelRegistry
-from predictd.settings import Settings
+from predictd.inference.service import RequestContext
+from predictd.services import Services as Services  # the routes' import of it
 
 # Ids and version numbers are 32-bit integers in the database: larger ones are 422, not 500.
 MAX_ID = 2**31 - 1
@@ -42,27 +26,6 @@ AsciiDigits = BeforeValidator(_ascii_digits)
 """Put in the Annotated of every version parameter, after its ``Path``/``Query`` (before it,
 the OpenAPI schema loses its bounds). ``int()`` alone would also take Arabic-Indic digits,
 "+1", " 1" and "1_0" (and fail on a superscript two)."""
-
-
-@dataclass
-class Services:
-    settings: Settings
-    metrics: Metrics
-    db: Database
-    registry: ModelRegistry
-    recorder: PredictionRecorder
-    inference: InferenceService
-    analytics: AnalyticsService
-    feedback: FeedbackService
-    performance: PerformanceService
-    alerts: AlertService
-    drift: DriftService
-    loader: ModelLoader
-    readiness: ReadinessProbe
-    keys: KeyRing
-    key_service: KeyService
-    limiter: RateLimiter
-    refusals: RefusalLog
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a thread pool,

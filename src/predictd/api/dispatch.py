@@ -82,7 +82,7 @@ class Dispatcher:
                 if not entered:
                     raise Overloaded(gate.message)
             params = hot.params.validate(raw)
-            call = Call(request, services, context_of(request), await request.body(), params)
+            call = Call(request, services, context_of(request), await _body(receive), params)
             result = await hot.endpoint.handler(call)
         except Exception as exc:
             await send_error(as_error(exc), scope, receive, send, self.metrics)
@@ -94,6 +94,17 @@ class Dispatcher:
             await _send_json(send, result)
         else:
             await result(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The body ServingMiddleware read and replays, without Request.body()'s stream
+    machinery (measurable per request on this path)."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _send_json(send: Send, content: dict[str, Any]) -> None:

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
-from predictd.db.engine import Database
-from predictd.monitoring.alerts import AlertService
+from predictd.cli.runner import run_with_services
+from predictd.services import Services
 
 alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve.", no_args_is_help=True)
 STATUSES = ("active", "acknowledged", "resolved", "open")
@@ -28,10 +27,10 @@ def list_alerts(
     if status is not None and status not in STATUSES:
         fail(f"--status {status!r}: use one of {', '.join(STATUSES)}")
 
-    async def work(db: Database) -> list[dict[str, Any]]:
-        return await AlertService(db).list(status)
+    async def work(services: Services) -> list[dict[str, Any]]:
+        return await services.alerts.list(status)
 
-    for alert in run_with_database(work):
+    for alert in run_with_services(work):
         typer.echo(json.dumps(alert, default=str))
 
 
@@ -39,10 +38,10 @@ def list_alerts(
 def acknowledge(alert_id: int, by: By = None) -> None:
     """Acknowledge an active alert."""
 
-    async def work(db: Database) -> dict[str, Any]:
-        return await AlertService(db).acknowledge(alert_id, by or getpass.getuser())
+    async def work(services: Services) -> dict[str, Any]:
+        return await services.alerts.acknowledge(alert_id, by or getpass.getuser())
 
-    alert = run_with_database(work)
+    alert = run_with_services(work)
     typer.echo(f"alert {alert_id} acknowledged by {alert['acknowledged_by']}")
 
 
@@ -54,8 +53,8 @@ def resolve(
 ) -> None:
     """Resolve an open alert, with notes."""
 
-    async def work(db: Database) -> dict[str, Any]:
-        return await AlertService(db).resolve(alert_id, by or getpass.getuser(), notes)
+    async def work(services: Services) -> dict[str, Any]:
+        return await services.alerts.resolve(alert_id, by or getpass.getuser(), notes)
 
-    alert = run_with_database(work)
+    alert = run_with_services(work)
     typer.echo(f"alert {alert_id} resolved by {alert['resolved_by']}")

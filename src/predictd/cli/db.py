@@ -3,68 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 from predictd.access import audit
 from predictd.cli.output import fail
+from predictd.cli.runner import run_with_services
 from predictd.db import maintenance, migrate
 from predictd.db.engine import Database
-from predictd.errors import PredictdError
 from predictd.monitoring import system
-from predictd.monitoring.feedback import FeedbackService
-from predictd.observability import redact
+from predictd.services import Services
 from predictd.settings import Settings
 
 db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
-
-T = TypeVar("T")
-
-
-def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run ``work`` against the configured database; an expected failure (ours, or the
-    database's) is one line and exit 1."""
-
-    async def runner() -> T:
-        db = Database(Settings())
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(runner())
-    except PredictdError as exc:
-        fail(exc.message)
-    except (OSError, TimeoutError) as exc:
-        fail(redact(f"database unreachable: {exc}"))
-    except Exception as exc:
-        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "alembic", "sqlite3")):
-            fail(redact(f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
-        raise
 
 
 @db_app.command()
 def upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
-    run_with_database(lambda db: migrate.upgrade(db, revision))
+    run_with_services(lambda services: migrate.upgrade(services.db, revision))
     typer.echo(f"upgraded to {revision}")
 
 
 @db_app.command()
 def downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")]) -> None:
     """Revert migrations down to REVISION."""
-    run_with_database(lambda db: migrate.downgrade(db, revision))
+    run_with_services(lambda services: migrate.downgrade(services.db, revision))
     typer.echo(f"downgraded to {revision}")
 
 
 @db_app.command()
 def current() -> None:
     """Print the database's current revision."""
-    typer.echo(run_with_database(migrate.current_revision) or "<base>")
+    typer.echo(
+        run_with_services(lambda services: migrate.current_revision(services.db)) or "<base>"
+    )
 
 
 @db_app.command()
@@ -83,18 +58,19 @@ def _spool_backlog(spool_dir: Path) -> tuple[int, int]:
 def status() -> None:
     """Database URL (no password), reachability, revision, row counts and spool backlog."""
     settings = Settings()
-    db = Database(settings)
+    db = Database(settings.database)  # a TLS setting it cannot use fails here, before any output
     typer.echo(f"database:  {db.display_url}")
-    segments, spooled = _spool_backlog(settings.spool_dir)
-    typer.echo(f"spool:     {spooled} bytes in {segments} segment(s) under {settings.spool_dir}")
+    spool_dir = settings.recording.spool_dir
+    segments, spooled = _spool_backlog(spool_dir)
+    typer.echo(f"spool:     {spooled} bytes in {segments} segment(s) under {spool_dir}")
 
-    async def probe(db: Database) -> tuple[str | None, dict[str, int] | None]:
-        revision = await migrate.current_revision(db)
-        counts = await maintenance.row_counts(db) if revision else None
+    async def probe(services: Services) -> tuple[str | None, dict[str, int] | None]:
+        revision = await migrate.current_revision(services.db)
+        counts = await maintenance.row_counts(services.db) if revision else None
         return revision, counts
 
     try:
-        revision, counts = run_with_database(probe)
+        revision, counts = run_with_services(probe, settings=settings)
     except typer.Exit:
         typer.echo("reachable: no")
         raise
@@ -126,9 +102,9 @@ def cleanup(
     if inputs_days is not None and inputs_days > days:
         fail("--inputs-days must not exceed --days: older predictions are deleted outright")
 
-    async def work(db: Database) -> dict[str, int]:
-        keep = db.settings.feedback_unmatched_days
-        service = FeedbackService(db)
+    async def work(services: Services) -> dict[str, int]:
+        db, service = services.db, services.feedback
+        keep = services.settings.monitoring.feedback_unmatched_days
         return {
             "predictions": await maintenance.cleanup(db, days),
             "inputs": await maintenance.forget_inputs(db, inputs_days) if inputs_days else 0,
@@ -139,7 +115,7 @@ def cleanup(
             "keep": keep,
         }
 
-    done = run_with_database(work)
+    done = run_with_services(work)
     typer.echo(f"deleted {done['predictions']} prediction(s) older than {days} day(s)")
     if inputs_days:
         typer.echo(f"blanked the input of {done['inputs']} prediction(s) older than "
@@ -158,7 +134,7 @@ def cleanup(
 def backup(path: Annotated[Path, typer.Argument(help="Where to write the backup.")]) -> None:
     """Back up the database (SQLite online backup; pg_dump on PostgreSQL)."""
 
-    async def work(db: Database) -> str:
-        return await asyncio.to_thread(maintenance.backup, db, path)
+    async def work(services: Services) -> str:
+        return await asyncio.to_thread(maintenance.backup, services.db, path)
 
-    typer.echo(run_with_database(work))
+    typer.echo(run_with_services(work))

@@ -9,46 +9,39 @@ from pathlib import Path
 import typer
 
 from predictd.db import migrate
-from predictd.db.engine import Database
 from predictd.demo.train import train_sentiment, train_tabular
 from predictd.monitoring.profile import validation_profiler
 from predictd.registry.service import ModelRegistry
-from predictd.settings import Settings
 
 
-async def prepare_demo(settings: Settings, *, tabular: bool) -> str:
+async def prepare_demo(registry: ModelRegistry, *, tabular: bool) -> str:
     """Register the demo model as production unless it already is; returns its name."""
     name = "breast_cancer" if tabular else "sentiment"
-    db = Database(settings)
-    try:
-        await migrate.upgrade(db)
-        registry = ModelRegistry(settings, db)
-        existing = await registry.production(name)
-        if existing is not None:
-            typer.echo(f"demo model {name} v{existing.version} already registered; reusing it")
-            return name
-        with tempfile.TemporaryDirectory() as tmp:
-            trained = (train_tabular if tabular else train_sentiment)(Path(tmp))
-            candidate = registry.inspect(
-                trained.path,
-                trained.name,
-                metrics=trained.metrics,
-                description=trained.description,
-                training_samples=trained.training_samples,
-                feature_names=trained.feature_names,
-                profiler=validation_profiler(trained.validation, settings),
-            )
-            if trained.calibration:
-                # Measured before the shipped model was refitted on everything, so it is not
-                # flattered by having seen the held-out split.
-                profile = {
-                    **(candidate.reference_profile or {}),
-                    "calibration": trained.calibration,
-                }
-                candidate = replace(candidate, reference_profile=profile)
-            version = await registry.register(candidate)
-        shown = ", ".join(f"{k}={v:.3f}" for k, v in trained.metrics.items())
-        typer.echo(f"trained and registered {name} v{version.version} ({shown})")
+    await migrate.upgrade(registry.db)
+    existing = await registry.production(name)
+    if existing is not None:
+        typer.echo(f"demo model {name} v{existing.version} already registered; reusing it")
         return name
-    finally:
-        await db.dispose()
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = (train_tabular if tabular else train_sentiment)(Path(tmp))
+        candidate = registry.inspect(
+            trained.path,
+            trained.name,
+            metrics=trained.metrics,
+            description=trained.description,
+            training_samples=trained.training_samples,
+            feature_names=trained.feature_names,
+            profiler=validation_profiler(trained.validation, registry.settings),
+        )
+        if trained.calibration:
+            # Measured before the shipped model was refitted on everything, so it is not
+            # flattered by having seen the held-out split.
+            profile = {
+                **(candidate.reference_profile or {}),
+                "calibration": trained.calibration,
+            }
+            candidate = replace(candidate, reference_profile=profile)
+        version = await registry.register(candidate)
+    shown = ", ".join(f"{k}={v:.3f}" for k, v in trained.metrics.items())
+    typer.echo(f"trained and registered {name} v{version.version} ({shown})")
+    return name

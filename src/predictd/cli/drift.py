@@ -7,12 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from predictd.cli.db import run_with_database
 from predictd.cli.monitor import parse_window
-from predictd.db.engine import Database
-from predictd.monitoring.alerts import AlertService, Changes, Webhook, drift_findings
-from predictd.monitoring.drift import DriftService
-from predictd.registry.service import ModelRegistry
+from predictd.cli.runner import run_with_services
+from predictd.monitoring.alerts import Changes, Webhook, drift_findings
+from predictd.services import Services
 
 drift_app = typer.Typer(help="Data drift.", no_args_is_help=True)
 
@@ -27,14 +25,13 @@ def run(
     as JSON lines (exit 0 either way: drift is a finding, not a failure)."""
     span = parse_window(window)
 
-    async def work(db: Database) -> tuple[list[dict[str, Any]], Changes]:
-        registry = ModelRegistry(db.settings, db)
-        reports = await DriftService(db, db.settings, registry.vocabulary).run(span, model)
-        changes = await AlertService(db).apply(drift_findings(reports))
-        await Webhook(db.settings.alert_webhook_url).send(changes)
+    async def work(services: Services) -> tuple[list[dict[str, Any]], Changes]:
+        reports = await services.drift.run(span, model)
+        changes = await services.alerts.apply(drift_findings(reports))
+        await Webhook(services.settings.alerts.webhook_url).send(changes)
         return reports, changes
 
-    reports, changes = run_with_database(work)
+    reports, changes = run_with_services(work)
     if not reports:
         typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
     for report in reports:
@@ -52,10 +49,10 @@ def reports_command(
 ) -> None:
     """Stored drift reports, newest first: one summary line each."""
 
-    async def work(db: Database) -> list[dict[str, Any]]:
-        return await DriftService(db, db.settings).history(model, version, limit)
+    async def work(services: Services) -> list[dict[str, Any]]:
+        return await services.drift.history(model, version, limit)
 
-    for r in run_with_database(work):
+    for r in run_with_services(work):
         score = "-" if r["score"] is None else f"{r['score']:.2f}"
         verdict = "DRIFT" if r["drift_detected"] else r["status"]
         typer.echo(

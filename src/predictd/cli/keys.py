@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from predictd.access.keys import KeyService
 from predictd.access.scopes import SCOPES, Scope, parse_scopes
-from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
-from predictd.db.engine import Database
+from predictd.cli.runner import run_with_services
+from predictd.services import Services
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 
@@ -30,10 +29,10 @@ def create(
     except ValueError as exc:
         fail(f"--scope: {exc}")
 
-    async def work(db: Database) -> tuple[str, dict[str, Any]]:
-        return await KeyService(db).create(name, scopes)
+    async def work(services: Services) -> tuple[str, dict[str, Any]]:
+        return await services.key_service.create(name, scopes)
 
-    key, row = run_with_database(work)
+    key, row = run_with_services(work)
     typer.echo(key)
     typer.echo(
         f"created key {row['name']!r} ({', '.join(row['scopes'])}); store it now, it is not "
@@ -48,10 +47,10 @@ def list_keys(
 ) -> None:
     """Keys as JSON lines: name, prefix, scopes, created, last used, revoked (never the key)."""
 
-    async def work(db: Database) -> list[dict[str, Any]]:
-        return await KeyService(db).listing(include_revoked=all_)
+    async def work(services: Services) -> list[dict[str, Any]]:
+        return await services.key_service.listing(include_revoked=all_)
 
-    for row in run_with_database(work):
+    for row in run_with_services(work):
         typer.echo(json.dumps(row, default=str))
 
 
@@ -60,8 +59,8 @@ def revoke(name: str) -> None:
     """Revoke the live key called NAME; every server refuses it within
     PREDICTD_KEYS_REFRESH_S."""
 
-    async def work(db: Database) -> dict[str, Any]:
-        return await KeyService(db).revoke(name)
+    async def work(services: Services) -> dict[str, Any]:
+        return await services.key_service.revoke(name)
 
-    row = run_with_database(work)
+    row = run_with_services(work)
     typer.echo(f"revoked key {row['name']!r} ({row['prefix']}…)")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,8 +18,7 @@ from predictd.cli.keys import keys_app
 from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
 from predictd.cli.output import CommandGroup, fail
-from predictd.errors import PredictdError
-from predictd.observability import uvicorn_log_config
+from predictd.cli.runner import run_with_services
 from predictd.settings import Settings
 from predictd.worker_metrics import shared_metrics_dir
 
@@ -48,52 +46,32 @@ def _serve(
 ) -> None:
     from predictd.access.exposure import exposure_problem, is_loopback
 
-    bind = host or settings.host
+    # What the server runs with, whole: the app checks exposure against this host too.
+    settings = settings.replace(
+        host=host or settings.server.host, port=port or settings.server.port
+    )
     if insecure:
-        settings = settings.model_copy(update={"insecure_no_auth": True})
+        settings = settings.replace(insecure_no_auth=True)
+    bind = settings.server.host
     # The app factory refuses the same (for uvicorn and granian too); said here first, as
     # the one line a command should print rather than a traceback from inside uvicorn.
-    problem = exposure_problem(settings, bind, allow="pass --insecure-no-auth")
+    problem = exposure_problem(settings.access, bind, allow="pass --insecure-no-auth")
     if problem is not None:
         fail(problem)
-    if settings.auth == "off" and not is_loopback(bind):  # allowed by --insecure-no-auth
+    if settings.access.auth == "off" and not is_loopback(bind):  # allowed by --insecure-no-auth
         log.warning(
             "serving without authentication on a non-loopback address", extra={"host": bind}
         )
-    # Settings travel through the environment so every worker process builds the same ones.
-    os.environ["PREDICTD_AUTH"] = settings.auth
-    os.environ["PREDICTD_HOST"] = bind  # what the app factory checks exposure against
-    os.environ["PREDICTD_INSECURE_NO_AUTH"] = str(settings.insecure_no_auth).lower()
-    os.environ["DATABASE_URL"] = settings.database_url
-    if settings.model_path is not None:
-        os.environ["PREDICTD_MODEL_PATH"] = str(settings.model_path)
-    if settings.model_name is not None:
-        os.environ["PREDICTD_MODEL_NAME"] = settings.model_name
-    if settings.models:
-        os.environ["PREDICTD_MODELS"] = ",".join(settings.models)
     # uvicorn re-raises the signal it stopped on after a clean shutdown; with this handler
     # in place that re-raise becomes exit status 0, which is what SIGTERM should give.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": bind,
-        "port": port or settings.port,
-        "access_log": False,
-        "timeout_keep_alive": 5,  # an idle connection is closed after this (uvicorn's default)
-        "header_timeout_s": settings.header_timeout_s,
-        "timeout_graceful_shutdown": 30,
-        "log_level": settings.log_level.lower(),
-        "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
-    }
     from predictd.server import DrainingServer, ServerConfig, run_workers
 
     if workers > 1:
         with shared_metrics_dir():
-            config = ServerConfig("predictd.app:create_app_from_env", workers=workers, **options)
-            run_workers(config)
+            run_workers(ServerConfig(settings, workers=workers))
         return
-    config = ServerConfig("predictd.app:create_app_from_env", **options)
-    DrainingServer(config, settings.shutdown_delay_s).run()
+    DrainingServer(ServerConfig(settings)).run()
 
 
 @app.command()
@@ -120,7 +98,7 @@ def serve(
     if model is not None:
         if not model.is_file():
             fail(f"no artifact at {model}")
-        settings = settings.model_copy(update={"model_path": model.resolve()})
+        settings = settings.replace(model_path=model.resolve())
     _serve(settings, host, port, workers, insecure=insecure_no_auth)
 
 
@@ -137,11 +115,10 @@ def demo(
     from predictd.cli.demo import prepare_demo
 
     settings = Settings(auth=os.environ.get("PREDICTD_AUTH", "off"))
-    try:
-        name = asyncio.run(prepare_demo(settings, tabular=tabular))
-    except PredictdError as exc:
-        fail(exc.message)
-    settings = settings.model_copy(update={"model_name": name})
+    name = run_with_services(
+        lambda services: prepare_demo(services.registry, tabular=tabular), settings=settings
+    )
+    settings = settings.replace(model_name=name)
     _serve(settings, host, port, workers=1)
 
 

@@ -12,15 +12,12 @@ from typing import Annotated, TypeVar, cast
 import typer
 
 from predictd.cli.output import fail
-from predictd.db import migrate
-from predictd.db.engine import Database
-from predictd.errors import PredictdError
+from predictd.cli.runner import run_with_services
 from predictd.inference.runtime import Label
 from predictd.inference.values import ItemInput
 from predictd.monitoring.profile import validation_profiler
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.service import ModelRegistry
-from predictd.settings import Settings
 
 models_app = typer.Typer(help="Register, list, promote and roll back model versions.")
 
@@ -28,20 +25,8 @@ T = TypeVar("T")
 
 
 def _run(work: Callable[[ModelRegistry], Awaitable[T]]) -> T:
-    async def runner() -> T:
-        settings = Settings()
-        db = Database(settings)
-        try:
-            if settings.migrate_on_startup:
-                await migrate.upgrade(db)
-            return await work(ModelRegistry(settings, db))
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(runner())
-    except PredictdError as exc:
-        fail(exc.message)
+    """Registry commands migrate first where the server would, so they work on a new file."""
+    return run_with_services(lambda services: work(services.registry), migrate_first=True)
 
 
 def _line(v: ModelVersion) -> str:

@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 
-from predictd.cli.db import run_with_database
 from predictd.cli.output import fail
-from predictd.db.engine import Database
+from predictd.cli.runner import run_with_services
 from predictd.monitoring.monitor import MonitorResult, run_monitor
-from predictd.registry.service import ModelRegistry
+from predictd.services import Services
 
 monitor_app = typer.Typer(help="Performance monitoring.", no_args_is_help=True)
 
@@ -38,11 +37,18 @@ def run(
     alert rules, and print it all as JSON lines."""
     span = parse_window(window)
 
-    async def work(db: Database) -> MonitorResult:
-        registry = ModelRegistry(db.settings, db)
-        return await run_monitor(db, db.settings, span, model, vocabularies=registry.vocabulary)
+    async def work(services: Services) -> MonitorResult:
+        settings, vocabularies = services.settings, services.registry.vocabulary
+        return await run_monitor(
+            services.db,
+            settings.monitoring,
+            settings.alerts,
+            span,
+            model,
+            vocabularies=vocabularies,
+        )
 
-    result = run_with_database(work)
+    result = run_with_services(work)
     if not result.performance:
         typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
     for row in result.performance:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from predictd.db.tls import TlsArgument, split_tls
-from predictd.settings import Settings
+from predictd.settings import DatabaseSettings
 
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -50,14 +50,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """Owns the engine for one process; built in the lifespan, disposed on shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: DatabaseSettings, *, writer_connections: int = 2) -> None:
+        """``writer_connections``: the recorder's pool (its PREDICTD_RECORD_CONCURRENCY)."""
         self.settings = settings
-        self.url = to_async_url(settings.database_url)
+        self.writer_connections = writer_connections
+        self.url = to_async_url(settings.url)
         self.dialect = self.url.get_backend_name()
         self._tls: TlsArgument | None = None
         if self.dialect == "postgresql":  # libpq's sslmode & co. become asyncpg's `ssl`
             self.url, self._tls = split_tls(self.url)
-        self.display_url = to_display_url(settings.database_url)
+        self.display_url = to_display_url(settings.url)
         self._engine: AsyncEngine | None = None
         self._writer_engine: AsyncEngine | None = None
 
@@ -79,7 +81,7 @@ class Database:
             return self.engine
         if self._writer_engine is None:
             self._writer_engine = self._create(
-                pool_size=self.settings.record_concurrency,
+                pool_size=self.writer_connections,
                 max_overflow=0,
                 pool_pre_ping=False,
                 pool_reset_on_return=None,
@@ -89,21 +91,21 @@ class Database:
     def _create(self, plan_cache_mode: str | None = None, **overrides: Any) -> AsyncEngine:
         s = self.settings
         if self.dialect == "sqlite":
-            engine = create_async_engine(self.url, connect_args={"timeout": s.db_connect_timeout_s})
+            engine = create_async_engine(self.url, connect_args={"timeout": s.connect_timeout_s})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             return engine
         server_settings = {"application_name": "predictd"}
-        if s.db_statement_timeout_ms:
-            server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)
+        if s.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(s.statement_timeout_ms)
         if plan_cache_mode is not None:
             server_settings["plan_cache_mode"] = plan_cache_mode
         options: dict[str, Any] = {
-            "pool_size": s.db_pool_size,
-            "max_overflow": s.db_max_overflow,
-            "pool_pre_ping": s.db_pool_pre_ping,
-            "pool_timeout": s.db_connect_timeout_s,
+            "pool_size": s.pool_size,
+            "max_overflow": s.max_overflow,
+            "pool_pre_ping": s.pool_pre_ping,
+            "pool_timeout": s.connect_timeout_s,
             "connect_args": {
-                "timeout": s.db_connect_timeout_s,
+                "timeout": s.connect_timeout_s,
                 "server_settings": server_settings,
             },
         }

@@ -65,7 +65,7 @@ async def forget_inputs(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> 
 
 def backup(db: Database, target: Path) -> str:
     """Copy the database to ``target``; returns what was done, for the CLI to print."""
-    raw = make_url(db.settings.database_url)
+    raw = make_url(db.settings.url)
     if db.dialect == "sqlite":
         source = sqlite3.connect(raw.database or ":memory:")
         try:

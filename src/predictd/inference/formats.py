@@ -13,21 +13,21 @@ from predictd.inference.onnx_runtime import OnnxRuntime
 from predictd.inference.pickle_runtime import PickleRuntime
 from predictd.inference.runtime import ModelMeta, ModelRuntime, Schema
 from predictd.inference.sklearn_runtime import SklearnRuntime
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 
-RuntimeFactory = Callable[[Path, ModelMeta, Settings], ModelRuntime]
+RuntimeFactory = Callable[[Path, ModelMeta, InferenceSettings], ModelRuntime]
 
 
-def _sklearn(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+def _sklearn(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRuntime:
     return SklearnRuntime(path, meta, settings.trusted_types)
 
 
-def _pickle(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+def _pickle(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRuntime:
     # Raises unless PREDICTD_ALLOW_PICKLE is on, before anything reads the file.
     return PickleRuntime(path, meta, allow_pickle=settings.allow_pickle)
 
 
-def _onnx(path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+def _onnx(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRuntime:
     return OnnxRuntime(path, meta)
 
 
@@ -46,20 +46,22 @@ def flavor_of(path: Path) -> str:
     return SUFFIXES.get(path.suffix.lower(), "sklearn")
 
 
-def runtime_for(flavor: str, path: Path, meta: ModelMeta, settings: Settings) -> ModelRuntime:
+def runtime_for(
+    flavor: str, path: Path, meta: ModelMeta, settings: InferenceSettings
+) -> ModelRuntime:
     factory = FACTORIES.get(flavor)
     if factory is None:
         raise ArtifactError(f"no runtime for flavor {flavor!r}; known: {sorted(FACTORIES)}")
     return factory(path, meta, settings)
 
 
-def inspect_artifact(path: Path, settings: Settings) -> tuple[str, Schema]:
+def inspect_artifact(path: Path, settings: InferenceSettings) -> tuple[str, Schema]:
     """Load the file (blocking) and read its flavor and schema; raises ArtifactError."""
     flavor, runtime = open_artifact(path, settings)
     return flavor, runtime.schema()
 
 
-def open_artifact(path: Path, settings: Settings) -> tuple[str, ModelRuntime]:
+def open_artifact(path: Path, settings: InferenceSettings) -> tuple[str, ModelRuntime]:
     """Load the file (blocking) into a runtime that can predict; raises ArtifactError. The
     runtime's identity is a placeholder until the registry gives it one."""
     flavor = flavor_of(path)

@@ -44,7 +44,7 @@ from predictd.inference.values import (
 )
 from predictd.observability import Metrics
 from predictd.recording.prediction_record import PredictionRecord
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings, RecordingSettings
 
 __all__ = [
     "BatchResult",
@@ -66,22 +66,25 @@ class BatchResult:
 class InferenceService:
     def __init__(
         self,
-        settings: Settings,
+        settings: InferenceSettings,
+        recording: RecordingSettings,
         recorder: Recorder,
         metrics: Metrics,
         cache: PredictionCache | None = None,
     ) -> None:
+        """``recording``: whether answers are recorded and what is kept of their inputs."""
         self.settings = settings
+        self.recording = recording
         self.cache = cache
         self.recorder = recorder
         self.metrics = metrics
-        self.inputs = InputPolicy.from_settings(settings)
+        self.inputs = InputPolicy.from_settings(recording)
         self.deployments: dict[str, Deployment] = {}
         self.default_name: str | None = None
         self.split = TrafficSplit(settings.canary_percent)
-        self.shadow = ShadowRunner(settings, recorder, metrics)
+        self.shadow = ShadowRunner(settings, recording, recorder, metrics)
         self._executor = ThreadPoolExecutor(
-            max_workers=settings.inference_threads, thread_name_prefix="predictd-model"
+            max_workers=settings.threads, thread_name_prefix="predictd-model"
         )
         self._batchers: dict[int, tuple[ModelRuntime, MicroBatcher]] = {}
 
@@ -136,7 +139,7 @@ class InferenceService:
             self._executor,
             wait_s=self.settings.batch_wait_ms / 1000,
             max_items=self.settings.batch_max,
-            slots=self.settings.inference_threads,
+            slots=self.settings.threads,
             observe=observe,
         )
         self._batchers[id(runtime)] = (runtime, batcher)
@@ -297,7 +300,7 @@ class InferenceService:
                     cache_hit=hit is not None,
                 )
             )
-        if self.settings.record:
+        if self.recording.enabled:
             await self.recorder.record(records)
         # One labels().inc() per distinct answer, not per item (2.4 us each, measured).
         is_classifier = meta.task == "classification"
@@ -352,7 +355,7 @@ class InferenceService:
         exc: Exception,
     ) -> None:
         """Failed calls are recorded too (status=error), best effort: never mask the 500."""
-        if not self.settings.record:
+        if not self.recording.enabled:
             return
         now = datetime.now(UTC)
         error = type(exc).__name__

@@ -40,7 +40,7 @@ from predictd.inference.values import (
 )
 from predictd.observability import Metrics
 from predictd.recording.prediction_record import PredictionRecord
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings, RecordingSettings
 
 log = logging.getLogger("predictd.shadow")
 
@@ -57,11 +57,19 @@ class ShadowJob:
 
 
 class ShadowRunner:
-    def __init__(self, settings: Settings, recorder: Recorder, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        recording: RecordingSettings,
+        recorder: Recorder,
+        metrics: Metrics,
+    ) -> None:
+        """``recording``: whether and how (PREDICTD_STORE_INPUTS) shadow answers are kept."""
         self.settings = settings
+        self.recording = recording
         self.recorder = recorder
         self.metrics = metrics
-        self.inputs = InputPolicy.from_settings(settings)
+        self.inputs = InputPolicy.from_settings(recording)
         self._jobs: deque[ShadowJob] = deque()
         self._pending = 0
         self._busy = False
@@ -201,7 +209,7 @@ class ShadowRunner:
             for value, out, (job, result) in zip(values, outputs, pairs, strict=True)
         ]
         self.metrics.shadow_predictions.inc(len(records))
-        if self.settings.record:
+        if self.recording.enabled:
             try:
                 await self.recorder.record(records)
             except PredictdError as exc:  # a full spool refuses shadow rows first

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from predictd.errors import ArtifactTampered, PredictdError
 from predictd.inference.runtime import ModelInput, ModelMeta, ModelRuntime, Prediction
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 
 # What the worker sends back: indices of the items that fit the candidate's schema, their
 # validated inputs, and the candidate's predictions for them.
@@ -30,11 +30,11 @@ Item = tuple[str | None, Mapping[str, object] | None]
 NICENESS = 10
 PARENT_CHECK_S = 1.0
 
-_settings: Settings | None = None
+_settings: InferenceSettings | None = None
 _runtimes: dict[str, ModelRuntime] = {}
 
 
-def init(settings: Settings) -> None:
+def init(settings: InferenceSettings) -> None:
     """Process initialiser: lower priority; Ctrl-C is the server's to handle (it shuts this
     process down), and a server that dies without doing so takes this process with it."""
     global _settings

@@ -17,7 +17,7 @@ import orjson
 from predictd.inference.routing import Variant
 from predictd.inference.runtime import Label, ModelInput, ModelMeta, Prediction
 from predictd.recording.prediction_record import PredictionRecord
-from predictd.settings import Settings
+from predictd.settings import RecordingSettings
 
 
 class Recorder(Protocol):
@@ -64,7 +64,7 @@ class InputPolicy:
     key: bytes = b""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> InputPolicy:
+    def from_settings(cls, settings: RecordingSettings) -> InputPolicy:
         key = (
             settings.input_hash_key.get_secret_value().encode() if settings.input_hash_key else b""
         )

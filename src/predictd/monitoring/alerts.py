@@ -22,7 +22,7 @@ from predictd.db.errors import translate_errors
 from predictd.errors import Conflict, NotFound
 from predictd.monitoring.repository import AlertRepository
 from predictd.monitoring.repository.alerts import OPEN_STATUSES
-from predictd.settings import Settings
+from predictd.settings import AlertSettings
 
 log = logging.getLogger("predictd.alerts")
 
@@ -46,7 +46,7 @@ class Finding:
 def accuracy_findings(
     performance: Iterable[Mapping[str, Any]],
     training_accuracy: Mapping[tuple[str, int], float],
-    settings: Settings,
+    settings: AlertSettings,
 ) -> list[Finding]:
     """Realised accuracy below the floor, or more than the allowed drop below the accuracy
     the version was registered with."""
@@ -58,10 +58,10 @@ def accuracy_findings(
         name, version = row["model_name"], row["model_version"]
         trained = training_accuracy.get((name, version))
         reasons = []
-        if settings.alert_accuracy_min is not None and realised < settings.alert_accuracy_min:
-            reasons.append(f"below the floor {settings.alert_accuracy_min:.3f}")
-        if trained is not None and realised < trained - settings.alert_accuracy_drop:
-            reasons.append(f"more than {settings.alert_accuracy_drop:.3f} below training "
+        if settings.accuracy_min is not None and realised < settings.accuracy_min:
+            reasons.append(f"below the floor {settings.accuracy_min:.3f}")
+        if trained is not None and realised < trained - settings.accuracy_drop:
+            reasons.append(f"more than {settings.accuracy_drop:.3f} below training "
                            f"accuracy {trained:.3f}")  # fmt: skip
         out.append(
             Finding(
@@ -78,20 +78,22 @@ def accuracy_findings(
     return out
 
 
-def serving_findings(name: str, summary: Mapping[str, Any], settings: Settings) -> list[Finding]:
+def serving_findings(
+    name: str, summary: Mapping[str, Any], settings: AlertSettings
+) -> list[Finding]:
     """p99 latency and error rate over the window, once there is enough traffic to judge."""
     total, errors = int(summary["total"]), int(summary["errors"])
-    if total + errors < settings.alert_min_predictions:
+    if total + errors < settings.min_predictions:
         return []
     p99 = summary.get("p99_latency_ms")
     rate = errors / (total + errors)
-    slow = p99 is not None and p99 > settings.alert_p99_latency_ms
-    failing = rate > settings.alert_error_rate
+    slow = p99 is not None and p99 > settings.p99_latency_ms
+    failing = rate > settings.error_rate
     return [
         Finding(
             "latency_p99", name, slow, "warning",
             f"{name} p99 latency {p99 or 0:.0f} ms",
-            f"p99 latency {p99 or 0:.1f} ms (limit {settings.alert_p99_latency_ms:g} ms) over "
+            f"p99 latency {p99 or 0:.1f} ms (limit {settings.p99_latency_ms:g} ms) over "
             f"{total} predictions",
             {"p99_latency_ms": p99, "predictions": total},
         ),
@@ -99,7 +101,7 @@ def serving_findings(name: str, summary: Mapping[str, Any], settings: Settings) 
             "error_rate", name, failing, "critical",
             f"{name} error rate {rate:.1%}",
             f"{errors} of {total + errors} predictions failed ({rate:.2%}; limit "
-            f"{settings.alert_error_rate:.2%})",
+            f"{settings.error_rate:.2%})",
             {"errors": errors, "predictions": total + errors, "error_rate": rate},
         ),
     ]  # fmt: skip

@@ -32,7 +32,7 @@ from predictd.monitoring.drift_stats import (
 from predictd.monitoring.profile import OOV, token_counts
 from predictd.monitoring.repository import DriftRepository, Feature
 from predictd.monitoring.repository.drift import TEXT_LENGTH
-from predictd.settings import Settings
+from predictd.settings import MonitoringSettings
 from predictd.vocabulary import CONFIDENCE_BINS, Window, comparable_label
 
 log = logging.getLogger("predictd.monitor")
@@ -58,7 +58,7 @@ def _result(drift: FeatureDrift, rows: int) -> dict[str, Any]:
 
 class DriftService:
     def __init__(
-        self, db: Database, settings: Settings, vocabularies: Vocabularies | None = None
+        self, db: Database, settings: MonitoringSettings, vocabularies: Vocabularies | None = None
     ) -> None:
         self.db = db
         self.settings = settings

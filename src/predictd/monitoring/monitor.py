@@ -26,7 +26,7 @@ from predictd.monitoring.drift import DriftService, Vocabularies
 from predictd.monitoring.performance import PerformanceService
 from predictd.monitoring.repository import MonitorRepository
 from predictd.observability import Metrics
-from predictd.settings import Settings
+from predictd.settings import AlertSettings, MonitoringSettings
 from predictd.vocabulary import Window
 
 log = logging.getLogger("predictd.monitor")
@@ -43,7 +43,8 @@ class MonitorResult:
 
 async def run_monitor(
     db: Database,
-    settings: Settings,
+    settings: MonitoringSettings,
+    alerts: AlertSettings,
     window: timedelta,
     model: str | None = None,
     metrics: Metrics | None = None,
@@ -52,15 +53,15 @@ async def run_monitor(
     end = datetime.now(UTC)
     performance = await PerformanceService(db).run(window, model, now=end)
     drift = await DriftService(db, settings, vocabularies).run(window, model, now=end)
-    findings = accuracy_findings(performance, await _training_accuracy(db, performance), settings)
+    findings = accuracy_findings(performance, await _training_accuracy(db, performance), alerts)
     findings += drift_findings(drift)
     analytics = AnalyticsService(db)
     for name in sorted({row["model_name"] for row in performance}):
         summary = await analytics.summary(Window(end - window, end, name))
-        findings += serving_findings(name, summary, settings)
+        findings += serving_findings(name, summary, alerts)
     service = AlertService(db)
     changes = await service.apply(findings)
-    await Webhook(settings.alert_webhook_url).send(changes)
+    await Webhook(alerts.webhook_url).send(changes)
     if metrics is not None:
         metrics.alerts_active.clear()
         for (rule, severity), count in (await service.active_counts()).items():
@@ -96,19 +97,23 @@ async def exclusive_pass(db: Database) -> AsyncIterator[bool]:
 
 
 async def monitor_forever(
-    db: Database, settings: Settings, metrics: Metrics, vocabularies: Vocabularies | None = None
+    db: Database,
+    settings: MonitoringSettings,
+    alerts: AlertSettings,
+    metrics: Metrics,
+    vocabularies: Vocabularies | None = None,
 ) -> None:
     """The in-server schedule: a failed pass (database away) is logged and retried next time."""
-    window = timedelta(hours=settings.monitor_window_h)
+    window = timedelta(hours=settings.window_h)
     while True:
-        await asyncio.sleep(settings.monitor_interval_s)
+        await asyncio.sleep(settings.interval_s)
         try:
             async with exclusive_pass(db) as mine:
                 if not mine:
                     log.debug("monitor pass skipped: another replica is running it")
                     continue
                 result = await run_monitor(
-                    db, settings, window, metrics=metrics, vocabularies=vocabularies
+                    db, settings, alerts, window, metrics=metrics, vocabularies=vocabularies
                 )
             log.info(
                 "monitor pass",

@@ -22,7 +22,7 @@ from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
 from predictd.inference.values import ItemInput
 from predictd.monitoring.calibration import calibration_bins
 from predictd.monitoring.drift_stats import SMALL_REFERENCE
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 from predictd.vocabulary import comparable_label, confidence_bin
 
 BINS = 10
@@ -123,7 +123,7 @@ def reference_profile(
 
 
 def validation_profiler(
-    validation: Sequence[tuple[ItemInput, Label]], settings: Settings
+    validation: Sequence[tuple[ItemInput, Label]], settings: InferenceSettings
 ) -> Callable[[ModelRuntime], dict[str, Any]] | None:
     """What the registry runs on a new version (``ModelRegistry.inspect``'s ``profiler``):
     the model on its validation data gives the reference profile drift is measured against,

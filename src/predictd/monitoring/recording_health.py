@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from predictd.monitoring.alerts import AlertService, Changes, Finding, Webhook
 from predictd.observability import Metrics
 from predictd.recording.recorder import RecorderState
-from predictd.settings import Settings
+from predictd.settings import AlertSettings
 
 log = logging.getLogger("predictd.alerts")
 
@@ -65,16 +65,16 @@ class RecordingCondition:
 class RecordingWatch:
     def __init__(
         self,
-        settings: Settings,
+        settings: AlertSettings,
         recorder_state: Callable[[], RecorderState],
         alerts: AlertService,
         metrics: Metrics,
     ) -> None:
-        self.condition = RecordingCondition(settings.alert_recording_s)
+        self.condition = RecordingCondition(settings.recording_s)
         self.recorder_state = recorder_state
         self.alerts = alerts
         self.metrics = metrics
-        self.webhook = Webhook(settings.alert_webhook_url)
+        self.webhook = Webhook(settings.webhook_url)
         self.firing = False
         self._unstored: list[Finding] = []  # changes the database has not taken yet, in order
 

@@ -30,7 +30,7 @@ from predictd.observability import Metrics
 from predictd.recording.prediction_record import PredictionRecord
 from predictd.recording.repository import PredictionWriter
 from predictd.recording.spool import NoSpace, RecoveryReport, Spool
-from predictd.settings import Settings
+from predictd.settings import RecordingSettings
 
 log = logging.getLogger("predictd.recorder")
 
@@ -60,7 +60,7 @@ ADOPT_INTERVAL_S = 10.0
 class PredictionRecorder:
     def __init__(
         self,
-        settings: Settings,
+        settings: RecordingSettings,
         writer: PredictionWriter,
         metrics: Metrics,
         *,
@@ -89,7 +89,7 @@ class PredictionRecorder:
         self._shipped_lsn = -1  # everything up to here is in the database
         self._dispatched_lsn = -1  # everything up to here is in a batch being written
         self._in_flight: deque[_Batch] = deque()
-        self._slots = asyncio.Semaphore(settings.record_concurrency)
+        self._slots = asyncio.Semaphore(settings.concurrency)
         self._task: asyncio.Task[None] | None = None
         self._writers: set[asyncio.Task[None]] = set()
         self.database_ok: bool | None = None
@@ -182,7 +182,7 @@ class PredictionRecorder:
         count = len(records)
         queue = self._queue
         if self.spool is None:
-            if len(queue) + count > self.settings.record_queue_max:
+            if len(queue) + count > self.settings.queue_max:
                 return self._refuse(count, "recorder queue is full")
             first = self._next_lsn
             self._next_lsn += count
@@ -196,7 +196,7 @@ class PredictionRecorder:
             except OSError as exc:
                 log.error("recorder: spool write failed", extra={"error": str(exc)})
                 raise NotDurable("the prediction could not be written to the spool") from exc
-        if len(queue) + count <= self.settings.record_queue_max:
+        if len(queue) + count <= self.settings.queue_max:
             if count == 1:
                 queue.append((first, records[0]))
             else:
@@ -248,8 +248,8 @@ class PredictionRecorder:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if undispatched < self.settings.record_batch and self.settings.record_flush_ms:
-                await asyncio.sleep(self.settings.record_flush_ms / 1000)
+            if undispatched < self.settings.batch and self.settings.flush_ms:
+                await asyncio.sleep(self.settings.flush_ms / 1000)
             await self._slots.acquire()
             try:
                 batch = await self._next_batch()
@@ -272,7 +272,7 @@ class PredictionRecorder:
         queue = self._queue
         while queue and queue[0][0] <= self._dispatched_lsn:
             queue.popleft()
-        limit = self.settings.record_batch
+        limit = self.settings.batch
         want = self._dispatched_lsn + 1
         bound = self._shippable_lsn()
         spool = self.spool
@@ -301,7 +301,7 @@ class PredictionRecorder:
     async def _ship(self, batch: _Batch) -> None:
         try:
             async for attempt in AsyncRetrying(
-                wait=wait_random_exponential(multiplier=0.05, max=self.settings.record_retry_max_s),
+                wait=wait_random_exponential(multiplier=0.05, max=self.settings.retry_max_s),
                 retry=retry_if_exception(lambda e: not is_row_error(e)),
                 sleep=self._sleep_unless_stopping,
                 stop=lambda _state: self._stopping.is_set(),

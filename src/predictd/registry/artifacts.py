@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from predictd.errors import ArtifactError, ArtifactTampered
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 from predictd.vocabulary import sha256_of
 
 log = logging.getLogger("predictd.registry")
@@ -55,7 +55,7 @@ class ArtifactStore:
         self.url = url.rstrip("/") if url else None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArtifactStore:
+    def from_settings(cls, settings: InferenceSettings) -> ArtifactStore:
         return cls(settings.artifact_dir, settings.artifact_url)
 
     @property

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.db.tls import split_tls
-from predictd.settings import Settings
+from predictd.settings import DatabaseSettings
 
 log = logging.getLogger("predictd.registry")
 
@@ -35,10 +35,10 @@ async def publish(conn: AsyncConnection, name: str) -> None:
         )
 
 
-def _connect_args(settings: Settings) -> tuple[str, dict[str, Any]]:
+def _connect_args(settings: DatabaseSettings) -> tuple[str, dict[str, Any]]:
     """asyncpg's DSN and keywords: TLS from the URL's libpq parameters, as the engine's."""
-    url, tls = split_tls(make_url(settings.database_url).set(drivername="postgresql"))
-    options: dict[str, Any] = {"timeout": settings.db_connect_timeout_s}
+    url, tls = split_tls(make_url(settings.url).set(drivername="postgresql"))
+    options: dict[str, Any] = {"timeout": settings.connect_timeout_s}
     if tls is not None:
         options["ssl"] = tls
     return url.render_as_string(hide_password=False), options
@@ -47,7 +47,7 @@ def _connect_args(settings: Settings) -> tuple[str, dict[str, Any]]:
 class RegistryListener:
     """Sets ``wake`` on every registry notice, reconnecting for as long as the server runs."""
 
-    def __init__(self, settings: Settings, wake: asyncio.Event) -> None:
+    def __init__(self, settings: DatabaseSettings, wake: asyncio.Event) -> None:
         self.settings = settings
         self.wake = wake
         self.connected = asyncio.Event()

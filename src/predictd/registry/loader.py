@@ -68,7 +68,7 @@ class ModelLoader:
         self._unloaded: set[str] = set()  # names unloaded here through the V2 repository API
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self.listener = events.RegistryListener(self.settings, self._wake)
+        self.listener = events.RegistryListener(registry.db.settings, self._wake)
 
     @property
     def errors(self) -> dict[str, str]:

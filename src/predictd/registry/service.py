@@ -29,7 +29,7 @@ from predictd.registry.artifacts import ArtifactStore
 from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.repository import ModelVersionRepository
-from predictd.settings import Settings
+from predictd.settings import InferenceSettings
 
 log = logging.getLogger("predictd.registry")
 
@@ -43,7 +43,7 @@ Profiler = Callable[[ModelRuntime], Mapping[str, Any]]
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: InferenceSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.store = ArtifactStore.from_settings(settings)

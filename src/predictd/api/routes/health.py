@@ -30,7 +30,7 @@ async def _may_read(request: Request, services: Services) -> bool:
     """Whether the caller may see the checks' details (database user, host and name, spool
     path, load errors): a key with the read scope, or anyone where read is open (auth off,
     which serves loopback only). A probe sends no key and is never refused or audited."""
-    if request.headers.get("authorization") is None and services.settings.auth == "on":
+    if request.headers.get("authorization") is None and services.settings.access.auth == "on":
         return False
     try:
         await _READ.admit(request, services)
@@ -82,7 +82,7 @@ async def model_info(
         raise ModelNotFound(f"model {name!r} is not served here")
     meta = deployment.production.meta
     candidate = deployment.candidate
-    settings = services.settings
+    settings = services.settings.inference
     return ModelInfo(
         name=meta.name,
         version=meta.version,

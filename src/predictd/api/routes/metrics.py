@@ -15,7 +15,7 @@ class MetricsNeeds(Needs):
     """The read scope, unless PREDICTD_METRICS_PUBLIC lets a credential-less scraper in."""
 
     async def admit(self, request: Request, services: Services) -> Principal:
-        if services.settings.metrics_public:
+        if services.settings.access.metrics_public:
             return Principal(None, frozenset({"read"}))
         return await super().admit(request, services)
 

@@ -173,8 +173,10 @@ async def infer(call: Call) -> Response:
     header, binary = split_body(call.body, request.headers.get(HEADER_LENGTH))
     infer = parse_request(header)
     items, locate = to_items(decode_inputs(infer, binary), meta)
-    if not items or len(items) > services.settings.max_batch:
-        raise InvalidInput(f"send 1 to {services.settings.max_batch} rows", field="inputs[0].shape")
+    if not items or len(items) > services.settings.inference.max_batch:
+        raise InvalidInput(
+            f"send 1 to {services.settings.inference.max_batch} rows", field="inputs[0].shape"
+        )
     wanted = wanted_outputs(infer, meta)
     try:
         results: list[PredictionResult]
@@ -241,7 +243,9 @@ async def _index(services: Services, ready_only: bool) -> list[RepositoryModel]:
         for name, d in served.items()
     }
     try:
-        production = await services.registry.serving_versions(services.settings.models or None)
+        production = await services.registry.serving_versions(
+            services.settings.inference.models or None
+        )
     except StorageUnavailable:
         production = []  # the registry is away: what this server serves is still true
     for v in production:
