@@ -286,9 +286,9 @@ def predictd_granian_server(
     record: bool,
     extra_env: dict[str, str] | None = None,
 ) -> Server:
-    """The app ``predictd serve`` runs (``predictd.app:create_app_from_env``, settings from
-    the environment as ``predictd serve`` passes them to its workers) under granian instead
-    of uvicorn: one worker process (forked by granian's main process), single-threaded Rust
+    """The app ``predictd serve`` runs, built by ``predictd.app:create_app_from_env`` (the
+    factory for external servers: settings from the environment) under granian instead of
+    uvicorn: one worker process (forked by granian's main process), single-threaded Rust
     runtime, uvloop."""
     granian = granian_bin()
     if granian is None:

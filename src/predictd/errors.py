@@ -53,12 +53,9 @@ class PredictdError(Exception):
         self.field = field
         self.retry_after_s = retry_after_s
         self.headers = headers  # more response headers (405's Allow)
-
-    @property
-    def refusal(self) -> bool:
-        """Counted in predictd_rejected_requests_total: the request was turned away before
-        any prediction (a failure of predictd's own is not)."""
-        return self.status < 500
+        # Counted in predictd_rejected_requests_total: the request was turned away before any
+        # prediction (a failure of predictd's own is not).
+        self.refusal = self.status < 500
 
 
 class BadRequest(PredictdError):
@@ -141,9 +138,9 @@ class Unavailable(PredictdError):
 class Overloaded(Unavailable):
     code = "overloaded"
 
-    @property
-    def refusal(self) -> bool:
-        return True  # turned away before any work, like a 4xx
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.refusal = True  # turned away before any work, like a 4xx
 
 
 class ModelNotReady(Unavailable):

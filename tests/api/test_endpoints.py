@@ -216,3 +216,22 @@ def test_the_table_matches_what_the_router_would(path: str) -> None:
         assert first is not None, path
         assert found[0].route is first[0]
         assert found[1] == first[1]["path_params"]
+
+
+async def test_the_routers_own_404_and_405_are_not_counted_as_refused_inputs(
+    tmp_path: Path,
+) -> None:
+    """Scanners probing unknown paths are not inputs refused (they never were counted); a
+    request refused for its content is."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}")
+    async with running_app(settings) as (app, client):
+        assert (await client.get("/wp-login.php")).status_code == 404
+        assert (await client.get("/predict")).status_code == 405
+        assert (await client.post("/predict", json={"surprise": 1})).status_code == 422
+        counted = {
+            sample.labels["code"]: sample.value
+            for metric in services_of(app).metrics.rejected_inputs.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
+    assert counted == {"invalid_input": 1.0}

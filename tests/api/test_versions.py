@@ -1,4 +1,4 @@
-"""A version in a URL is ASCII digits, on every route that takes one: the fast path (V2 infer)
+"""A version in a URL is ASCII digits, on every route that takes one: the fast table (V2 infer)
 and the declared routes alike. ``int()`` takes other scripts' digits (Arabic-Indic one is 1)
 and fails on others (superscript two), and pydantic takes "+1", " 1" and "1_0" (10)."""
 
@@ -30,7 +30,7 @@ async def test_a_version_is_ascii_digits_on_every_route(
     settings = make_settings(tmp_path, db_url, model_path=model, admin_token="versions-admin")
     async with running_app(settings) as (app, client):
         calls = [
-            ("POST", f"/v2/models/sentiment/versions/{version}/infer", INFER),  # the fast path
+            ("POST", f"/v2/models/sentiment/versions/{version}/infer", INFER),  # the fast table
             ("GET", f"/v2/models/sentiment/versions/{version}", None),
             ("GET", f"/v2/models/sentiment/versions/{version}/ready", None),
             ("GET", f"/models/sentiment/versions/{version}", None),
@@ -50,7 +50,7 @@ async def test_a_version_is_ascii_digits_on_every_route(
         assert ok.status_code == 200, ok.text
         assert (await client.get("/v2/models/sentiment/versions/1")).status_code == 200
 
-        # The declared V2 infer route (the fast path answers it over HTTP) refuses it too.
+        # The declared V2 infer route (the fast table answers it over HTTP) refuses it too.
         router = AsyncExitStackMiddleware(app.router)
 
         async def routes_only(scope: Scope, receive: Receive, send: Send) -> None:

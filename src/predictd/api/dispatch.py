@@ -18,19 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from predictd.api.concurrency import ConcurrencyGate
 from predictd.api.deps import Services, context_of
 from predictd.api.endpoints import Call, FastTable, Hot
-from predictd.api.errors import as_error, error_response
-from predictd.errors import Overloaded, PredictdError
+from predictd.api.errors import as_error, send_error
+from predictd.errors import Overloaded
 from predictd.observability import Metrics
 
 # Probes and the scrape must answer however busy the process is.
 UNCAPPED = frozenset({"/health", "/ready", "/metrics"})
-
-
-async def send_error(
-    exc: PredictdError, scope: Scope, receive: Receive, send: Send, metrics: Metrics
-) -> None:
-    request_id = scope.get("state", {}).get("request_id")
-    await error_response(exc, scope["path"], request_id, metrics)(scope, receive, send)
 
 
 class Dispatcher:

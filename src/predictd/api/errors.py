@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from predictd.api.responses import JSONResponse, error_body
 from predictd.errors import (
@@ -69,8 +70,11 @@ def as_error(exc: BaseException) -> PredictdError:
         headers = dict(exc.headers) if exc.headers else None
         kind = _HTTP_ERRORS.get(exc.status_code)
         if kind is None:
-            return HttpError(exc.status_code, str(exc.detail), headers)
-        return kind(str(exc.detail), headers=headers)
+            error: PredictdError = HttpError(exc.status_code, str(exc.detail), headers)
+        else:
+            error = kind(str(exc.detail), headers=headers)
+        error.refusal = False  # the router's unknown paths and methods: scanners, not inputs
+        return error
     log.error("unhandled error", exc_info=exc)
     return PredictdError(INTERNAL)
 
@@ -89,6 +93,14 @@ def error_response(
         status_code=exc.status,
         headers=headers or None,
     )
+
+
+async def send_error(
+    exc: PredictdError, scope: Scope, receive: Receive, send: Send, metrics: Metrics
+) -> None:
+    """``error_response`` sent straight over ASGI (the middleware and the dispatcher)."""
+    request_id = scope.get("state", {}).get("request_id")
+    await error_response(exc, scope["path"], request_id, metrics)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:

@@ -23,8 +23,8 @@ from uuid_utils import uuid4
 
 from predictd.access import audit
 from predictd.access.exposure import reached_remotely
-from predictd.api.dispatch import send_error
 from predictd.api.encoding import BadEncoding, BodyTooLarge, decode_body
+from predictd.api.errors import send_error
 from predictd.api.responses import is_v2
 from predictd.errors import (
     BodyTimeout,
