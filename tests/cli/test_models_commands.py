@@ -149,3 +149,30 @@ def test_register_with_validation_data_calibrates_the_confidence(
                  code=1)  # fmt: skip
     assert "--validation line 2" in out
     assert "bad" not in invoke("models", "list")
+
+
+def test_register_keeps_hyperparameters_tags_and_lineage(env: str, artifacts: Artifacts) -> None:
+    path = str(artifacts.sentiment.path)
+    invoke("models", "register", path, "--name", "lin")
+    out = invoke("models", "register", path, "--name", "lin", "--tag", "team=nlp",
+                 "--tag", "data:source=s3://bucket/x=1", "--parent-version", "1")  # fmt: skip
+    assert "registered lin v2" in out
+    shown = json.loads(invoke("models", "show", "lin", "2"))
+    assert shown["tags"] == {"team": "nlp", "data:source": "s3://bucket/x=1"}
+    assert shown["parent_version"] == 1
+    params = shown["hyperparameters"]
+    regularisation = [value for key, value in params.items() if key.endswith("__C")]
+    assert regularisation, sorted(params)
+    assert isinstance(regularisation[0], float)
+    assert json.loads(invoke("models", "show", "lin", "1"))["parent_version"] is None
+
+    # Refused, by the option, and nothing registered.
+    assert "--tag 'team'" in invoke("models", "register", path, "--name", "lin", "--tag",
+                                    "team", code=1)  # fmt: skip
+    assert "--tag 'bad key=1'" in invoke("models", "register", path, "--name", "lin", "--tag",
+                                         "bad key=1", code=1)  # fmt: skip
+    assert "given twice" in invoke("models", "register", path, "--name", "lin", "--tag", "a=1",
+                                   "--tag", "a=2", code=1)  # fmt: skip
+    assert "version 9 not found" in invoke("models", "register", path, "--name", "lin",
+                                           "--parent-version", "9", code=1)  # fmt: skip
+    assert "lin\tv3" not in invoke("models", "list", "--name", "lin")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -51,10 +52,19 @@ def register(
             "monitor's label-free accuracy estimate."
         ),
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(help="A label KEY=VALUE kept with the version (repeatable)."),
+    ] = None,
+    parent_version: Annotated[
+        int | None,
+        typer.Option(min=1, help="The version of NAME this one was derived from (lineage)."),
+    ] = None,
 ) -> None:
-    """Register PATH as the next version of NAME."""
+    """Register PATH as the next version of NAME (its hyperparameters are read from it)."""
     if stage not in ("none", "staging", "production"):
         fail("--stage must be none, staging or production")
+    tags = parse_tags(tag or [])
     metrics: dict[str, float] = {}
     if metrics_json is not None:
         try:
@@ -66,6 +76,8 @@ def register(
     examples = _read_validation(validation) if validation is not None else []
 
     async def work(registry: ModelRegistry) -> ModelVersion:
+        if parent_version is not None:
+            await registry.get(name, parent_version)  # a parent that is not there: 404
         candidate = await asyncio.to_thread(
             partial(
                 registry.inspect,
@@ -74,12 +86,37 @@ def register(
                 metrics=metrics,
                 description=description,
                 profiler=validation_profiler(examples, registry.settings),
+                tags=tags,
+                parent_version=parent_version,
             )
         )
         return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)
 
     version = _run(work)
     typer.echo(f"registered {version.name} v{version.version} ({version.stage})")
+
+
+TAG_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+MAX_TAGS, MAX_TAG_VALUE = 32, 256
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    """``--tag KEY=VALUE`` options: keys of letters, digits and ``_.:/-``; a bad one is
+    named, not dropped."""
+    if len(pairs) > MAX_TAGS:
+        fail(f"--tag: at most {MAX_TAGS} tags")
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or TAG_KEY.fullmatch(key) is None:
+            fail(f"--tag {pair!r}: expected KEY=VALUE, KEY of letters, digits and _.:/- "
+                 "(at most 64)")  # fmt: skip
+        if len(value) > MAX_TAG_VALUE or not value.isprintable():
+            fail(f"--tag {key}: the value must be printable, at most {MAX_TAG_VALUE} characters")
+        if key in tags:
+            fail(f"--tag {key}: given twice")
+        tags[key] = value
+    return tags
 
 
 def _read_validation(path: Path) -> list[tuple[ItemInput, Label]]:

@@ -120,6 +120,11 @@ class ModelRuntime(ABC):
     def schema(self) -> Schema:
         """The loaded model's own input schema and task."""
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """The loaded model's hyperparameters as JSON, for the registry's lineage (what a
+        retrained version changed); empty for formats that keep none."""
+        return {}
+
     def prepare(self) -> None:
         """Everything a version must pass before it takes traffic: load, agree with the
         registry's schema, and answer a sample (which also warms caches and lazy imports)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,33 @@ def describe_estimator(estimator: Any) -> Schema:
     )
 
 
+MAX_PARAM_DEPTH = 8  # a pipeline of pipelines nests a few levels; deeper is shown by name
+
+
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``get_params(deep=True)`` as JSON: numbers, strings, booleans and None as they are,
+    sequences and mappings of them as lists and objects, anything else (an estimator, a
+    function, a dtype) by its qualified class name. Informational: retraining clones the
+    artifact's own estimator, not this."""
+    return {str(key): _json_value(value, 0) for key, value in sorted(params.items())}
+
+
+def _json_value(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    if depth < MAX_PARAM_DEPTH and isinstance(value, list | tuple):
+        return [_json_value(item, depth + 1) for item in value]
+    if depth < MAX_PARAM_DEPTH and isinstance(value, Mapping):
+        return {str(k): _json_value(v, depth + 1) for k, v in value.items()}
+    kind = value if isinstance(value, type) else type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 class SklearnRuntime(ModelRuntime):
     flavor = "sklearn"
 
@@ -86,6 +115,9 @@ class SklearnRuntime(ModelRuntime):
 
     def schema(self) -> Schema:
         return describe_estimator(self._estimator)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return json_params(self._estimator.get_params(deep=True))
 
     def _matrix(self, inputs: Sequence[ModelInput]) -> Any:
         if self.meta.input_kind == "text":

@@ -61,10 +61,13 @@ class ModelRegistry:
         feature_names: tuple[str, ...] | None = None,
         profiler: Profiler | None = None,
         reference_profile: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        parent_version: int | None = None,
     ) -> ModelVersion:
         """Describe the artifact and store it; version 0 until the database assigns one.
         The file is loaded before it is stored, so a bad file leaves nothing behind.
-        ``profiler`` adds what it measures on the model to the reference profile."""
+        ``profiler`` adds what it measures on the model to the reference profile;
+        ``parent_version``: the version of ``name`` this one was derived from."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
         from predictd.inference.formats import open_artifact
@@ -88,6 +91,9 @@ class ModelRegistry:
             training_samples=training_samples,
             description=description,
             reference_profile=dict(reference_profile or {}),
+            hyperparameters=runtime.hyperparameters(),
+            tags=dict(tags or {}),
+            parent_version=parent_version,
         )
         if profiler is not None:
             # Validation rows name features as the registry will (feature_names may rename
