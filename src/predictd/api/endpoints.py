@@ -75,10 +75,14 @@ class Params:
     route's (same types, same errors), so both paths answer a bad version alike."""
 
     def __init__(self, annotations: Mapping[str, Any]) -> None:
-        self.adapters = {name: TypeAdapter(kind) for name, kind in annotations.items()}
+        self.names = tuple(annotations)
+        # A plain ``str`` parameter is the matched text as it is: nothing to run per request.
+        self.adapters = {
+            name: TypeAdapter(kind) for name, kind in annotations.items() if kind is not str
+        }
 
     def validate(self, raw: Mapping[str, str]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(raw)
         for name, adapter in self.adapters.items():
             try:
                 values[name] = adapter.validate_python(raw[name])
@@ -108,9 +112,9 @@ class FastTable:
     def __init__(self, entries: Sequence[Hot]) -> None:
         self.entries = tuple(entries)
         self._fixed = {
-            (e.endpoint.method, e.endpoint.path): e for e in entries if not e.params.adapters
+            (e.endpoint.method, e.endpoint.path): e for e in entries if not e.params.names
         }
-        self._templates = [e for e in entries if e.params.adapters]
+        self._templates = [e for e in entries if e.params.names]
 
     def match(self, method: str, path: str) -> tuple[Hot, dict[str, str]] | None:
         fixed = self._fixed.get((method, path))
