@@ -23,6 +23,7 @@ TABLES = {
     "performance_metrics",
     "system_metrics",
     "alerts",
+    "agent_actions",
     "drift_reports",
     "api_keys",
     "audit_log",

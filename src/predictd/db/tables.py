@@ -292,6 +292,12 @@ model_versions = Table(
     Column("tags", JsonValue),
     Column("parent_version", Integer),
     Column("reference_profile", JsonValue),
+    # {"uri", "sha256", "format", "rows"} of the data the version was fitted (validated) on,
+    # stored content-addressed beside the artifact; null when none was registered.
+    Column("training_data", JsonValue),
+    Column("validation_data", JsonValue),
+    # How `predictd train` made this version: data window, row counts, holdout scores.
+    Column("training_run", JsonValue),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
     # At most one production version per name, enforced by the database.
     Index(
@@ -301,4 +307,46 @@ model_versions = Table(
         postgresql_where=text("stage = 'production'"),
         sqlite_where=text("stage = 'production'"),
     ),
+)
+
+# What the remediation agent proposes: pending -> approved | rejected -> running -> succeeded |
+# failed, or pending -> expired. At most one open proposal per model and action type, enforced
+# by the database; an executor holds a lease while running so a crashed one is taken over.
+agent_actions = Table(
+    "agent_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_type", String(30), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer),
+    Column("parameters", JsonValue, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", JsonValue),  # the alert and the metrics behind the proposal
+    Column("source_alert_id", Integer),
+    Column("risk", String(10), nullable=False),  # low | medium | high
+    Column("requires_approval", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("reviewed_by", String(200)),
+    Column("reviewed_at", UTCDateTime()),
+    Column("review_comment", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("executed_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("result", JsonValue),
+    Column("error", Text),
+    Index(
+        "uq_agent_actions_open",
+        "model_name",
+        "action_type",
+        unique=True,
+        postgresql_where=text("status IN ('pending', 'approved', 'running')"),
+        sqlite_where=text("status IN ('pending', 'approved', 'running')"),
+    ),
+    Index("ix_agent_actions_status", "status", "created_at"),
 )

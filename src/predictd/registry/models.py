@@ -35,6 +35,11 @@ class ModelVersion:
     # Facts about the data the version was validated on: ``calibration`` (observed accuracy
     # per confidence decile) today; the drift baseline later.
     reference_profile: dict[str, Any] = field(default_factory=dict)
+    # {"uri", "sha256", "format", "rows"} of the data it was fitted and validated on (stored
+    # content-addressed beside the artifact), and how `predictd train` made it.
+    training_data: dict[str, Any] | None = None
+    validation_data: dict[str, Any] | None = None
+    training_run: dict[str, Any] | None = None
 
     def meta(self, *, source: str, loaded_at: datetime) -> ModelMeta:
         return ModelMeta(

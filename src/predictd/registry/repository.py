@@ -34,6 +34,9 @@ def _from_row(row: Row[Any]) -> ModelVersion:
         tags=dict(row.tags or {}),
         parent_version=row.parent_version,
         reference_profile=dict(row.reference_profile or {}),
+        training_data=row.training_data,
+        validation_data=row.validation_data,
+        training_run=row.training_run,
     )
 
 
