@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ VARIABLES = {
     "PREDICTD_SPOOL_FULL_POLICY", "PREDICTD_SPOOL_MAX_BYTES", "PREDICTD_SPOOL_SEGMENT_BYTES",
     "PREDICTD_STORE_INPUTS", "PREDICTD_SYSTEM_METRICS_INTERVAL_S", "PREDICTD_TRUSTED_TYPES",
     "REDIS_URL",
+    # issue 16: retraining and the remediation agent
+    "PREDICTD_RETRAIN_INTERVAL", "PREDICTD_RETRAIN_SINCE", "PREDICTD_RETRAIN_MIN_LABELLED",
+    "PREDICTD_RETRAIN_RECENT_WEIGHT", "PREDICTD_RETRAIN_HOLDOUT", "PREDICTD_AGENT",
+    "PREDICTD_AGENT_POLICY", "PREDICTD_AGENT_AUTO_ROLLBACK", "PREDICTD_PROMOTE_MARGIN",
+    "PREDICTD_ACTION_TTL", "PREDICTD_AGENT_EXECUTE_INTERVAL_S", "PREDICTD_AGENT_LEASE_S",
 }  # fmt: skip
 
 # (variable, as set, group, field, as read): a few from each group.
@@ -63,6 +69,12 @@ PLACES: list[tuple[str, str, str, str, Any]] = [
     ("PREDICTD_MODELS", "a, b", "inference", "models", ["a", "b"]),
     ("PREDICTD_INFERENCE_THREADS", "3", "inference", "threads", 3),
     ("PREDICTD_TRUSTED_TYPES", '["x.Y"]', "inference", "trusted_types", ["x.Y"]),
+    ("PREDICTD_RETRAIN_INTERVAL", "7d", "retraining", "interval", timedelta(days=7)),
+    ("PREDICTD_RETRAIN_INTERVAL", "off", "retraining", "interval", None),
+    ("PREDICTD_RETRAIN_SINCE", "36h", "retraining", "since", timedelta(hours=36)),
+    ("PREDICTD_ACTION_TTL", "90m", "agent", "action_ttl", timedelta(minutes=90)),
+    ("PREDICTD_ACTION_TTL", "3600", "agent", "action_ttl", timedelta(hours=1)),
+    ("PREDICTD_AGENT_AUTO_ROLLBACK", "true", "agent", "auto_rollback", True),
     ("PREDICTD_CACHE", "local", "cache", "mode", "local"),
     ("REDIS_URL", "redis://r:6379/1", "cache", "redis_url", "redis://r:6379/1"),
     ("PREDICTD_CACHE_TTL_S", "12", "cache", "ttl_s", 12.0),

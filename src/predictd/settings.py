@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -41,6 +43,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from predictd.durations import format_duration, parse_duration
 
 Durability = Literal["memory", "process", "strict"]
 SpoolFullPolicy = Literal["reject", "shed"]
@@ -496,6 +500,81 @@ class AlertSettings(_Group):
     alert, with retries."""
 
 
+def _duration(value: object) -> object:
+    """'7d', '24h', '30m', '45s' (or seconds) for a duration setting; 'off' or '' for none."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "off", "none", "0"):
+            return None
+        if text.replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(text))
+        return parse_duration(text)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+OptionalDuration = Annotated[timedelta | None, BeforeValidator(_duration)]
+
+
+class RetrainingSettings(_Group):
+    """`predictd train`: retraining a model from its training data and labelled feedback."""
+
+    interval: OptionalDuration = Field(default=None, validation_alias="PREDICTD_RETRAIN_INTERVAL")
+    """Retrain every model that has a production version this often inside the server, one
+    replica at a time (e.g. `7d`; unset = never: run `predictd train` from cron instead). Each
+    run registers a `staging` candidate; nothing is promoted by it."""
+
+    since: Duration = Field(default=timedelta(days=30), validation_alias="PREDICTD_RETRAIN_SINCE")
+    """How far back labelled predictions are read (`--since`)."""
+
+    min_labelled: int = Field(default=200, ge=1, validation_alias="PREDICTD_RETRAIN_MIN_LABELLED")
+    """Fewer labelled predictions with stored inputs than this in the window: no candidate."""
+
+    recent_weight: float = Field(
+        default=5.0, gt=0, validation_alias="PREDICTD_RETRAIN_RECENT_WEIGHT"
+    )
+    """Sample weight of a recent labelled row against a row of the registered training data,
+    so new labels outweigh data a concept shift contradicts (`--recent-weight`)."""
+
+    holdout: float = Field(default=0.2, gt=0, lt=1, validation_alias="PREDICTD_RETRAIN_HOLDOUT")
+    """Share of the labelled rows, the newest, kept out of fitting to score the candidate
+    and the production version on."""
+
+
+class AgentSettings(_Group):
+    """The remediation agent: proposals from alerts, approval, and the executor."""
+
+    enabled: bool = Field(default=True, validation_alias="PREDICTD_AGENT")
+    """Turn alerts into proposed actions after each monitor pass, and execute approved ones
+    inside the server."""
+
+    policy: Path | None = Field(default=None, validation_alias="PREDICTD_AGENT_POLICY")
+    """A YAML or JSON file overriding the policy's defaults (which alerts propose what, and
+    how risky each action is)."""
+
+    auto_rollback: bool = Field(default=False, validation_alias="PREDICTD_AGENT_AUTO_ROLLBACK")
+    """Execute a proposed rollback without waiting for approval."""
+
+    promote_margin: float = Field(
+        default=0.01, ge=0, le=1, validation_alias="PREDICTD_PROMOTE_MARGIN"
+    )
+    """How much better (accuracy) a candidate must score than production, on the same rows,
+    before the agent shadows it and then proposes promoting it."""
+
+    action_ttl: Duration = Field(default=timedelta(days=3), validation_alias="PREDICTD_ACTION_TTL")
+    """A proposal nobody approved or rejected in this long expires."""
+
+    execute_interval_s: float = Field(
+        default=5.0, ge=0, validation_alias="PREDICTD_AGENT_EXECUTE_INTERVAL_S"
+    )
+    """How often the server looks for approved actions to execute (0 = never; run `predictd
+    actions run` instead)."""
+
+    lease_s: float = Field(default=900.0, gt=0, validation_alias="PREDICTD_AGENT_LEASE_S")
+    """How long an executor holds a running action; a replica that crashed mid-action loses
+    it after this and another takes it over."""
+
+
 class AccessSettings(_Group):
     """Who may call what: authentication, API keys and the request limits per client."""
 
@@ -567,6 +646,8 @@ GROUPS: dict[str, type[_Group]] = {
     "monitoring": MonitoringSettings,
     "alerts": AlertSettings,
     "access": AccessSettings,
+    "retraining": RetrainingSettings,
+    "agent": AgentSettings,
 }
 
 
@@ -664,6 +745,8 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -728,6 +811,8 @@ def markdown_table() -> str:
             shown = "unset" if default is None else f"`{default}`"
             if isinstance(default, bool):
                 shown = f"`{str(default).lower()}`"
+            elif isinstance(default, timedelta):
+                shown = f"`{format_duration(default)}`"
             doc = " ".join((info.description or "").split()).replace("|", "\\|")
             lines.append(f"| `{_VARIABLES[group, field]}` | {shown} | {doc} |")
         sections.append("\n".join(lines))

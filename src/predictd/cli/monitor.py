@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from typing import Annotated
 
@@ -11,20 +10,19 @@ import typer
 
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
+from predictd.durations import parse_duration
 from predictd.monitoring.monitor import MonitorResult, run_monitor
 from predictd.services import Services
 
 monitor_app = typer.Typer(help="Performance monitoring.", no_args_is_help=True)
 
-UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
 
 def parse_window(text: str) -> timedelta:
-    """'30m', '24h', '7d' -> a timedelta."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", text)
-    if match is None or float(match.group(1)) <= 0:
-        fail(f"--window {text!r}: use a positive number with m, h or d, e.g. 24h")
-    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    """'30m', '24h', '7d' -> a timedelta; a bad one ends the command naming --window."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        fail(f"--window {exc}")
 
 
 @monitor_app.command()
