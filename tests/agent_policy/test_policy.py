@@ -77,6 +77,15 @@ def test_a_json_file_and_an_empty_file(tmp_path: Path) -> None:
     assert load_policy(write(tmp_path, "empty.yml", "# nothing overridden\n")) == Policy()
 
 
+def test_the_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Remediation policy") :]
+    example = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n\n")]
+    policy = load_policy(write(tmp_path, "readme.yaml", example))
+    assert policy.retrain_model.alert_rules == ["drift", "accuracy", "error_rate"]
+    assert policy.promote_candidate.min_labelled == 500
+
+
 def test_the_environment_wins_over_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
