@@ -255,6 +255,15 @@ async def test_a_promoted_version_worse_than_its_predecessor_proposes_rollback(
 
     auto = await world.plan(settings=AgentSettings(auto_rollback=True))
     assert [p.requires_approval for p in auto] == [False]
+    # A predecessor whose artifact no longer matches the registry is not re-scored (nor
+    # rolled back to); the alert is then answered by retraining.
+    previous = await world.registry.get(NAME, 1)
+    artifact = world.registry.store.local_path(previous.artifact_uri)
+    original = artifact.read_bytes()
+    artifact.write_bytes(original + b"tampered")
+    tampered = await world.plan()
+    assert [(p.action_type, p.model_version) for p in tampered] == [("retrain_model", 2)]
+    artifact.write_bytes(original)
     # Past the rollback window the alert is answered by retraining instead; with the agent
     # off, nothing at all.
     later = await world.plan(now=datetime.now(UTC) + timedelta(days=8))
