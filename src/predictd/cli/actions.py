@@ -104,7 +104,7 @@ def approve(
 @actions_app.command()
 def reject(
     action_id: Annotated[int, typer.Argument(min=1)],
-    comment: Annotated[str, typer.Option(help="Why not (required).")],
+    comment: Annotated[str | None, typer.Option(help="Why not (required).")] = None,
     reviewer: As = None,
 ) -> None:
     """Reject a pending action, saying why."""
