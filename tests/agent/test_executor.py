@@ -93,6 +93,29 @@ async def test_the_lease_is_kept_while_a_handler_works(
     assert (done.id, done.status, done.attempts) == (action.id, "succeeded", 1)
 
 
+async def test_a_stopping_executor_hands_its_action_back(
+    actions: ActionService, replicas: Replicas
+) -> None:
+    started = asyncio.Event()
+
+    async def endless(tools: Toolbox, action: Action) -> dict[str, Any]:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    stopping = replicas.executor(handlers={**HANDLERS, "open_incident": endless})
+    action = await stored(actions, proposal(requires_approval=False))
+    running = asyncio.create_task(stopping.run_once())
+    await started.wait()
+    assert (await actions.get(action.id)).status == "running"
+    running.cancel()  # what the lifespan does on shutdown
+    await asyncio.gather(running, return_exceptions=True)
+    back = await actions.get(action.id)
+    assert (back.status, back.lease_owner, back.attempts) == ("approved", None, 0)
+    (done,) = await replicas.executor().run_once()  # at once: no lease to wait out
+    assert (done.id, done.status, done.attempts) == (action.id, "succeeded", 1)
+
+
 async def test_an_action_that_keeps_stopping_executors_fails(
     actions: ActionService, replicas: Replicas
 ) -> None:

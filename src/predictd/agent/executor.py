@@ -7,7 +7,8 @@ take a different one; on SQLite a guarded update does it (one writer at a time: 
 1 wins). A replica that dies mid-action stops extending its lease; once the lease runs out,
 another executor takes the action over (``attempts`` counts the claims) and runs its handler
 again, which is safe because handlers are idempotent. After ``MAX_ATTEMPTS`` claims the action
-fails instead of being retried for ever.
+fails instead of being retried for ever. An executor stopped cleanly (the server shutting down)
+hands its action back at once instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from predictd.agent.webhook import ActionWebhook
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import PredictdError
+from predictd.observability import redact
 from predictd.registry.service import ModelRegistry
 from predictd.settings import AgentSettings, RetrainingSettings
 
@@ -38,6 +40,7 @@ log = logging.getLogger("predictd.agent")
 
 MAX_ATTEMPTS = 3
 ERROR_MAX = 4000  # characters of an error kept in the row
+RELEASE_S = 3.0  # longest a stopping executor spends handing its action back
 
 
 def replica_id() -> str:
@@ -46,9 +49,9 @@ def replica_id() -> str:
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, PredictdError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
+    """The error text stored and sent to the webhook (credentials taken out)."""
+    text = exc.message if isinstance(exc, PredictdError) else f"{type(exc).__name__}: {exc}"
+    return redact(text)[:ERROR_MAX]
 
 
 class Executor:
@@ -125,6 +128,9 @@ class Executor:
                 try:
                     async with self._leased(action):
                         result = await handler(self.tools, action)
+                except asyncio.CancelledError:
+                    await self._release(action)
+                    raise
                 except Exception as exc:
                     error = describe(exc)
                     log.warning(
@@ -164,6 +170,16 @@ class Executor:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def _release(self, action: Action) -> None:
+        """Shutting down mid-action: hand it back now rather than leave it to its lease
+        (bounded, so a database away cannot hold shutdown; the lease covers that case)."""
+        try:
+            async with asyncio.timeout(RELEASE_S), self.db.engine.begin() as conn:
+                await ActionRepository(conn).release(action.id, self.owner)
+        except Exception as exc:
+            log.warning("action not handed back; its lease will expire", extra={
+                        "action": action.id, "error": repr(exc)})  # fmt: skip
 
     async def _finish(
         self, action: Action, result: dict[str, Any] | None, error: str | None

@@ -130,7 +130,7 @@ async def retrain_model(tools: Toolbox, action: Action) -> dict[str, Any]:
         )
 
     options = RetrainOptions.from_settings(action.model_name, tools.retraining, **action.parameters)
-    result = await retrain(tools.db, tools.registry, options, progress)
+    result = await retrain(tools.db, tools.registry, options, progress=progress)
     return dict(result.to_json())
 
 

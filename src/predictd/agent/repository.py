@@ -140,6 +140,21 @@ class ActionRepository:
         row = result.first()
         return None if row is None else _action(row)
 
+    async def release(self, action_id: int, owner: str) -> bool:
+        """Hand a running action back (approved, no lease) for another executor to take at
+        once: this one is shutting down. Its claim is not counted against it."""
+        result = await self.conn.execute(
+            update(aa)
+            .where(aa.c.id == action_id, aa.c.status == "running", aa.c.lease_owner == owner)
+            .values(
+                status="approved",
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=aa.c.attempts - 1,
+            )
+        )
+        return result.rowcount == 1
+
     async def counts(self) -> dict[str, int]:
         rows = await self.conn.execute(select(aa.c.status, func.count()).group_by(aa.c.status))
         return {str(status): int(n) for status, n in rows}
