@@ -121,6 +121,14 @@ def create_app(
             tasks.append(asyncio.create_task(sampler.forever(monitoring.system_metrics_interval_s)))
         watch = RecordingWatch(alerts, recorder.state, services.alerts, metrics)
         tasks.append(asyncio.create_task(watch.forever(min(5.0, alerts.recording_s / 5))))
+        agent = settings.agent
+        if agent.enabled and agent.execute_interval_s > 0:  # after start-up has migrated
+
+            async def execute_actions(started: asyncio.Task[None]) -> None:
+                await started
+                await services.executor.forever(agent.execute_interval_s)
+
+            tasks.append(asyncio.create_task(execute_actions(loaded)))
         if monitoring.interval_s > 0:
             vocabularies = services.registry.vocabulary
             monitor = monitor_forever(db, monitoring, alerts, metrics, vocabularies)

@@ -127,6 +127,7 @@ class Metrics:
     shadow_predictions: Counter
     shadow_dropped: Counter
     alerts_active: Gauge
+    agent_actions: Gauge
     batch_size: Histogram
     batch_wait: Histogram
     cache_lookups: Counter
@@ -275,6 +276,14 @@ class Metrics:
                 "Open (active or acknowledged) alerts by rule and severity, as of the last "
                 "monitor run in this process.",
                 ["rule", "severity"],
+                multiprocess_mode="livemax",
+                registry=reg,
+            ),
+            agent_actions=Gauge(
+                "predictd_agent_actions",
+                "Remediation actions by status (pending, approved, running, succeeded, ...), "
+                "as this process last counted them (its executor loop and its changes).",
+                ["status"],
                 multiprocess_mode="livemax",
                 registry=reg,
             ),

@@ -14,6 +14,8 @@ from predictd.access import audit, snapshot
 from predictd.access.keyring import KeyRing
 from predictd.access.keys import KeyService
 from predictd.access.limits import RateLimiter
+from predictd.agent.executor import Executor
+from predictd.agent.service import ActionService
 from predictd.analytics.service import AnalyticsService
 from predictd.db.engine import Database
 from predictd.health import ReadinessProbe
@@ -50,6 +52,8 @@ class Services:
     key_service: KeyService
     limiter: RateLimiter
     refusals: audit.RefusalLog
+    actions: ActionService
+    executor: Executor  # runs approved actions (the server's schedule, `actions run`)
     redis: Any | None = None
 
     async def close(self) -> None:
@@ -75,6 +79,9 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     registry = ModelRegistry(settings.inference, db)
     loader = ModelLoader(registry, inference, metrics)
     key_service = KeyService(db)
+    actions = ActionService(db, metrics)
+    executor = Executor(db, registry, settings.agent, settings.retraining,
+                        settings.alerts.webhook_url, actions=actions)  # fmt: skip
     access = settings.access
     admin_token = access.admin_token.get_secret_value() if access.admin_token else None
     return Services(
@@ -101,6 +108,8 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         key_service=key_service,
         limiter=RateLimiter(access, redis, redis_timeout_s=settings.cache.redis_timeout_s),
         refusals=audit.RefusalLog(),
+        actions=actions,
+        executor=executor,
         redis=redis,
     )
 

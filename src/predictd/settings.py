@@ -571,8 +571,9 @@ class AgentSettings(_Group):
     actions run` instead)."""
 
     lease_s: float = Field(default=900.0, gt=0, validation_alias="PREDICTD_AGENT_LEASE_S")
-    """How long an executor holds a running action; a replica that crashed mid-action loses
-    it after this and another takes it over."""
+    """How long a running action stays claimed without word from its executor (which renews
+    the claim while it works): a replica that crashed mid-action loses the action after this
+    and another takes it over."""
 
 
 class AccessSettings(_Group):

@@ -8,7 +8,6 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import time
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -26,7 +25,6 @@ from predictd.monitoring.profile import validation_profiler
 from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
-from tests.support import services
 from tests.support.app import make_settings, running_app
 from tests.support.server import ServerPool, ServerProcess
 
@@ -55,15 +53,6 @@ async def test_dashboard_is_self_contained(tmp_path: Path) -> None:
         missing = await client.get("/dashboard/secrets.txt")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
-
-
-@pytest.fixture
-def chromium() -> str:
-    path = os.environ.get("PREDICTD_CHROMIUM") or shutil.which("chromium")
-    if path is None:
-        services.unavailable("chromium (apt-get install chromium)")
-    assert path is not None
-    return path
 
 
 async def prepare(settings: Settings, artifacts: Artifacts) -> None:

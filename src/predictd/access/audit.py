@@ -116,10 +116,14 @@ async def record(
     target: str | None,
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
+    *,
+    allowed: bool = True,
 ) -> None:
-    """One allowed change, in the caller's transaction."""
+    """One change, in the caller's transaction; ``allowed=False`` for a decision the rules
+    refused that the log must still name (an approval by its own requester, say), as
+    opposed to the bulk of refused requests, which ``RefusalLog`` counts."""
     await conn.execute(
-        audit_log.insert(), [_row(current_actor(), action, target, before, after, True)]
+        audit_log.insert(), [_row(current_actor(), action, target, before, after, allowed)]
     )
 
 

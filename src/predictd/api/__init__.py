@@ -6,6 +6,7 @@ from predictd.api.endpoints import merge
 from predictd.api.errors import install_error_handlers
 from predictd.api.middleware import ServingMiddleware
 from predictd.api.routes import (
+    actions,
     alerts,
     analytics,
     dashboard,
@@ -16,12 +17,15 @@ from predictd.api.routes import (
     models,
     predict,
     v2,
+    whoami,
 )
 
 ROUTERS = (
     predict.router,
     feedback.router,
     alerts.router,
+    actions.router,
+    whoami.router,
     drift.router,
     dashboard.router,
     health.router,

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from predictd.cli.actions import actions_app
 from predictd.cli.alerts import alerts_app
 from predictd.cli.db import db_app
 from predictd.cli.drift import drift_app
@@ -33,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(actions_app, name="actions")
 app.add_typer(drift_app, name="drift")
 app.add_typer(keys_app, name="keys")
 log = logging.getLogger("predictd.cli")

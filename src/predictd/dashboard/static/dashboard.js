@@ -31,6 +31,19 @@ async function getJSON(path, params) {
   return response.json();
 }
 
+async function postJSON(path, body) {
+  const headers = { accept: "application/json", "content-type": "application/json" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) {
+    const message = answer && answer.error ? answer.error.message : `HTTP ${response.status}`;
+    throw new Error(message);
+  }
+  return answer;
+}
+
 function askForKey(message) {
   $("auth").hidden = false;
   $("error").textContent = message;
@@ -309,6 +322,156 @@ function renderAlerts(alerts) {
   );
 }
 
+// Pending actions. Their texts come from the agent's evidence: shown as text, never as HTML.
+let canReview = false; // the key holds approve (or admin): buttons are offered
+const EVIDENCE_CHARS = 300;
+
+function age(iso) {
+  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  if (s < 36 * 3600) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+function describe(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : format.num(value);
+  if (typeof value !== "object") return String(value);
+  if (Array.isArray(value)) return value.map(describe).join(", ");
+  if (value.title || value.message) {  // an alert
+    return [value.title, value.message].filter(Boolean).join(": ");
+  }
+  return Object.entries(value).map(([k, v]) => `${k}=${typeof v === "object" && v !== null ? JSON.stringify(v) : describe(v)}`).join(", ");
+}
+
+function evidenceCell(evidence) {
+  const td = document.createElement("td");
+  td.className = "evidence";
+  const entries = Object.entries(evidence || {});
+  if (!entries.length) {
+    td.textContent = "–";
+    return td;
+  }
+  const list = document.createElement("ul");
+  for (const [key, value] of entries) {
+    const item = document.createElement("li");
+    const text = `${key}: ${describe(value)}`;
+    item.dataset.key = key;
+    item.textContent = text.length > EVIDENCE_CHARS ? `${text.slice(0, EVIDENCE_CHARS - 1)}…` : text;
+    item.title = text;
+    list.append(item);
+  }
+  td.append(list);
+  return td;
+}
+
+function button(text, className, onClick) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.className = className;
+  el.textContent = text;
+  if (onClick) el.addEventListener("click", onClick);
+  return el;
+}
+
+function actionsNote(text, kind) {
+  const note = $("actions-note");
+  note.textContent = text;
+  note.dataset.kind = kind || "";
+}
+
+async function decide(action, verb, comment, td) {
+  td.querySelectorAll("button, input").forEach((el) => { el.disabled = true; });
+  try {
+    await postJSON(`/actions/${action.id}/${verb}`, comment ? { comment } : {});
+    actionsNote(`Action ${action.id} ${verb === "approve" ? "approved: the executor runs it shortly" : "rejected"}.`, "done");
+  } catch (error) {
+    actionsNote(`Action ${action.id} was not ${verb === "approve" ? "approved" : "rejected"}: ${error.message}`, "error");
+  }
+  await refreshActions(true);
+}
+
+function askWhyNot(action, td) {
+  const form = document.createElement("form");
+  const input = document.createElement("input");
+  input.name = "comment";
+  input.required = true;
+  input.maxLength = 2000;
+  input.placeholder = "why not? (required)";
+  input.setAttribute("aria-label", `reason for rejecting action ${action.id}`);
+  const confirm = button("Reject", "confirm-reject");
+  confirm.type = "submit";
+  form.append(input, confirm, button("Cancel", "cancel", () => refreshActions(true)));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const comment = input.value.trim();
+    if (comment) decide(action, "reject", comment, td);
+  });
+  td.replaceChildren(form);
+  input.focus();
+}
+
+function decisionCell(action) {
+  const td = document.createElement("td");
+  td.className = "decision";
+  td.hidden = !canReview;
+  if (canReview) {
+    td.append(
+      button("Approve", "approve", () => decide(action, "approve", null, td)),
+      button("Reject", "reject", () => askWhyNot(action, td)),
+    );
+  }
+  return td;
+}
+
+function renderActions(listing, force) {
+  // A reason being typed is not wiped by the periodic refresh.
+  if (!force && $("actions").querySelector("form")) return;
+  $("actions").tHead.rows[0].cells[6].hidden = !canReview;
+  fillTable(
+    $("actions"),
+    listing.actions.map((a) => {
+      const version = a.model_version === null ? "" : ` v${a.model_version}`;
+      const row = [
+        badge(a.risk, a.risk),
+        cell(a.action_type.replaceAll("_", " ")),
+        cell(`${a.model_name}${version}`),
+        cell(a.reason),
+        evidenceCell(a.evidence),
+        cell(age(a.created_at)),
+        decisionCell(a),
+      ];
+      row[5].title = `proposed ${format.time(a.created_at)} by ${a.requested_by}` +
+        (a.expires_at ? `; expires ${format.time(a.expires_at)}` : "");
+      return row;
+    }),
+    "no actions waiting for approval",
+  );
+  const rows = $("actions").tBodies[0].rows;
+  listing.actions.forEach((a, i) => { rows[i].dataset.id = String(a.id); });
+  // The outcome of a decision stays until the next one; otherwise, what this key may do.
+  if (!["done", "error"].includes($("actions-note").dataset.kind)) {
+    actionsNote(canReview
+      ? "Approved actions run within seconds (the server's executor, or `predictd actions run`)."
+      : "Read-only: a key with the approve scope can approve or reject here.", "info");
+  }
+}
+
+async function refreshActions(force) {
+  try {
+    renderActions(await getJSON("/actions", { status: "pending" }), force);
+  } catch (error) {
+    actionsNote(`Could not load the actions: ${error.message}`, "load-error");
+  }
+}
+
+async function loadIdentity() {
+  const me = await getJSON("/whoami");
+  canReview = me.scopes.includes("approve") || me.scopes.includes("admin");
+  document.body.dataset.review = String(canReview);
+}
+
 async function loadModels(select) {
   const { models } = await getJSON("/models");
   const wanted = new URLSearchParams(location.search).get("model");
@@ -332,13 +495,14 @@ async function refresh() {
   document.body.dataset.model = model || "";
   const scope = { from, model };
   try {
-    const [summary, series, distribution, performance, drift, alerts] = await Promise.all([
+    const [summary, series, distribution, performance, drift, alerts, actions] = await Promise.all([
       getJSON("/analytics/summary", scope),
       getJSON("/analytics/timeseries", { ...scope, interval: interval(hours) }),
       getJSON("/analytics/distribution", scope),
       getJSON("/analytics/performance", { model, limit: 200 }),
       getJSON("/drift/reports", { model, limit: 1 }),
       getJSON("/alerts", { status: "open" }),
+      getJSON("/actions", { status: "pending" }),
     ]);
     renderSummary(summary);
     renderTimeseries(series, from);
@@ -346,6 +510,7 @@ async function refresh() {
     renderPerformance(performance);
     renderDrift(drift);
     renderAlerts(alerts);
+    renderActions(actions);
     $("error").hidden = true;
     $("auth").hidden = true;
     $("updated").textContent = `updated ${format.time(new Date().toISOString())}, every ${REFRESH_MS / 1000} s`;
@@ -369,10 +534,12 @@ async function start() {
     sessionStorage.setItem(KEY_STORE, $("key").value.trim());
     $("auth").hidden = true;
     await loadModels($("model")).catch(() => {});
+    await loadIdentity().catch(() => {});
     await refresh();
   });
   try {
     await loadModels($("model"));
+    await loadIdentity();
   } catch (error) {
     if (error instanceof NeedsKey) {
       askForKey(error.message);

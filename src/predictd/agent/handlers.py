@@ -1,0 +1,143 @@
+"""What each action type does once approved. Every handler is idempotent: an executor that
+takes over an action whose first executor stopped mid-way (its lease ran out) runs the
+handler again, so each one first looks whether its work is already done.
+
+A handler returns the action's result (JSON) or raises; whatever it raises becomes the
+action's error text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from predictd.agent.actions import Action, ActionType
+from predictd.agent.webhook import ActionWebhook
+from predictd.db.engine import Database
+from predictd.errors import Conflict, InvalidInput
+from predictd.registry.service import ModelRegistry
+from predictd.settings import RetrainingSettings
+
+log = logging.getLogger("predictd.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class Toolbox:
+    """What handlers work with."""
+
+    db: Database
+    registry: ModelRegistry
+    retraining: RetrainingSettings
+    webhook: ActionWebhook
+
+
+Handler = Callable[[Toolbox, Action], Awaitable[dict[str, Any]]]
+
+
+def _version(action: Action) -> int:
+    if action.model_version is None:
+        raise InvalidInput(
+            f"{action.action_type} needs the model version it is about", field="model_version"
+        )
+    return action.model_version
+
+
+async def promote_candidate(tools: Toolbox, action: Action) -> dict[str, Any]:
+    """Make the candidate version production (done already: success, nothing changed)."""
+    name, version = action.model_name, _version(action)
+    candidate = await tools.registry.get(name, version)
+    if candidate.stage == "production":
+        return {"outcome": "already production", "version": version}
+    before = await tools.registry.production(name)
+    done = await tools.registry.promote(name, version)
+    return {
+        "outcome": "promoted",
+        "version": done.version,
+        "previous": before.version if before else None,
+    }
+
+
+async def rollback_model(tools: Toolbox, action: Action) -> dict[str, Any]:
+    """Roll back while the named bad version is still production: once it is not, whoever
+    moved it (this action's earlier attempt, or a person) has done the work."""
+    name, bad = action.model_name, _version(action)
+    current = await tools.registry.production(name)
+    if current is None or current.version != bad:
+        return {
+            "outcome": "already rolled back",
+            "bad_version": bad,
+            "production": current.version if current else None,
+        }
+    done = await tools.registry.rollback(name)
+    return {"outcome": "rolled back", "bad_version": bad, "production": done.version}
+
+
+async def start_shadow(tools: Toolbox, action: Action) -> dict[str, Any]:
+    """Stage the candidate. Servers with PREDICTD_SHADOW=true send a shadow copy of each
+    request to the newest staging version of a model, so ``shadowed`` says whether that is
+    this one (a newer staging version would take the traffic instead)."""
+    name, version = action.model_name, _version(action)
+    candidate = await tools.registry.get(name, version)
+    if candidate.stage == "production":
+        raise Conflict(f"{name!r} v{version} is already production: nothing to shadow")
+    already = candidate.stage == "staging"
+    if not already:
+        await tools.registry.stage(name, version)
+    staging = [
+        v.version for v in await tools.registry.serving_versions([name]) if v.stage == "staging"
+    ]
+    return {
+        "outcome": "already staging" if already else "staged",
+        "version": version,
+        "shadow_started_at": datetime.now(UTC).isoformat(),
+        "shadowed": bool(staging) and max(staging) == version,
+    }
+
+
+async def open_incident(tools: Toolbox, action: Action) -> dict[str, Any]:
+    """Record the incident in the result and POST it to the alert webhook, if one is set
+    (an incident the webhook would not take fails the action, so it shows)."""
+    incident = {
+        "model": action.model_name,
+        "version": action.model_version,
+        "reason": action.reason,
+        "evidence": action.evidence,
+        "source_alert_id": action.source_alert_id,
+        "opened_at": datetime.now(UTC).isoformat(),
+    }
+    body = {"event": "incident", "action_id": action.id, "incident": incident}
+    if tools.webhook.url is None:
+        return {"incident": incident, "sent": None}
+    await tools.webhook.post(body)
+    return {"incident": incident, "sent": body}
+
+
+async def retrain_model(tools: Toolbox, action: Action) -> dict[str, Any]:
+    """Train a candidate from the model's training data and labelled feedback; it is
+    registered as `staging` (never promoted here). The action's parameters override the
+    PREDICTD_RETRAIN_* settings."""
+    from predictd.retraining import (  # type: ignore[import-not-found, unused-ignore]
+        RetrainOptions,
+        retrain,
+    )
+
+    def progress(line: str) -> None:
+        log.info(
+            "retraining", extra={"action": action.id, "model": action.model_name, "progress": line}
+        )
+
+    options = RetrainOptions.from_settings(action.model_name, tools.retraining, **action.parameters)
+    result = await retrain(tools.db, tools.registry, options, progress=progress)
+    return dict(result.to_json())
+
+
+HANDLERS: dict[ActionType, Handler] = {
+    "promote_candidate": promote_candidate,
+    "rollback_model": rollback_model,
+    "start_shadow": start_shadow,
+    "open_incident": open_incident,
+    "retrain_model": retrain_model,
+}
