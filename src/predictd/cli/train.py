@@ -87,11 +87,10 @@ def train(
             params=parse_params(param or []),
         )
     except InvalidInput as exc:
-        fail(
-            f"--{(exc.field or 'option').replace('_', '-')}: {exc.message}"
-            if exc.field in ("since", "min_labelled", "recent_weight", "holdout")
-            else exc.message
-        )
+        field = exc.field or ""
+        if field in ("since", "min_labelled", "recent_weight", "holdout"):
+            fail(exc.message.replace(field, f"--{field.replace('_', '-')}", 1))
+        fail(exc.message)
 
     def progress(message: str) -> None:
         typer.echo(message, err=True)
