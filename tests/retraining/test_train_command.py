@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_after_a_concept_shift_the_candidate_wins_back_the_lost_accuracy(
 
     out, err = cli("train", "--model", MODEL, "--json")
     result = json.loads(out)
-    held = round(len(labelled) * 0.2)
+    held = math.ceil(len(labelled) * 0.2)
     assert result["version"] == 2
     assert result["stage"] == "staging"
     assert result["parent_version"] == 1

@@ -143,9 +143,9 @@ def split(
     holdout: float,
     recent_weight: float,
 ) -> TrainingSet:
-    """Hold out the newest ``holdout`` share (at least one row) of the labelled rows; fit on
+    """Hold out the newest ``holdout`` share (rounded up) of the labelled rows; fit on
     the base rows (weight 1) and the older labelled rows (weight ``recent_weight``)."""
-    held = max(1, round(len(labelled) * holdout))
+    held = min(len(labelled), max(1, math.ceil(len(labelled) * holdout)))
     cut = len(labelled) - held
     recent_x, held_x = labelled.inputs[:cut], labelled.inputs[cut:]
     base_rows = len(base) if base is not None else 0
