@@ -4,19 +4,22 @@ that takes no sample weights, a regressor, and feedback no label of the model ca
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from skops.io import dump
 
 from predictd.db import migrate
 from predictd.db.engine import Database
+from predictd.errors import Conflict
 from predictd.registry.datasets import DatasetFile
 from predictd.registry.models import ModelVersion
 from predictd.registry.service import ModelRegistry
-from predictd.retraining import RetrainOptions, RetrainResult, retrain
+from predictd.retraining import RetrainOptions, RetrainResult, retrain, run_due
 from predictd.settings import Settings
 from tests.conftest import Artifacts
 from tests.support.app import make_settings, running_app, services_of, wait_shipped
@@ -154,3 +157,28 @@ async def test_a_regressor_is_scored_by_r2_and_mae(tmp_path: Path, db_url: str) 
     assert result.version.metrics == holdout["candidate"]
     assert result.summary().startswith("registered ridge v2 (staging) from v1: 120 base + 40")
     assert "holdout r2" in result.summary()
+
+
+async def test_only_skops_artifacts_are_refitted(tmp_path: Path, db_url: str) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.inference.test_formats import save_onnx
+
+    x = np.random.default_rng(6).normal(size=(50, 3)).astype(np.float32)
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    path = save_onnx(to_onnx(model, x[:1], options={"zipmap": False}), tmp_path / "m.onnx")
+    settings = make_settings(tmp_path, db_url)
+    db = Database(settings.database)
+    try:
+        await migrate.upgrade(db)
+        registry = ModelRegistry(settings.inference, db)
+        await registry.register(await asyncio.to_thread(registry.inspect, path, "onnx"))
+        options = RetrainOptions.from_settings("onnx", settings.retraining)
+        with pytest.raises(Conflict, match="retraining refits skops"):
+            await retrain(db, registry, options)
+        # The schedule leaves it alone rather than failing on it every interval.
+        assert await run_due(db, registry, settings.retraining, timedelta(days=1)) == []
+        assert [v.version for v in await registry.list_versions("onnx")] == [1]
+    finally:
+        await db.dispose()

@@ -59,7 +59,14 @@ async def run_due(
         if not mine:
             log.debug("retraining pass skipped: another replica is running it")
             return made
-        names = sorted({v.name for v in await registry.list_versions() if v.stage == "production"})
+        # Only scikit-learn (skops) artifacts can be refitted; an ONNX model is left alone.
+        names = sorted(
+            {
+                v.name
+                for v in await registry.list_versions()
+                if v.stage == "production" and v.flavor == "sklearn"
+            }
+        )
         for name in names:
             async with db.engine.connect() as conn:
                 last = await RetrainingRepository(conn).last_run(SCHEDULED, name)

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,13 @@ async def retrain(
     parent = await registry.production(options.model)
     if parent is None or parent.name != options.model:
         raise ModelNotFound(f"{options.model!r} has no production version to retrain")
+    estimator = await asyncio.to_thread(registry.open_estimator, parent)
+    fitting.check_params(estimator, options.params)  # a wrong key is named before any work
     end = datetime.now(UTC)
     start = end - options.since
     async with translate_errors("reading labelled predictions"), db.engine.connect() as conn:
         rows = await RetrainingRepository(conn).labelled(options.model, start, end, MAX_ROWS)
-    labelled = usable(rows, parent)
+    labelled = await asyncio.to_thread(usable, rows, parent)
     say(
         f"read {len(rows)} labelled predictions of {options.model} since "
         f"{start:%Y-%m-%d %H:%M} UTC: {len(labelled)} usable, unusable: "
@@ -62,15 +65,17 @@ async def retrain(
     if len(labelled) < options.min_labelled:
         raise NotEnoughData(_too_few(options, labelled, start))
     base = await _base_data(registry, parent, options, say)
-    data = split(
-        parent, base, labelled, holdout=options.holdout, recent_weight=options.recent_weight
+    data = await asyncio.to_thread(
+        partial(split, holdout=options.holdout, recent_weight=options.recent_weight),
+        parent,
+        base,
+        labelled,
     )
     if not len(data.y_fit):
         raise NotEnoughData(
             f"{options.model}: nothing to fit on: {len(labelled)} labelled rows "
             "all held out for scoring, and no base data"
         )
-    estimator = await asyncio.to_thread(registry.open_estimator, parent)
     say(
         f"fitting {type(estimator).__name__} on {len(data.y_fit)} rows ({data.base_rows} base, "
         f"{data.train_rows} labelled weighted {options.recent_weight:g})"
