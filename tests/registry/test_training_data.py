@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -165,3 +166,14 @@ async def test_the_version_route_returns_the_data_but_not_where_it_lies(
         assert body["validation_data"] is None
         assert body["training_run"] == {"parent_version": 1, "rows": {"base": 3}}
         assert "uri" not in json.dumps(body)
+
+
+def test_parquet_without_pyarrow_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"PAR1")
+    for module in ("pyarrow", "pyarrow.parquet"):  # as on an install without the extra
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(InvalidInput, match=r"needs pyarrow: pip install 'predictd\[parquet\]'"):
+        read_dataset(DatasetFile(path), TABULAR)
