@@ -26,6 +26,7 @@ from predictd.monitoring.monitor import monitor_forever
 from predictd.monitoring.recording_health import RecordingWatch
 from predictd.monitoring.system import SystemSampler, pool_in_use
 from predictd.observability import Metrics, configure_logging
+from predictd.retraining import retrain_forever
 from predictd.schemas.v2 import InferRequest
 from predictd.services import build_services
 from predictd.settings import Settings
@@ -133,6 +134,9 @@ def create_app(
             vocabularies = services.registry.vocabulary
             monitor = monitor_forever(db, monitoring, alerts, metrics, vocabularies)
             tasks.append(asyncio.create_task(monitor))
+        if settings.retraining.interval is not None:  # a staging candidate per model, per interval
+            retraining = retrain_forever(db, services.registry, settings.retraining)
+            tasks.append(asyncio.create_task(retraining))
         try:
             if wait_for_model:
                 # Workers share one listening socket and the kernel hands connections only to

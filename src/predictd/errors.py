@@ -14,6 +14,7 @@ PredictdError (500 internal_error)                  also what an unexpected exce
 ├── MethodNotAllowed (405 method_not_allowed)
 ├── BodyTimeout (408 body_timeout)                  the body did not arrive in time
 ├── Conflict (409 conflict)
+│   └── NotEnoughData (409 not_enough_data)         too few usable labelled rows to retrain
 ├── PayloadTooLarge (413 payload_too_large)         as sent, or once inflated
 ├── UnsupportedMediaType (415 unsupported_media_type)
 │   └── UnsupportedEncoding (415 unsupported_encoding)
@@ -112,6 +113,13 @@ class MethodNotAllowed(PredictdError):
 
 class Conflict(PredictdError):
     status, code = 409, "conflict"
+
+
+class NotEnoughData(Conflict):
+    """Retraining found too few labelled predictions it can use (their inputs stored, in the
+    window); the message says how many were found, needed and unusable. No version is made."""
+
+    code = "not_enough_data"
 
 
 class TooManyRequests(PredictdError):

@@ -531,10 +531,12 @@ class RetrainingSettings(_Group):
     """Fewer labelled predictions with stored inputs than this in the window: no candidate."""
 
     recent_weight: float = Field(
-        default=5.0, gt=0, validation_alias="PREDICTD_RETRAIN_RECENT_WEIGHT"
+        default=20.0, gt=0, validation_alias="PREDICTD_RETRAIN_RECENT_WEIGHT"
     )
     """Sample weight of a recent labelled row against a row of the registered training data,
-    so new labels outweigh data a concept shift contradicts (`--recent-weight`)."""
+    so new labels outweigh data a concept shift contradicts (`--recent-weight`). 20: the
+    smallest weight that won back at least 80% of the accuracy a concept shift took on every
+    seed of `benchmarks/retrain_recovery.py` (400 labels against 1,000 training rows)."""
 
     holdout: float = Field(default=0.2, gt=0, lt=1, validation_alias="PREDICTD_RETRAIN_HOLDOUT")
     """Share of the labelled rows, the newest, kept out of fitting to score the candidate

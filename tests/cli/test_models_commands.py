@@ -24,9 +24,10 @@ def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def invoke(*args: str, code: int = 0) -> str:
+    """What a command printed on stdout when it succeeded, on stderr when it failed."""
     result = runner.invoke(app, list(args))
     assert result.exit_code == code, result.output
-    return result.output
+    return result.stdout if code == 0 else result.stderr
 
 
 def test_register_list_show_promote_rollback_archive(

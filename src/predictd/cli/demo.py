@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -11,7 +12,12 @@ import typer
 from predictd.db import migrate
 from predictd.demo.train import train_sentiment, train_tabular
 from predictd.monitoring.profile import validation_profiler
+from predictd.registry.datasets import DatasetFile
 from predictd.registry.service import ModelRegistry
+
+
+def _data(path: Path | None) -> DatasetFile | None:
+    return None if path is None else DatasetFile(path)
 
 
 async def prepare_demo(registry: ModelRegistry, *, tabular: bool) -> str:
@@ -31,7 +37,9 @@ async def prepare_demo(registry: ModelRegistry, *, tabular: bool) -> str:
             description=trained.description,
             training_samples=trained.training_samples,
             feature_names=trained.feature_names,
-            profiler=validation_profiler(trained.validation, registry.settings),
+            training_data=_data(trained.training_data),
+            validation_data=_data(trained.validation_data),
+            profile_validation=partial(validation_profiler, settings=registry.settings),
         )
         if trained.calibration:
             # Measured before the shipped model was refitted on everything, so it is not

@@ -20,6 +20,7 @@ from predictd.cli.models import models_app
 from predictd.cli.monitor import monitor_app
 from predictd.cli.output import CommandGroup, fail
 from predictd.cli.runner import run_with_services
+from predictd.cli.train import train
 from predictd.settings import Settings
 from predictd.worker_metrics import shared_metrics_dir
 
@@ -37,6 +38,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(actions_app, name="actions")
 app.add_typer(drift_app, name="drift")
 app.add_typer(keys_app, name="keys")
+app.command()(train)
 log = logging.getLogger("predictd.cli")
 
 Host = Annotated[str | None, typer.Option(help="Address to bind (default PREDICTD_HOST).")]

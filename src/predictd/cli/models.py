@@ -14,9 +14,8 @@ import typer
 
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
-from predictd.inference.runtime import Label
-from predictd.inference.values import ItemInput
 from predictd.monitoring.profile import validation_profiler
+from predictd.registry.datasets import DatasetFile
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.service import ModelRegistry
 
@@ -44,14 +43,26 @@ def register(
         Path | None, typer.Option(help='A JSON file of metrics, e.g. {"accuracy": 0.9}.')
     ] = None,
     description: Annotated[str | None, typer.Option()] = None,
+    training_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="The data the model was fitted on (.csv, .jsonl or .parquet): its label "
+            "column and a `text` column (text models) or one column per feature; stored "
+            "beside the artifact for `predictd train`, its rows counted as training_samples."
+        ),
+    ] = None,
     validation: Annotated[
         Path | None,
         typer.Option(
-            help='Labelled validation data, JSON lines of {"text": ..., "label": ...} or '
-            '{"features": {...}, "label": ...}: calibrates a classifier\'s confidence for the '
+            help="Labelled held-out data in the same layout (JSON lines may also nest "
+            '{"features": {...}, "label": ...}): stored too; it makes the reference profile '
+            "drift is measured against and calibrates a classifier's confidence for the "
             "monitor's label-free accuracy estimate."
         ),
     ] = None,
+    label_column: Annotated[
+        str, typer.Option(help="The label column of --training-data and --validation.")
+    ] = "label",
     tag: Annotated[
         list[str] | None,
         typer.Option(help="A label KEY=VALUE kept with the version (repeatable)."),
@@ -73,8 +84,6 @@ def register(
         except (OSError, ValueError, AttributeError, TypeError) as exc:
             fail(f"--metrics-json: expected a JSON object of numbers ({exc})")
 
-    examples = _read_validation(validation) if validation is not None else []
-
     async def work(registry: ModelRegistry) -> ModelVersion:
         if parent_version is not None:
             await registry.get(name, parent_version)  # a parent that is not there: 404
@@ -85,15 +94,67 @@ def register(
                 name,
                 metrics=metrics,
                 description=description,
-                profiler=validation_profiler(examples, registry.settings),
                 tags=tags,
                 parent_version=parent_version,
+                training_data=_dataset(training_data, label_column, "--training-data"),
+                validation_data=_dataset(validation, label_column, "--validation"),
+                profile_validation=partial(validation_profiler, settings=registry.settings),
             )
         )
         return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)
 
     version = _run(work)
     typer.echo(f"registered {version.name} v{version.version} ({version.stage})")
+    for line in describe_data(version):
+        typer.echo(line, err=True)
+
+
+def _dataset(path: Path | None, label: str, option: str) -> DatasetFile | None:
+    return None if path is None else DatasetFile(path, label, option)
+
+
+def describe_data(version: ModelVersion) -> list[str]:
+    """What a person reads about a version's data and how it was trained, one line each."""
+    lines = []
+    for what, ref in (
+        ("training data", version.training_data),
+        ("validation data", version.validation_data),
+    ):
+        if ref:
+            lines.append(
+                f"{what}: {ref.get('format')}, {ref.get('rows')} rows, label "
+                f"{ref.get('label')!r}, sha256 {str(ref.get('sha256'))[:12]}…"
+            )
+    run = version.training_run
+    if run:
+        rows = run.get("rows") or {}
+        window = run.get("window") or {}
+        lines.append(
+            f"trained by predictd train from v{run.get('parent_version')}: "
+            f"{rows.get('base')} base + {rows.get('train')} labelled rows fitted, "
+            f"{rows.get('holdout')} held out, {rows.get('unusable_inputs')} unusable; "
+            f"labels {window.get('start')} .. {window.get('end')}"
+        )
+        holdout = run.get("holdout") or {}
+        lines.append(
+            f"holdout: candidate {_scores(holdout.get('candidate'))}, production "
+            f"{_scores(holdout.get('production'))}"
+        )
+        validation = run.get("validation")
+        if validation:
+            lines.append(
+                f"validation data: candidate {_scores(validation.get('candidate'))}, "
+                f"production {_scores(validation.get('production'))}"
+            )
+    return lines
+
+
+def _scores(metrics: object) -> str:
+    if not isinstance(metrics, dict) or not metrics:
+        return "-"
+    return " ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())
+    )
 
 
 TAG_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
@@ -119,30 +180,6 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
     return tags
 
 
-def _read_validation(path: Path) -> list[tuple[ItemInput, Label]]:
-    """JSON lines of an input and its true label; a bad line is named, not skipped."""
-    examples: list[tuple[ItemInput, Label]] = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        fail(f"--validation: {exc}")
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            label = row["label"]
-            item = ItemInput(text=row.get("text"), features=row.get("features"))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            fail(f"--validation line {n}: expected {{'text' or 'features', 'label'}} ({exc})")
-        if not isinstance(label, str | int | float | bool):
-            fail(f"--validation line {n}: 'label' must be a string, number or boolean")
-        examples.append((item, label))
-    if not examples:
-        fail("--validation: the file holds no examples")
-    return examples
-
-
 @models_app.command("list")
 def list_versions(
     name: Annotated[str | None, typer.Option(help="Only this model.")] = None,
@@ -154,9 +191,12 @@ def list_versions(
 
 @models_app.command()
 def show(name: str, version: int) -> None:
-    """Everything the registry knows about NAME VERSION, as JSON."""
+    """Everything the registry knows about NAME VERSION, as JSON; its data and training run
+    are also summed up for people on stderr."""
     found = _run(lambda registry: registry.get(name, version))
     typer.echo(json.dumps(found.to_json(), indent=2, default=str))
+    for line in describe_data(found):
+        typer.echo(line, err=True)
 
 
 @models_app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,18 @@ class DemoModel:
     calibration: list[float | None] | None = None
     # The held-out split with its labels: the reference profile drift is measured against.
     validation: tuple[tuple[ItemInput, str | int], ...] = ()
+    # The same data as files the registry keeps with the version (`--training-data`,
+    # `--validation`), so `predictd train` can refit the model on them.
+    training_data: Path | None = None
+    validation_data: Path | None = None
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 def load_sentiment_data() -> tuple[list[str], list[str]]:
@@ -66,6 +79,7 @@ def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "sentiment.skops"
     dump(pipeline, path)
+    header = ("text", "label")
     return DemoModel(
         "sentiment",
         path,
@@ -75,6 +89,8 @@ def train_sentiment(out_dir: Path, seed: int = 0) -> DemoModel:
         "Demo 3-class sentiment classifier (TF-IDF + LogisticRegression)",
         calibration,
         tuple((ItemInput(text=t), y) for t, y in zip(x_test, y_test, strict=True)),
+        write_csv(out_dir / "sentiment-train.csv", header, zip(texts, labels, strict=True)),
+        write_csv(out_dir / "sentiment-validation.csv", header, zip(x_test, y_test, strict=True)),
     )
 
 
@@ -101,6 +117,7 @@ def train_tabular(out_dir: Path, seed: int = 0) -> DemoModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "breast_cancer.skops"
     dump(model, path)
+    header = (*names, "label")
     return DemoModel(
         "breast_cancer",
         path,
@@ -111,5 +128,15 @@ def train_tabular(out_dir: Path, seed: int = 0) -> DemoModel:
         validation=tuple(
             (ItemInput(features=dict(zip(names, map(float, row), strict=True))), int(y))
             for row, y in zip(x_test, y_test, strict=True)
+        ),
+        training_data=write_csv(
+            out_dir / "breast_cancer-train.csv",
+            header,
+            ([*map(float, row), int(y)] for row, y in zip(x_train, y_train, strict=True)),
+        ),
+        validation_data=write_csv(
+            out_dir / "breast_cancer-validation.csv",
+            header,
+            ([*map(float, row), int(y)] for row, y in zip(x_test, y_test, strict=True)),
         ),
     )

@@ -278,8 +278,11 @@ class ModelLoader:
         listener = asyncio.create_task(self.listener.run(), name="registry-listen")
         try:
             while True:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that
+                # lands as the notice does, and shutdown then waits on this task for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+                    async with asyncio.timeout(poll_s):
+                        await self._wake.wait()
                 self._wake.clear()
                 await self._poll()
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +23,16 @@ from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.errors import ArtifactError, Conflict, ModelNotFound
-from predictd.inference.runtime import ModelRuntime, TextVocabulary
+from predictd.inference.runtime import Label, ModelRuntime, TextVocabulary
+from predictd.inference.values import ItemInput
 from predictd.registry import events
 from predictd.registry.artifacts import ArtifactStore
+from predictd.registry.datasets import (
+    Dataset,
+    DatasetFile,
+    DatasetSpec,
+    read_dataset,
+)
 from predictd.registry.manifest import LoadManifest
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.repository import ModelVersionRepository
@@ -40,6 +47,8 @@ VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
 # reference profile. The caller supplies it (monitoring.profile.validation_profiler): what a
 # profile holds is monitoring's business, the registry only keeps it.
 Profiler = Callable[[ModelRuntime], Mapping[str, Any]]
+# Builds the profiler from a version's validation rows (validation_profiler, its settings bound).
+ValidationProfiler = Callable[[Sequence[tuple[ItemInput, Label]]], Profiler | None]
 
 
 class ModelRegistry:
@@ -63,11 +72,17 @@ class ModelRegistry:
         reference_profile: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         parent_version: int | None = None,
+        training_data: DatasetFile | None = None,
+        validation_data: DatasetFile | None = None,
+        profile_validation: ValidationProfiler | None = None,
+        training_run: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Describe the artifact and store it; version 0 until the database assigns one.
-        The file is loaded before it is stored, so a bad file leaves nothing behind.
-        ``profiler`` adds what it measures on the model to the reference profile;
-        ``parent_version``: the version of ``name`` this one was derived from."""
+        The file is loaded, and any data read and checked against it, before anything is
+        stored, so a bad file leaves nothing behind. ``profiler`` adds what it measures on the
+        model to the reference profile, else ``profile_validation`` makes one from the
+        validation data; ``parent_version``: the version of ``name`` this one was derived
+        from. The training data's rows are the ``training_samples`` unless given."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
         from predictd.inference.formats import open_artifact
@@ -94,7 +109,15 @@ class ModelRegistry:
             hyperparameters=runtime.hyperparameters(),
             tags=dict(tags or {}),
             parent_version=parent_version,
+            training_run=training_run,
         )
+        spec = dataset_spec(version)
+        train = read_dataset(training_data, spec) if training_data is not None else None
+        valid = read_dataset(validation_data, spec) if validation_data is not None else None
+        if train is not None and training_samples is None:
+            version = replace(version, training_samples=len(train))
+        if profiler is None and valid is not None and profile_validation is not None:
+            profiler = profile_validation(valid.examples())
         if profiler is not None:
             # Validation rows name features as the registry will (feature_names may rename
             # the artifact's positional x0, x1, ...): profile with the runtime serving opens.
@@ -106,7 +129,56 @@ class ModelRegistry:
             profile = profiler(named)
             version = replace(version, reference_profile={**version.reference_profile, **profile})
         uri, sha = self.store.put(path)
-        return replace(version, artifact_uri=uri, artifact_sha256=sha)
+        return replace(
+            version,
+            artifact_uri=uri,
+            artifact_sha256=sha,
+            training_data=self._put_dataset(training_data, train),
+            validation_data=self._put_dataset(validation_data, valid),
+        )
+
+    def _put_dataset(
+        self, source: DatasetFile | None, data: Dataset | None
+    ) -> dict[str, Any] | None:
+        """Store a checked dataset beside the artifacts; its reference for the registry."""
+        if source is None or data is None:
+            return None
+        uri, sha = self.store.put(source.path)
+        return {
+            "uri": uri,
+            "sha256": sha,
+            "format": data.format,
+            "rows": len(data),
+            "label": source.label,
+        }
+
+    def read_dataset(self, ref: Mapping[str, Any], version: ModelVersion) -> Dataset:
+        """A stored dataset (``training_data`` or ``validation_data``), its sha256 verified
+        before it is read, parsed as it was checked at registration (blocking)."""
+        try:
+            uri, sha, fmt, label = (str(ref[k]) for k in ("uri", "sha256", "format", "label"))
+        except (KeyError, TypeError):
+            raise ArtifactError(
+                f"{version.name} v{version.version}: a dataset reference "
+                f"without uri, sha256, format and label: {ref!r}"
+            ) from None
+        path = self.store.verified_path(uri, sha)
+        source = DatasetFile(path, label, f"{version.name} v{version.version}'s stored data")
+        return read_dataset(source, dataset_spec(version), fmt=fmt)
+
+    def open_estimator(self, version: ModelVersion) -> Any:
+        """The version's fitted scikit-learn estimator, for retraining: its artifact's sha256
+        is verified and its types checked exactly as for serving (blocking). A version in
+        another format cannot be refitted: Conflict."""
+        if version.flavor != "sklearn":
+            raise Conflict(
+                f"{version.name} v{version.version} is a {version.flavor} artifact; "
+                "retraining refits skops (scikit-learn) artifacts only"
+            )
+        from predictd.inference.sklearn_runtime import load_estimator
+
+        path = self.store.verified_path(version.artifact_uri, version.artifact_sha256)
+        return load_estimator(path, self.settings.trusted_types)
 
     async def _change(
         self,
@@ -278,6 +350,10 @@ class ModelRegistry:
             extra={"model": version.name, "version": version.version, "source": source},
         )
         return runtime
+
+
+def dataset_spec(version: ModelVersion) -> DatasetSpec:
+    return DatasetSpec(version.input_kind, version.task, version.feature_names, version.classes)
 
 
 def _summary(result: object) -> dict[str, object] | None:

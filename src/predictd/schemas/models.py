@@ -10,6 +10,15 @@ from pydantic import BaseModel
 from predictd.schemas.predict import Label
 
 
+class DatasetPublic(BaseModel):
+    """Data kept with a version (stored content-addressed beside its artifact)."""
+
+    format: str
+    rows: int
+    label: str
+    sha256: str
+
+
 class ModelVersionPublic(BaseModel):
     name: str
     version: int
@@ -27,6 +36,10 @@ class ModelVersionPublic(BaseModel):
     training_samples: int | None
     description: str | None
     parent_version: int | None
+    training_data: DatasetPublic | None = None
+    validation_data: DatasetPublic | None = None
+    # How `predictd train` made it: parent, window, rows, weights, scores on the holdout.
+    training_run: dict[str, Any] | None = None
     created_at: datetime
     promoted_at: datetime | None
 
