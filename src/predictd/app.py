@@ -16,6 +16,8 @@ from fastapi.telemetry import TelemetryConfig
 from predictd import __version__, worker_metrics
 from predictd.access import audit
 from predictd.access.exposure import ExposedWithoutAuth, exposure_problem, open_without_auth
+from predictd.agent.policy import load_policy
+from predictd.agent.remediation import Remediation
 from predictd.api import FAST_TABLE, ROUTERS, Dispatcher, ServingMiddleware, install_error_handlers
 from predictd.api.bodies import document_bodies
 from predictd.api.endpoints import FastTable
@@ -70,6 +72,8 @@ def create_app(
     if problem is not None:  # here, so that every server running the app refuses
         raise ExposedWithoutAuth(problem)
     metrics = metrics or Metrics.create()
+    # Read now, so a bad PREDICTD_AGENT_POLICY stops the server at start, naming the field.
+    policy = load_policy(settings.agent.policy) if settings.agent.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,7 +136,11 @@ def create_app(
             tasks.append(asyncio.create_task(execute_actions(loaded)))
         if monitoring.interval_s > 0:
             vocabularies = services.registry.vocabulary
-            monitor = monitor_forever(db, monitoring, alerts, metrics, vocabularies)
+            after = None
+            if policy is not None:  # the agent plans on what each pass found
+                remediation = Remediation(db, services.registry, agent, services.actions, policy)
+                after = remediation.after_pass
+            monitor = monitor_forever(db, monitoring, alerts, metrics, vocabularies, after)
             tasks.append(asyncio.create_task(monitor))
         if settings.retraining.interval is not None:  # a staging candidate per model, per interval
             retraining = retrain_forever(db, services.registry, settings.retraining)

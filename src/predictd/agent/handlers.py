@@ -119,10 +119,7 @@ async def retrain_model(tools: Toolbox, action: Action) -> dict[str, Any]:
     """Train a candidate from the model's training data and labelled feedback; it is
     registered as `staging` (never promoted here). The action's parameters override the
     PREDICTD_RETRAIN_* settings."""
-    from predictd.retraining import (  # type: ignore[import-not-found, unused-ignore]
-        RetrainOptions,
-        retrain,
-    )
+    from predictd.retraining import RetrainOptions, retrain
 
     def progress(line: str) -> None:
         log.info(

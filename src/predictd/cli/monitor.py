@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from predictd.agent.actions import Action
+from predictd.agent.remediation import Remediation
+from predictd.agent.service import action_json
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
 from predictd.durations import parse_duration
@@ -35,9 +38,14 @@ def run(
     alert rules, and print it all as JSON lines."""
     span = parse_window(window)
 
-    async def work(services: Services) -> MonitorResult:
+    async def work(services: Services) -> tuple[MonitorResult, list[Action]]:
         settings, vocabularies = services.settings, services.registry.vocabulary
-        return await run_monitor(
+        remediation = None
+        if settings.agent.enabled:  # read first: a bad policy file changes nothing
+            remediation = Remediation(
+                services.db, services.registry, settings.agent, services.actions
+            )
+        result = await run_monitor(
             services.db,
             settings.monitoring,
             settings.alerts,
@@ -45,8 +53,10 @@ def run(
             model,
             vocabularies=vocabularies,
         )
+        proposed = await remediation.after_pass(result) if remediation is not None else []
+        return result, proposed
 
-    result = run_with_services(work)
+    result, proposed = run_with_services(work)
     if not result.performance:
         typer.echo(f"no predictions in the last {window}" + (f" for {model}" if model else ""))
     for row in result.performance:
@@ -56,3 +66,5 @@ def run(
     for event, changed in (("opened", result.alerts.opened), ("resolved", result.alerts.resolved)):
         for alert in changed:
             typer.echo(json.dumps({"alert": event, **alert}, default=str))
+    for action in proposed:
+        typer.echo(json.dumps({"proposed": action_json(action)}, default=str))

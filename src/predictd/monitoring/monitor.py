@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -96,14 +96,19 @@ async def exclusive_pass(db: Database) -> AsyncIterator[bool]:
                 await repo.unlock(MONITOR_LOCK)
 
 
+AfterPass = Callable[[MonitorResult], Awaitable[object]]
+
+
 async def monitor_forever(
     db: Database,
     settings: MonitoringSettings,
     alerts: AlertSettings,
     metrics: Metrics,
     vocabularies: Vocabularies | None = None,
+    after: AfterPass | None = None,
 ) -> None:
-    """The in-server schedule: a failed pass (database away) is logged and retried next time."""
+    """The in-server schedule: a failed pass (database away) is logged and retried next time.
+    ``after`` (the agent's planning) runs on what the pass found, by the same replica."""
     window = timedelta(hours=settings.window_h)
     while True:
         await asyncio.sleep(settings.interval_s)
@@ -115,6 +120,11 @@ async def monitor_forever(
                 result = await run_monitor(
                     db, settings, alerts, window, metrics=metrics, vocabularies=vocabularies
                 )
+                if after is not None:
+                    try:
+                        await after(result)
+                    except Exception as exc:  # the pass itself is stored; plan again next time
+                        log.warning("after the monitor pass", extra={"error": repr(exc)})
             log.info(
                 "monitor pass",
                 extra={"versions": len(result.performance),
