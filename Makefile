@@ -40,6 +40,9 @@ bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmar
 	scripts/peer_venvs.sh || echo "bench: a peer server did not install; RESULTS.md says which"
 	$(BIN)/python benchmarks/run.py
 
+bench-loop: $(STAMP) ## part G: drift false alarms and detection, the accuracy estimate (~4 min)
+	$(BIN)/python -m benchmarks.loop_quality
+
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
@@ -47,4 +50,4 @@ format: $(STAMP) ## apply ruff formatting and fixes
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .predictd predictd.db .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help install demo lint audit test bench format clean
+.PHONY: help install demo lint audit test bench bench-loop format clean
