@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SECTIONS = ("header", "http", "ingest", "shadow", "analytics", "drift", "serving", "targets")
+SECTIONS = (
+    "header", "http", "ingest", "shadow", "analytics", "drift", "serving", "loop", "targets",
+)  # fmt: skip
+# "loop" (part G) is written by `make bench-loop` (benchmarks/loop_quality.py), kept by the rest
 # The parts one can run alone:
 RUN_SECTIONS = ("http", "ingest", "shadow", "analytics", "drift", "serving")
 _MARKER = re.compile(r"^<!-- results:(\w+) -->\n", re.MULTILINE)
