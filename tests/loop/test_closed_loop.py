@@ -42,7 +42,7 @@ SCENARIO = Scenario(seed=0, before=500, after=2000, feedback=0.25)
 
 def accuracy(answers: Sequence[Answer], rows: Sequence[StreamRow]) -> float:
     """Realised accuracy of what the servers answered, against the stream's true labels."""
-    right = sum(int(a.prediction) == r.label for a, r in zip(answers, rows, strict=True))
+    right = sum(str(a.prediction) == str(r.label) for a, r in zip(answers, rows, strict=True))
     return right / len(rows)
 
 
@@ -116,7 +116,9 @@ class Loop:
         with self.client("approver") as client:
             listed = client.get("/actions", params={"status": "pending"})
         assert listed.status_code == 200, listed.text
-        found = [a for a in listed.json()["actions"] if a["action_type"] == action_type]
+        found: list[dict[str, Any]] = [
+            a for a in listed.json()["actions"] if a["action_type"] == action_type
+        ]
         assert len(found) == 1, listed.json()
         return found[0]
 
@@ -197,33 +199,32 @@ def test_shift_alert_retrain_shadow_promote_recovers(
     opened = {line["rule"] for line in lines if line.get("alert") == "opened"}
     assert {"drift", "accuracy"} <= opened, lines
     retrain = loop.pending("retrain_model")
-    assert retrain["risk"] == "medium" and retrain["requires_approval"] is True
+    assert retrain["risk"] == "medium"
+    assert retrain["requires_approval"] is True
     assert retrain["requested_by"] == "agent"
 
     # Approved once, executed once, although both replicas' executors look for it.
     loop.approve(retrain["id"], "labels changed after the shift: retrain")
     trained = loop.finished(retrain["id"], timeout_s=180)
     assert trained["attempts"] == 1, trained
-    candidate = int(trained["result"]["candidate_version"])
+    candidate = int(trained["result"]["version"])
     with loop.client("approver") as client:
         versions = client.get(f"/models/{MODEL}/versions").json()["versions"]
     assert [(v["version"], v["stage"]) for v in versions] == [(1, "production"), (2, "staging")]
-    assert candidate == 2 and versions[1]["parent_version"] == 1
+    assert candidate == 2
+    assert versions[1]["parent_version"] == 1
     holdout = versions[1]["training_run"]["holdout"]
     assert holdout["candidate"]["accuracy"] > holdout["production"]["accuracy"], holdout
 
     # The candidate beats production on the holdout: the agent shadows it (low risk, no
     # approval), and the replicas answer with production while the candidate runs beside it.
-    loop.monitor()
-    with loop.client("approver") as client:
-        shadowing = client.get("/actions", params={"status": "succeeded"}).json()["actions"]
-    shadow_actions = [a for a in shadowing if a["action_type"] == "start_shadow"]
-    if not shadow_actions:  # not yet executed: it was stored approved
-        with loop.client("approver") as client:
-            approved = client.get("/actions", params={"status": "approved"}).json()["actions"]
-        shadow_actions = [a for a in approved if a["action_type"] == "start_shadow"]
-    assert len(shadow_actions) == 1 and shadow_actions[0]["requires_approval"] is False
-    loop.finished(shadow_actions[0]["id"])
+    proposed = [line["proposed"] for line in loop.monitor() if "proposed" in line]
+    assert [(p["action_type"], p["model_version"]) for p in proposed] == [("start_shadow", 2)]
+    assert proposed[0]["requires_approval"] is False
+    assert proposed[0]["risk"] == "low"
+    shadowed = loop.finished(proposed[0]["id"])
+    assert shadowed["reviewed_by"] == "agent:auto"
+    assert shadowed["attempts"] == 1
     assert all(s == {"production": 1, "candidate": 2} for s in loop.served())
 
     evaluation = shifted_stream(Scenario(seed=1, before=0, after=1200, feedback=0.25))
@@ -233,7 +234,8 @@ def test_shift_alert_retrain_shadow_promote_recovers(
     # Enough labelled shadow answers: promotion is proposed with its evidence, and approved.
     loop.monitor()
     promote = loop.pending("promote_candidate")
-    assert promote["model_version"] == 2 and promote["requires_approval"] is True
+    assert promote["model_version"] == 2
+    assert promote["requires_approval"] is True
     loop.approve(promote["id"], "shadow accuracy holds")
     promoted = loop.finished(promote["id"])
     assert promoted["attempts"] == 1
