@@ -221,18 +221,24 @@ async def measure(s: Scenario, weights: Sequence[float], root: Path) -> Measured
         await db.dispose()
 
 
+def measure_seeds(seeds: int, weights: Sequence[float], concept: bool = True) -> list[Measured]:
+    """``measure`` for seeds 0 .. seeds-1, each in its own scratch database and store."""
+    results = []
+    for seed in range(seeds):
+        scenario = Scenario(seed=seed, concept_shift=concept)
+        with tempfile.TemporaryDirectory(prefix="predictd-recovery-") as tmp:
+            results.append(asyncio.run(measure(scenario, weights, Path(tmp))))
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--weights", type=float, nargs="+", default=[1, 2, 5, 10, 20, 30, 50])
     args = parser.parse_args(argv)
     for concept in (True, False):
-        results: list[Measured] = []
-        for seed in range(args.seeds):
-            scenario = Scenario(seed=seed, concept_shift=concept)
-            with tempfile.TemporaryDirectory(prefix="predictd-recovery-") as tmp:
-                results.append(asyncio.run(measure(scenario, args.weights, Path(tmp))))
-            r = results[-1]
+        results = measure_seeds(args.seeds, args.weights, concept)
+        for seed, r in enumerate(results):
             print(
                 f"seed {seed}: accuracy before the shift {r.before:.3f}, after {r.after:.3f}",
                 file=sys.stderr,

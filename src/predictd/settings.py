@@ -427,12 +427,12 @@ class MonitoringSettings(_Group):
     drift_p_value: float = Field(
         default=0.05, gt=0, lt=1, validation_alias="PREDICTD_DRIFT_P_VALUE"
     )
-    """With a small reference (<= 1,000 rows): a feature drifts when its Kolmogorov-Smirnov or
-    chi-square test gives a p-value below this."""
+    """With a small reference or a small window (<= 1,000 rows): a feature drifts when its
+    Kolmogorov-Smirnov or chi-square test gives a p-value below this."""
 
     drift_distance: float = Field(default=0.1, gt=0, validation_alias="PREDICTD_DRIFT_DISTANCE")
-    """With a larger reference: a feature drifts when its normalised Wasserstein distance
-    (numeric) or Jensen-Shannon distance (categorical) reaches this."""
+    """With a larger reference and window: a feature drifts when its normalised Wasserstein
+    distance (numeric) or Jensen-Shannon distance (categorical) reaches this."""
 
     drift_min_rows: int = Field(default=200, ge=1, validation_alias="PREDICTD_DRIFT_MIN_ROWS")
     """Fewer answered predictions than this in the window: the drift report says there is too
