@@ -522,7 +522,8 @@ class RetrainingSettings(_Group):
     interval: OptionalDuration = Field(default=None, validation_alias="PREDICTD_RETRAIN_INTERVAL")
     """Retrain every model that has a production version this often inside the server, one
     replica at a time (e.g. `7d`; unset = never: run `predictd train` from cron instead). Each
-    run registers a `staging` candidate; nothing is promoted by it."""
+    run registers an unstaged candidate, which takes no traffic; nothing is staged or promoted
+    by it."""
 
     since: Duration = Field(default=timedelta(days=30), validation_alias="PREDICTD_RETRAIN_SINCE")
     """How far back labelled predictions are read (`--since`)."""

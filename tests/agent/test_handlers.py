@@ -3,6 +3,8 @@ run finds its work done and changes nothing, which is what makes a takeover safe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from predictd.agent.actions import Action, ActionType
 from predictd.agent.executor import Executor
 from predictd.agent.service import ActionService
@@ -92,3 +94,66 @@ async def test_shadowing_a_production_version_fails(
         "failed",
         "'sentiment' v1 is already production: nothing to shadow",
     )
+
+
+async def test_promotion_fails_when_the_candidate_or_production_changed(
+    actions: ActionService, replicas: Replicas, artifacts: Artifacts
+) -> None:
+    """An approval is for what was judged: an archived candidate is not promoted, nor one
+    judged against a production version that has since been replaced."""
+    executor = replicas.executor()
+    registry = executor.tools.registry
+    await two_versions(registry, artifacts)
+    await stored(actions, proposal("promote_candidate", version=2, requires_approval=False))
+    (unstaged,) = await executor.run_once()
+    assert (unstaged.status, unstaged.error) == (
+        "failed",
+        "'sentiment' v2 is none, not staging: not promoted",
+    )
+    await registry.stage("sentiment", 2)
+    judged = replace(
+        proposal("promote_candidate", version=2, requires_approval=False),
+        evidence={"production_version": 9},
+    )
+    await stored(actions, judged)
+    (stale,) = await executor.run_once()
+    assert stale.status == "failed"
+    assert stale.error is not None
+    assert "judged against production v9, but production is now v1" in stale.error
+    assert {v.version: v.stage for v in await registry.list_versions("sentiment")} == {
+        1: "production",
+        2: "staging",
+    }
+
+
+async def test_retrain_parameters_are_read_as_the_policy_writes_them(
+    actions: ActionService, replicas: Replicas, artifacts: Artifacts
+) -> None:
+    """``since`` arrives as "14d" (the policy's spelling) and reaches retraining as a span;
+    a parameter the policy cannot write (base_data, hyperparameters) fails, named."""
+    executor = replicas.executor()
+    await two_versions(executor.tools.registry, artifacts)
+    await stored(
+        actions,
+        proposal(
+            "retrain_model",
+            version=1,
+            requires_approval=False,
+            parameters={"since": "14d", "min_labelled": 5},
+        ),
+    )
+    (read,) = await executor.run_once()
+    assert read.status == "failed"  # no feedback at all: too few labelled rows, said so
+    assert read.error is not None
+    assert "labelled" in read.error
+    assert "TypeError" not in read.error
+    await stored(
+        actions,
+        proposal(
+            "retrain_model", version=1, requires_approval=False, parameters={"base_data": False}
+        ),
+    )
+    (refused,) = await executor.run_once()
+    assert refused.status == "failed"
+    assert refused.error is not None
+    assert "retrain parameter base_data" in refused.error

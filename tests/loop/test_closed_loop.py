@@ -210,7 +210,7 @@ def test_shift_alert_retrain_shadow_promote_recovers(
     candidate = int(trained["result"]["version"])
     with loop.client("approver") as client:
         versions = client.get(f"/models/{MODEL}/versions").json()["versions"]
-    assert [(v["version"], v["stage"]) for v in versions] == [(1, "production"), (2, "staging")]
+    assert [(v["version"], v["stage"]) for v in versions] == [(1, "production"), (2, "none")]
     assert candidate == 2
     assert versions[1]["parent_version"] == 1
     holdout = versions[1]["training_run"]["holdout"]

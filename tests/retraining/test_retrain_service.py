@@ -94,7 +94,7 @@ async def test_a_text_model_is_refitted_on_its_data_and_labelled_texts(
         result, said = await run(app, "sentiment", min_labelled=30)
     version = result.version
     assert version.parent_version == 1
-    assert version.stage == "staging"
+    assert version.stage == "none"
     assert version.input_kind == "text"
     assert version.training_run is not None
     assert version.training_run["rows"] == {
@@ -155,7 +155,7 @@ async def test_a_regressor_is_scored_by_r2_and_mae(tmp_path: Path, db_url: str) 
     assert holdout["candidate"]["mae"] < holdout["production"]["mae"]
     assert result.version.hyperparameters["alpha"] == 0.1
     assert result.version.metrics == holdout["candidate"]
-    assert result.summary().startswith("registered ridge v2 (staging) from v1: 120 base + 40")
+    assert result.summary().startswith("registered ridge v2 (unstaged) from v1: 120 base + 40")
     assert "holdout r2" in result.summary()
 
 

@@ -95,7 +95,7 @@ async def test_replicas_racing_make_one_candidate_per_interval(
         )
         assert sorted(len(m) for m in made) == [0, 0, 1]
         versions = await registries[0].list_versions(MODEL)
-        assert [(v.version, v.stage) for v in versions] == [(1, "production"), (2, "staging")]
+        assert [(v.version, v.stage) for v in versions] == [(1, "production"), (2, "none")]
         assert await scheduled_runs(replicas[0]) == [{"version": 2}]
 
         # Within the interval nobody runs it again; once it has passed, the next pass does.
@@ -141,7 +141,7 @@ async def test_the_server_retrains_on_its_interval(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no candidate within 30 s"
             await asyncio.sleep(0.2)
         candidate = (await registry.list_versions(MODEL))[1]
-    assert candidate.stage == "staging"
+    assert candidate.stage == "none"
     assert candidate.parent_version == 1
     assert candidate.tags == {"trained_by": "predictd train"}
     assert candidate.training_run is not None

@@ -101,7 +101,7 @@ def test_after_a_concept_shift_the_candidate_wins_back_the_lost_accuracy(
     result = json.loads(out)
     held = math.ceil(len(labelled) * 0.2)
     assert result["version"] == 2
-    assert result["stage"] == "staging"
+    assert result["stage"] == "none"
     assert result["parent_version"] == 1
     assert result["rows"] == {
         "base": scenario.base_rows,
@@ -113,7 +113,7 @@ def test_after_a_concept_shift_the_candidate_wins_back_the_lost_accuracy(
     assert result["recent_weight"] == 20.0
     assert result["sample_weight"] is True
     assert "fitting Pipeline on" in err
-    assert f"registered {MODEL} v2 (staging)" in err
+    assert f"registered {MODEL} v2 (unstaged)" in err
 
     # Scored on the newest labelled rows, kept out of fitting: the candidate beats production.
     holdout = result["holdout"]
@@ -229,7 +229,7 @@ def test_hashed_inputs_are_unusable_and_too_few_labels_make_no_version(
     assert versions(cli) == ["v1"]
 
     out, err = cli("train", "--model", MODEL, "--min-labelled", "20", "--holdout", "0.2")
-    assert out.startswith(f"registered {MODEL} v2 (staging) from v1: 200 base + 40 labelled")
+    assert out.startswith(f"registered {MODEL} v2 (unstaged) from v1: 200 base + 40 labelled")
     assert "10 held out" in out
     assert "read 80 labelled predictions" in err
     assert "50 usable, unusable: 30 with inputs stored as hash or none" in err

@@ -32,17 +32,26 @@ class PlannerEvidence:
 
     async def models(self) -> list[tuple[ModelVersion, ModelVersion | None, ModelVersion | None]]:
         """(production, candidate, previous production) of each model with a production
-        version; the candidate is the newest staging version, as servers pick it."""
+        version. The candidate is the newest staging version (as servers pick it) or the
+        newest unstaged version retrained from the current production version (`predictd
+        train` registers candidates unstaged: start_shadow stages them), whichever is newer."""
         repo = ModelVersionRepository(self.conn)
-        production: dict[str, ModelVersion] = {}
-        staging: dict[str, ModelVersion] = {}
-        for version in await repo.list():  # by name, then version: the newest staging wins
-            if version.stage == "production":
-                production[version.name] = version
-            elif version.stage == "staging":
-                staging[version.name] = version
+        versions = await repo.list()
+        production = {v.name: v for v in versions if v.stage == "production"}
+        candidates: dict[str, ModelVersion] = {}
+        for version in versions:  # by name, then version: the newest wins
+            current = production.get(version.name)
+            staged = version.stage == "staging"
+            retrained = (
+                version.stage == "none"
+                and version.training_run is not None
+                and current is not None
+                and version.parent_version == current.version
+            )
+            if staged or retrained:
+                candidates[version.name] = version
         return [
-            (current, staging.get(name), await repo.previous_production(name))
+            (current, candidates.get(name), await repo.previous_production(name))
             for name, current in sorted(production.items())
         ]
 

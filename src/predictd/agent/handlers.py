@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from predictd.agent.actions import Action, ActionType
+from predictd.agent.policy import RetrainParameters
 from predictd.agent.webhook import ActionWebhook
 from predictd.db.engine import Database
 from predictd.errors import Conflict, InvalidInput
@@ -46,12 +49,23 @@ def _version(action: Action) -> int:
 
 
 async def promote_candidate(tools: Toolbox, action: Action) -> dict[str, Any]:
-    """Make the candidate version production (done already: success, nothing changed)."""
+    """Make the candidate version production (done already: success, nothing changed).
+    Only what was approved: a candidate somebody archived since, or a production version
+    other than the one the evidence compared it with, fails the action instead."""
     name, version = action.model_name, _version(action)
     candidate = await tools.registry.get(name, version)
     if candidate.stage == "production":
         return {"outcome": "already production", "version": version}
+    if candidate.stage != "staging":
+        raise Conflict(f"{name!r} v{version} is {candidate.stage}, not staging: not promoted")
     before = await tools.registry.production(name)
+    compared = action.evidence.get("production_version")
+    if compared is not None and (before is None or before.version != compared):
+        now = before.version if before else None
+        raise Conflict(
+            f"{name!r} v{version} was judged against production v{compared}, but production "
+            f"is now v{now}: not promoted; the agent will judge it again"
+        )
     done = await tools.registry.promote(name, version)
     return {
         "outcome": "promoted",
@@ -126,7 +140,16 @@ async def retrain_model(tools: Toolbox, action: Action) -> dict[str, Any]:
             "retraining", extra={"action": action.id, "model": action.model_name, "progress": line}
         )
 
-    options = RetrainOptions.from_settings(action.model_name, tools.retraining, **action.parameters)
+    # The stored parameters are read as the policy writes them (since as "14d", ...), checked
+    # and typed; anything else (hyperparameters, base_data) is refused, naming it.
+    try:
+        wanted = RetrainParameters.model_validate(action.parameters)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise InvalidInput(f"retrain parameter {where}: {problem['msg']}", field=where) from None
+    overrides = wanted.model_dump(exclude_none=True)
+    options = RetrainOptions.from_settings(action.model_name, tools.retraining, **overrides)
     result = await retrain(tools.db, tools.registry, options, progress=progress)
     return dict(result.to_json())
 

@@ -1,4 +1,4 @@
-"""`predictd train`: a staging candidate from the production version's training data and the
+"""`predictd train`: an unstaged candidate from the production version's training data and the
 labelled predictions since; progress on stderr, the result on stdout."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def train(
 ) -> None:
     """Fit a clone of MODEL's production estimator on its registered training data plus the
     labelled predictions since --since (those weighted --recent-weight), score it and
-    production on the newest --holdout share, and register it as staging (nothing is
+    production on the newest --holdout share, and register it unstaged (nothing is
     promoted)."""
     settings = Settings()
     try:

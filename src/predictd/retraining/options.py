@@ -13,6 +13,11 @@ from predictd.registry.models import ModelVersion
 from predictd.settings import RetrainingSettings
 
 
+def shown_stage(version: ModelVersion) -> str:
+    """'unstaged' for stage none: the candidate takes no traffic until it is staged."""
+    return "unstaged" if version.stage == "none" else version.stage
+
+
 @dataclass(frozen=True)
 class RetrainOptions:
     """``since``: how far back labelled predictions are read; ``min_labelled``: fewer usable
@@ -118,7 +123,7 @@ class RetrainResult:
             else "no holdout score"
         )
         return (
-            f"registered {self.version.name} v{self.version.version} ({self.version.stage}) "
+            f"registered {self.version.name} v{self.version.version} ({shown_stage(self.version)}) "
             f"from v{run.get('parent_version')}: {rows.get('base', 0)} base + "
             f"{rows.get('train', 0)} labelled rows fitted, {rows.get('holdout', 0)} held out; "
             f"{scores}"

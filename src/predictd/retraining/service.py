@@ -1,5 +1,5 @@
 """`predictd train`: a candidate from the production version's training data and the labelled
-predictions since, registered as `staging` with its scores beside production's.
+predictions since, registered unstaged (stage none) with its scores beside production's.
 
 Labels come from feedback only, never from a model's own answers; shadow answers are left
 out. Labelled rows weigh ``recent_weight`` against a registered training row's 1, so that
@@ -28,7 +28,7 @@ from predictd.registry.datasets import MAX_ROWS, Dataset, DatasetFile, write_jso
 from predictd.registry.models import ModelVersion
 from predictd.registry.service import ModelRegistry
 from predictd.retraining import fitting
-from predictd.retraining.options import RetrainOptions, RetrainResult
+from predictd.retraining.options import RetrainOptions, RetrainResult, shown_stage
 from predictd.retraining.repository import RetrainingRepository
 from predictd.retraining.rows import Labelled, TrainingSet, split, usable
 
@@ -112,7 +112,7 @@ async def retrain(
         "validation": validation,
     }
     version = await _register(registry, parent, candidate, data, run)
-    say(f"registered {version.name} v{version.version} ({version.stage})")
+    say(f"registered {version.name} v{version.version} ({shown_stage(version)})")
     return RetrainResult(version, weighted, labelled.skipped.labels)
 
 
@@ -169,7 +169,7 @@ async def _register(
     data: TrainingSet,
     run: dict[str, Any],
 ) -> ModelVersion:
-    """Store the candidate (artifact, fitted rows as JSON lines) and register it as staging,
+    """Store the candidate (artifact, fitted rows as JSON lines) and register it unstaged,
     profiled and calibrated on the holdout; it keeps the parent's validation data."""
     from skops.io import dump
 
@@ -197,4 +197,7 @@ async def _register(
 
         candidate = await asyncio.to_thread(store)
     candidate = replace(candidate, validation_data=parent.validation_data)
-    return await registry.register(candidate, stage="staging", reuse=False)
+    # Unstaged (stage none): servers send canary and shadow traffic to a model's newest
+    # staging version, so a candidate takes no live traffic until someone (or the agent's
+    # start_shadow, under its policy) stages it.
+    return await registry.register(candidate, stage="none", reuse=False)
