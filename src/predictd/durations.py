@@ -7,6 +7,7 @@ from datetime import timedelta
 
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
+LONGEST = timedelta(days=3650)  # past this a span is a typo, and date arithmetic overflows
 
 
 def parse_duration(text: str) -> timedelta:
@@ -15,7 +16,17 @@ def parse_duration(text: str) -> timedelta:
     match = _SPAN.fullmatch(text)
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r}: use a positive number with s, m, h or d, e.g. 30m, 24h, 7d")
-    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    amount, unit = float(match.group(1)), UNITS[match.group(2)]
+    if amount * timedelta(**{unit: 1}).total_seconds() > LONGEST.total_seconds():
+        raise ValueError(f"{text!r}: at most {LONGEST.days} days")
+    return timedelta(**{unit: amount})
+
+
+def seconds_span(seconds: float) -> timedelta:
+    """A span given as a number of seconds, held to the same bounds as parse_duration."""
+    if not 0 < seconds <= LONGEST.total_seconds():
+        raise ValueError(f"{seconds:g} s: use a positive span of at most {LONGEST.days} days")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(span: timedelta) -> str:

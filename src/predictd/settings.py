@@ -44,7 +44,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from predictd.durations import format_duration, parse_duration
+from predictd.durations import format_duration, parse_duration, seconds_span
 
 Durability = Literal["memory", "process", "strict"]
 SpoolFullPolicy = Literal["reject", "shed"]
@@ -507,7 +507,7 @@ def _duration(value: object) -> object:
         if text in ("", "off", "none", "0"):
             return None
         if text.replace(".", "", 1).isdigit():
-            return timedelta(seconds=float(text))
+            return seconds_span(float(text))
         return parse_duration(text)
     return value
 

@@ -213,6 +213,7 @@ def test_shift_alert_retrain_shadow_promote_recovers(
     assert [(v["version"], v["stage"]) for v in versions] == [(1, "production"), (2, "none")]
     assert candidate == 2
     assert versions[1]["parent_version"] == 1
+    assert versions[1]["tags"]["agent_action"] == str(retrain["id"])  # a retry finds it
     holdout = versions[1]["training_run"]["holdout"]
     assert holdout["candidate"]["accuracy"] > holdout["production"]["accuracy"], holdout
 

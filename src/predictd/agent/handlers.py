@@ -149,7 +149,16 @@ async def retrain_model(tools: Toolbox, action: Action) -> dict[str, Any]:
         where = ".".join(str(p) for p in problem["loc"])
         raise InvalidInput(f"retrain parameter {where}: {problem['msg']}", field=where) from None
     overrides = wanted.model_dump(exclude_none=True)
-    options = RetrainOptions.from_settings(action.model_name, tools.retraining, **overrides)
+    # A retried action (its executor died after registering) finds its candidate, not a twin.
+    mark = {"agent_action": str(action.id)}
+    for version in await tools.registry.list_versions(action.model_name):
+        if version.tags.get("agent_action") == mark["agent_action"]:
+            return {"outcome": "already trained", "model": version.name,
+                    "version": version.version, "stage": version.stage,
+                    "parent_version": version.parent_version}  # fmt: skip
+    options = RetrainOptions.from_settings(
+        action.model_name, tools.retraining, tags=mark, **overrides
+    )
     result = await retrain(tools.db, tools.registry, options, progress=progress)
     return dict(result.to_json())
 

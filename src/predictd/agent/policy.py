@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from predictd.agent.actions import Risk
-from predictd.durations import format_duration, parse_duration
+from predictd.durations import format_duration, parse_duration, seconds_span
 from predictd.errors import InvalidInput
 from predictd.settings import AgentSettings
 
@@ -38,9 +38,7 @@ def _span(value: object) -> object:
     if isinstance(value, str):
         return parse_duration(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError("use a positive duration, e.g. 30m, 24h, 7d")
-        return timedelta(seconds=value)
+        return seconds_span(float(value))
     return value
 
 

@@ -24,7 +24,8 @@ class RetrainOptions:
     ones is NotEnoughData; ``recent_weight``: a labelled row's sample weight (a registered
     training row weighs 1); ``holdout``: the newest share of labelled rows kept out of fitting
     to score on; ``base_data``: fit on the production version's training data too;
-    ``params``: hyperparameters to change (``get_params`` keys)."""
+    ``params``: hyperparameters to change (``get_params`` keys); ``tags``: labels the
+    candidate keeps (the agent's action id, so a retried action finds its candidate)."""
 
     model: str
     since: timedelta
@@ -33,6 +34,7 @@ class RetrainOptions:
     holdout: float
     base_data: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # kept with the candidate
 
     def __post_init__(self) -> None:
         if self.since <= timedelta(0):

@@ -111,7 +111,7 @@ async def retrain(
         "holdout": holdout,
         "validation": validation,
     }
-    version = await _register(registry, parent, candidate, data, run)
+    version = await _register(registry, parent, candidate, data, run, options.tags)
     say(f"registered {version.name} v{version.version} ({shown_stage(version)})")
     return RetrainResult(version, weighted, labelled.skipped.labels)
 
@@ -168,6 +168,7 @@ async def _register(
     estimator: Any,
     data: TrainingSet,
     run: dict[str, Any],
+    tags: dict[str, str],
 ) -> ModelVersion:
     """Store the candidate (artifact, fitted rows as JSON lines) and register it unstaged,
     profiled and calibrated on the holdout; it keeps the parent's validation data."""
@@ -189,7 +190,7 @@ async def _register(
                 training_samples=len(data.y_fit),
                 feature_names=parent.feature_names,
                 profiler=validation_profiler(data.holdout_data().examples(), registry.settings),
-                tags=dict(TRAINED_BY),
+                tags={**TRAINED_BY, **tags},
                 parent_version=parent.version,
                 training_data=DatasetFile(fitted, label, "the fitted rows"),
                 training_run=run,
