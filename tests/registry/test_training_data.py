@@ -177,3 +177,24 @@ def test_parquet_without_pyarrow_says_how_to_install_it(
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(InvalidInput, match=r"needs pyarrow: pip install 'predictd\[parquet\]'"):
         read_dataset(DatasetFile(path), TABULAR)
+
+
+def test_a_small_parquet_file_that_decodes_to_gigabytes_is_refused(tmp_path: Path) -> None:
+    """Dictionary encoding stores a long text once: 3,000 rows of 95,000 characters make a
+    file of a few KB whose pages claim little, yet decode to 285 MB. The decoded batches are
+    counted, and reading stops at the bound (here 64 MB) instead of filling memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = "positive " * 10_555
+    indices = pa.array([0] * 3000, pa.int32())
+    table = pa.table(
+        {"text": pa.DictionaryArray.from_arrays(indices, pa.array([text])),
+         "label": pa.DictionaryArray.from_arrays(indices, pa.array(["positive"]))}
+    )  # fmt: skip
+    pq.write_table(table, tmp_path / "b.parquet")
+    assert (tmp_path / "b.parquet").stat().st_size < 100_000
+    spec = DatasetSpec("text", "classification", (), ("negative", "positive"))
+    limit = 64 << 20
+    with pytest.raises(InvalidInput, match=f"decode to more than {limit} bytes"):
+        read_dataset(DatasetFile(tmp_path / "b.parquet"), spec, max_inflated_bytes=limit)

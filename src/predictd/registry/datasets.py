@@ -33,7 +33,11 @@ MAX_BYTES = 256 << 20  # a file larger than this is refused before it is read
 MAX_ROWS = 1_000_000
 MAX_CELL_CHARS = 100_000  # one CSV field or text value
 MAX_LINE_BYTES = 1 << 20  # one JSON line
-MAX_INFLATED_BYTES = 1 << 30  # a Parquet file's wanted columns, uncompressed
+# A Parquet file's wanted columns, decoded: the same bound as a CSV file's bytes. Counted on
+# the decoded batches, since a dictionary-encoded column's pages say little of what it holds
+# (720 bytes of Parquet can decode to hundreds of MB of text).
+MAX_INFLATED_BYTES = MAX_BYTES
+PARQUET_BATCH_ROWS = 256
 MAX_LABEL_COLUMN = 200
 PARQUET_HINT = "pip install 'predictd[parquet]'"
 
@@ -104,6 +108,7 @@ def read_dataset(
     fmt: str | None = None,
     max_bytes: int = MAX_BYTES,
     max_rows: int = MAX_ROWS,
+    max_inflated_bytes: int = MAX_INFLATED_BYTES,
 ) -> Dataset:
     """Parse and check ``source``; InvalidInput naming the line and column otherwise.
     ``fmt``: the format already known (a stored file's name is its sha256)."""
@@ -131,7 +136,7 @@ def read_dataset(
         raise InvalidInput(
             f"{source.name}: {size} bytes is more than the {max_bytes} allowed", field=source.name
         )
-    reader = _Rows(source, spec, max_rows)
+    reader = _Rows(source, spec, max_rows, max_inflated_bytes)
     try:
         if fmt == "csv":
             reader.read_csv()
@@ -151,8 +156,11 @@ def read_dataset(
 class _Rows:
     """Collects checked rows; every refusal names where it was found."""
 
-    def __init__(self, source: DatasetFile, spec: DatasetSpec, max_rows: int) -> None:
+    def __init__(
+        self, source: DatasetFile, spec: DatasetSpec, max_rows: int, max_inflated: int
+    ) -> None:
         self.source, self.spec, self.max_rows = source, spec, max_rows
+        self.max_inflated = max_inflated
         self.texts: list[str] = []
         self.numbers: list[list[float]] = []
         self.labels: list[Label] = []
@@ -317,23 +325,40 @@ class _Rows:
                 for c in range(meta.num_columns)
                 if meta.row_group(g).column(c).path_in_schema in wanted
             )
-            if inflated > MAX_INFLATED_BYTES:
+            if inflated > self.max_inflated:
                 raise InvalidInput(
                     f"{self.source.name}: the columns read would take "
                     f"{inflated} bytes uncompressed, more than "
-                    f"{MAX_INFLATED_BYTES}",
+                    f"{self.max_inflated}",
                     field=self.source.name,
                 )
-            table = parquet.read(columns=wanted)
+            decoded, index = 0, 0
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+                arrays = {
+                    name: (
+                        column.dictionary_decode()
+                        if pa.types.is_dictionary(column.type)
+                        else column
+                    )
+                    for name, column in zip(batch.schema.names, batch.columns, strict=True)
+                }
+                decoded += sum(array.nbytes for array in arrays.values())
+                if decoded > self.max_inflated:
+                    raise InvalidInput(
+                        f"{self.source.name}: the columns read decode to more than "
+                        f"{self.max_inflated} bytes",
+                        field=self.source.name,
+                    )
+                columns = {name: arrays[name].to_pylist() for name in wanted}
+                for row in range(batch.num_rows):
+                    index += 1
+                    self.add(
+                        {n: values[row] for n, values in columns.items()},
+                        f"row {index}",
+                        from_text=False,
+                    )
         except (pa.ArrowException, ValueError) as exc:
             raise self.refuse("", f"not a readable Parquet file ({str(exc)[:200]})") from None
-        columns = {name: table.column(name).to_pylist() for name in wanted}
-        for index in range(table.num_rows):
-            self.add(
-                {n: values[index] for n, values in columns.items()},
-                f"row {index + 1}",
-                from_text=False,
-            )
 
 
 def _lines(f: io.BufferedReader) -> Iterator[bytes | None]:
