@@ -55,6 +55,15 @@ def redact(text: str) -> str:
     return text
 
 
+def describe_error(exc: BaseException, limit: int = 4000) -> str:
+    """An error as stored or sent on (an action's error, the audit row of a scheduled run):
+    predictd's own message, else type and text, with credentials taken out."""
+    from predictd.errors import PredictdError
+
+    text = exc.message if isinstance(exc, PredictdError) else f"{type(exc).__name__}: {exc}"
+    return redact(text)[:limit]
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; extra= fields are kept, the request id is added."""
 

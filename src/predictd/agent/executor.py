@@ -31,8 +31,7 @@ from predictd.agent.service import ActionService, action_json
 from predictd.agent.webhook import ActionWebhook
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
-from predictd.errors import PredictdError
-from predictd.observability import redact
+from predictd.observability import describe_error
 from predictd.registry.service import ModelRegistry
 from predictd.settings import AgentSettings, RetrainingSettings
 
@@ -50,8 +49,7 @@ def replica_id() -> str:
 
 def describe(exc: BaseException) -> str:
     """The error text stored and sent to the webhook (credentials taken out)."""
-    text = exc.message if isinstance(exc, PredictdError) else f"{type(exc).__name__}: {exc}"
-    return redact(text)[:ERROR_MAX]
+    return describe_error(exc, ERROR_MAX)
 
 
 class Executor:

@@ -16,16 +16,36 @@ from predictd.errors import InvalidInput, ModelFailure, NotEnoughData
 from predictd.inference.runtime import Label, Task
 from predictd.vocabulary import comparable_label
 
+# A Pipeline's ``memory`` makes joblib load cached (pickled) results from a directory: not
+# something a stored action or a command line may point at.
+REFUSED_PARAMS = frozenset({"memory"})
+
+
+def _plain(value: Any) -> bool:
+    scalar = (type(None), bool, int, float, str)
+    return isinstance(value, scalar) or (
+        isinstance(value, list | tuple) and all(isinstance(v, scalar) for v in value)
+    )
+
 
 def check_params(estimator: Any, params: Mapping[str, Any]) -> None:
-    """Every key must be one of the estimator's ``get_params(deep=True)`` keys."""
+    """Every key must be one of the estimator's ``get_params(deep=True)`` keys, naming a plain
+    value (not a step: a parameter cannot swap one estimator for another), and the value a
+    number, text, true/false, null or a list of those."""
     known = estimator.get_params(deep=True)
-    for key in params:
+    name = type(estimator).__name__
+    for key, value in params.items():
         if key not in known:
             close = sorted(k for k in known if k.split("__")[-1] == key.split("__")[-1])
             hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise InvalidInput(f"unknown parameter {key!r} for {name}{hint}",
+                               field=f"params.{key}")  # fmt: skip
+        if key.split("__")[-1] in REFUSED_PARAMS or hasattr(known[key], "get_params"):
+            raise InvalidInput(f"parameter {key!r} of {name} cannot be changed by retraining",
+                               field=f"params.{key}")  # fmt: skip
+        if not _plain(value):
             raise InvalidInput(
-                f"unknown parameter {key!r} for {type(estimator).__name__}{hint}",
+                f"parameter {key!r}: use a number, text, true/false, null or a list of those",
                 field=f"params.{key}",
             )
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from predictd.access import audit
 from predictd.db.engine import Database
 from predictd.errors import NotEnoughData
+from predictd.observability import describe_error
 from predictd.registry.service import ModelRegistry
 from predictd.retraining.options import RetrainOptions, RetrainResult
 from predictd.retraining.repository import RetrainingRepository
@@ -82,8 +83,9 @@ async def run_due(
                 outcome = {"skipped": exc.message}
                 log.info("retraining skipped", extra={"model": name, "reason": exc.message})
             except Exception as exc:
-                outcome = {"failed": repr(exc)[:500]}
-                log.warning("retraining failed", extra={"model": name, "error": repr(exc)})
+                error = describe_error(exc, 500)  # credentials taken out, as an action's error is
+                outcome = {"failed": error}
+                log.warning("retraining failed", extra={"model": name, "error": error})
             async with db.engine.begin() as conn:
                 await audit.record(conn, SCHEDULED, name, after=outcome)
     return made
