@@ -221,3 +221,26 @@ def test_rescore_and_shadow_score_compare_labels_as_text() -> None:
     shadow = rules.shadow_score([("a", "a", "a", 5), ("b", "a", "b", 3), (1, "1", "2", 2)])
     assert (shadow.rows, shadow.candidate_correct, shadow.production_correct) == (10, 8, 5)
     assert shadow.agreement == pytest.approx(0.7)
+
+
+# -- incident ---------------------------------------------------------------------------
+
+
+def test_failing_or_slow_answers_open_an_incident_once_per_cool_down() -> None:
+    state = replace(STATE, alerts=(alert(), alert("error_rate", "critical", id=11)))
+    found = rules.incident(state, POLICY, NOW)
+    assert found is not None
+    assert (found.action_type, found.model_version, found.source_alert_id) == (
+        "open_incident", 1, 11,
+    )  # fmt: skip
+    assert (found.risk, found.requires_approval) == ("low", False)
+    assert found.evidence["alert"]["rule"] == "error_rate"
+    assert "alert #11" in found.reason
+    # drift is retraining's business, not an incident's
+    assert rules.incident(STATE, POLICY, NOW) is None
+    told = replace(state, actions=(action("open_incident", "succeeded", hours_ago=2),))
+    assert rules.incident(told, POLICY, NOW) is None
+    later = replace(state, actions=(action("open_incident", "succeeded", hours_ago=25),))
+    assert rules.incident(later, POLICY, NOW) is not None
+    quiet = Policy.model_validate({"open_incident": {"enabled": False}})
+    assert rules.incident(state, quiet, NOW) is None

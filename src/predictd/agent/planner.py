@@ -54,6 +54,7 @@ async def plan(
             rules.start_shadow(state, shadowed, policy, now),
             rolled_back,
             rules.retrain(state, policy, now, shadow=shadow, rollback_wanted=bool(rolled_back)),
+            rules.incident(state, policy, now),
         )
         proposals += [p for p in found if p is not None]
     return proposals
@@ -75,7 +76,8 @@ async def _gather(
                 policy.promote_candidate)  # fmt: skip
     since = now - max(rule.cooldown for rule in rule_set)
     candidates = {candidate.version for _, candidate, _ in models if candidate is not None}
-    alerts = await evidence.open_alerts(names, policy.retrain_model.alert_rules)
+    watched = {*policy.retrain_model.alert_rules, *policy.open_incident.alert_rules}
+    alerts = await evidence.open_alerts(names, sorted(watched))
     actions = await evidence.actions(names, since, candidates)
     facts: list[Facts] = []
     for production, candidate, previous in models:

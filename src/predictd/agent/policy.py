@@ -110,6 +110,15 @@ class PromoteRule(Rule):
     min_labelled: int = Field(default=200, ge=1)
 
 
+class IncidentRule(Rule):
+    """An open alert of one of ``alert_rules`` — trouble retraining cannot fix: slow or
+    failing answers — opens an incident: the alert webhook is told, with the evidence."""
+
+    alert_rules: list[AlertRule] = ["error_rate", "latency_p99"]
+    risk: Risk = "low"
+    requires_approval: bool = False
+
+
 class Policy(_Strict):
     """The keys of a policy file, all optional; rules are named by the action they propose."""
 
@@ -119,6 +128,7 @@ class Policy(_Strict):
     rollback_model: RollbackRule = RollbackRule()
     start_shadow: ShadowRule = ShadowRule()
     promote_candidate: PromoteRule = PromoteRule()
+    open_incident: IncidentRule = IncidentRule()
 
     @property
     def margin(self) -> float:

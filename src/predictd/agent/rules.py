@@ -287,6 +287,33 @@ def retrain(
     )
 
 
+def incident(state: ModelState, policy: Policy, now: datetime) -> Proposal | None:
+    """An open alert of the incident rule's kinds (errors, latency) → open_incident, once
+    per alert: people are told, with the alert and what was measured, through the webhook."""
+    rule = policy.open_incident
+    alerts = sorted(
+        (a for a in state.alerts if a.rule in rule.alert_rules),
+        key=lambda a: (SEVERITY_ORDER.get(a.severity, len(SEVERITY_ORDER)), a.created_at, a.id),
+    )
+    if not rule.enabled or not alerts or _blocked(state, "open_incident", rule, now):
+        return None
+    alert = alerts[0]
+    evidence: dict[str, Any] = {"alert": alert.evidence()}
+    if len(alerts) > 1:
+        evidence["other_alerts"] = [a.evidence() for a in alerts[1:]]
+    return Proposal(
+        action_type="open_incident",
+        model_name=state.name,
+        model_version=state.production.version,
+        reason=f"{alert.title} (alert #{alert.id}, {alert.rule}): not something retraining "
+        f"fixes; open an incident for {state.name}",
+        risk=rule.risk,
+        requires_approval=rule.requires_approval,
+        evidence=evidence,
+        source_alert_id=alert.id,
+    )
+
+
 def rollback_due(state: ModelState, policy: Policy, now: datetime) -> bool:
     """Whether the production version should be compared with its predecessor at all:
     promoted within the window, a classifier like its predecessor, not already decided."""
