@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,13 @@ NOTHING = MonitorResult([], [], Changes([], []))
 class World:
     db: Database
     registry: ModelRegistry
+    policy: Policy = field(default_factory=Policy)
 
     async def plan(self, *, now: datetime | None = None, policy: Policy | None = None,
                    settings: AgentSettings | None = None,
                    result: MonitorResult = NOTHING) -> list[Proposal]:  # fmt: skip
         return await plan(self.db, self.registry, settings or AgentSettings(),
-                          policy or Policy(), result, now or datetime.now(UTC))  # fmt: skip
+                          policy or self.policy, result, now or datetime.now(UTC))  # fmt: skip
 
     async def register(self, path: Path, stage: Stage, parent: int | None = None,
                        holdout: tuple[float, float] | None = None) -> ModelVersion:  # fmt: skip
@@ -119,10 +120,16 @@ async def test_an_open_alert_proposes_retraining_until_a_candidate_is_judged(
               "drift_detected": True, "message": "1 of 1 features drifted"}  # fmt: skip
     now = datetime.now(UTC)
 
-    found = await world.plan(now=now, result=MonitorResult([], [report], changes))
-    assert [(p.action_type, p.model_version, p.source_alert_id) for p in found] == [
-        ("retrain_model", 1, drift["id"])
+    latency_id = next(a["id"] for a in changes.opened if a["rule"] == "latency_p99")
+    everything = await world.plan(now=now, result=MonitorResult([], [report], changes))
+    # slow answers are not a reason to retrain: they open an incident instead
+    assert [(p.action_type, p.model_version, p.source_alert_id) for p in everything] == [
+        ("retrain_model", 1, drift["id"]),
+        ("open_incident", 1, latency_id),
     ]
+    # from here on, the retraining rule alone
+    world.policy = Policy.model_validate({"open_incident": {"enabled": False}})
+    found = everything[:1]
     assert found[0].evidence["alert"]["data"]["drifted_features"] == ["text_length"]
     assert found[0].evidence["drift"]["score"] == 1.0
     assert (found[0].risk, found[0].requires_approval) == ("medium", True)
