@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import update
 
 from predictd.agent.actions import Action
 from predictd.agent.executor import MAX_ATTEMPTS
 from predictd.agent.handlers import HANDLERS, Toolbox
 from predictd.agent.service import ActionService
 from predictd.db.engine import Database
+from predictd.db.tables import agent_actions
 from tests.agent.conftest import Replicas, audit_rows, proposal, stored
 from tests.support.webhook import webhook_sink
 
@@ -91,6 +95,36 @@ async def test_the_lease_is_kept_while_a_handler_works(
     assert rival_claims
     assert set(rival_claims) == {None}
     assert (done.id, done.status, done.attempts) == (action.id, "succeeded", 1)
+
+
+async def test_a_handler_whose_lease_was_taken_over_is_stopped(
+    actions: ActionService, replicas: Replicas
+) -> None:
+    """The database lost the lease to another executor (it was away longer than the lease):
+    the first handler is cancelled rather than finishing its work beside the new owner."""
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow_incident(tools: Toolbox, action: Action) -> dict[str, Any]:
+        started.set()
+        await asyncio.sleep(3)
+        finished.set()
+        return {}
+
+    worker = replicas.executor(lease_s=0.3, handlers={**HANDLERS, "open_incident": slow_incident})
+    action = await stored(actions, proposal(requires_approval=False))
+    running = asyncio.create_task(worker.run_once())
+    await started.wait()
+    async with actions.db.engine.begin() as conn:  # what a takeover after expiry leaves
+        await conn.execute(
+            update(agent_actions)
+            .where(agent_actions.c.id == action.id)
+            .values(lease_owner="another:1:replica",
+                    lease_expires_at=datetime.now(UTC) + timedelta(minutes=5))
+        )  # fmt: skip
+    assert await asyncio.wait_for(running, 2) == []  # stopped, nothing recorded
+    assert not finished.is_set()
+    held = await actions.get(action.id)
+    assert (held.status, held.lease_owner, held.result) == ("running", "another:1:replica", None)
 
 
 async def test_a_stopping_executor_hands_its_action_back(

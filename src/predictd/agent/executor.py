@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,12 @@ def replica_id() -> str:
 def describe(exc: BaseException) -> str:
     """The error text stored and sent to the webhook (credentials taken out)."""
     return describe_error(exc, ERROR_MAX)
+
+
+@dataclass
+class _Lease:
+    task: asyncio.Task[Any] | None = None
+    lost: bool = False
 
 
 class Executor:
@@ -123,10 +130,16 @@ class Executor:
             error = f"no handler for action type {action.action_type!r}"
         else:
             with audit.acting_as(_actor(action)):
+                lease = _Lease()
                 try:
-                    async with self._leased(action):
+                    async with self._leased(action, lease):
                         result = await handler(self.tools, action)
                 except asyncio.CancelledError:
+                    if lease.lost and lease.task is not None and lease.task.uncancel() == 0:
+                        # another executor owns the action now: stop here, record nothing
+                        log.warning("action stopped: its lease was lost",
+                                    extra={"action": action.id})  # fmt: skip
+                        return None
                     await self._release(action)
                     raise
                 except Exception as exc:
@@ -141,8 +154,11 @@ class Executor:
         return finished
 
     @contextlib.asynccontextmanager
-    async def _leased(self, action: Action) -> AsyncIterator[None]:
-        """Keep the lease alive while the handler runs."""
+    async def _leased(self, action: Action, lease: _Lease) -> AsyncIterator[None]:
+        """Keep the lease alive while the handler runs; once it is lost (the database was
+        away longer than the lease, and another executor took the action over), the handler
+        is cancelled, so two executors never do an action's work side by side."""
+        lease.task = asyncio.current_task()
 
         async def renew() -> None:
             while True:
@@ -154,7 +170,9 @@ class Executor:
                             action.id, self.owner, until
                         )
                     if not kept:
-                        log.warning("lease lost", extra={"action": action.id})
+                        lease.lost = True
+                        if lease.task is not None:
+                            lease.task.cancel()
                         return
                 except Exception as exc:
                     log.warning(
