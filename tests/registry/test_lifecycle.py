@@ -57,8 +57,13 @@ async def test_promote_archive_and_rollback(registry: ModelRegistry, artifacts: 
     assert production(versions) == [2]
     assert versions[0].stage == "archived"
 
-    back = await registry.rollback("sentiment")
+    back = await registry.rollback("sentiment", only_from=2)
     assert back.version == 1
+    assert production(await registry.list_versions("sentiment")) == [1]
+    # the same rollback run again (a retried action): v2 is no longer production, so
+    # nothing goes back a second time
+    again = await registry.rollback("sentiment", only_from=2)
+    assert again.version == 1
     assert production(await registry.list_versions("sentiment")) == [1]
 
     archived = await registry.archive("sentiment", 3)

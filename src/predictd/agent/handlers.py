@@ -85,7 +85,8 @@ async def rollback_model(tools: Toolbox, action: Action) -> dict[str, Any]:
             "bad_version": bad,
             "production": current.version if current else None,
         }
-    done = await tools.registry.rollback(name)
+    # only_from: checked again under the registry's lock, so two runs never go back twice
+    done = await tools.registry.rollback(name, only_from=bad)
     return {"outcome": "rolled back", "bad_version": bad, "production": done.version}
 
 

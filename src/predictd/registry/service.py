@@ -246,13 +246,19 @@ class ModelRegistry:
 
         return await self._change("promoting a model", name, work, "promote")
 
-    async def rollback(self, name: str) -> ModelVersion:
-        """Promote the version that was production before the current one."""
+    async def rollback(self, name: str, *, only_from: int | None = None) -> ModelVersion:
+        """Promote the version that was production before the current one. ``only_from``:
+        only while that version is production (checked under the name's lock, so a rollback
+        run twice at once does not go back two versions); else production is returned."""
 
         async def work(repo: ModelVersionRepository) -> ModelVersion:
             await repo.lock_name(name)
             if not await repo.list(name):
                 raise ModelNotFound(f"no model named {name!r}")
+            if only_from is not None:
+                current = await repo.production(name)
+                if current is not None and current.version != only_from:
+                    return current
             previous = await repo.previous_production(name)
             if previous is None:
                 raise Conflict(f"{name!r} has no previous production version to roll back to")
