@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
-from predictd import __version__, worker_metrics
+from predictd import __version__, telemetry, worker_metrics
 from predictd.access import audit
 from predictd.access.exposure import ExposedWithoutAuth, exposure_problem, open_without_auth
 from predictd.agent.policy import load_policy
@@ -74,6 +74,8 @@ def create_app(
     metrics = metrics or Metrics.create()
     # Read now, so a bad PREDICTD_AGENT_POLICY stops the server at start, naming the field.
     policy = load_policy(settings.agent.policy) if settings.agent.enabled else None
+    # Before the app exists, so FastAPI's instrumentation finds the providers it will use.
+    stop_telemetry = telemetry.configure() if settings.server.opentelemetry else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -161,6 +163,8 @@ def create_app(
             # the refusals counted since the last write, bounded like one chunk's write
             await services.refusals.flush(db, within_s=audit.REFUSALS_WRITE_S)
             await services.close()
+            if stop_telemetry is not None:
+                await asyncio.to_thread(stop_telemetry)  # the last spans and metrics sent
             log.info("predictd stopped")
 
     app = FastAPI(

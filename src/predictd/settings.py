@@ -182,9 +182,10 @@ class ServerSettings(_Group):
     does not want to describe itself."""
 
     opentelemetry: bool = Field(default=False, validation_alias="PREDICTD_OPENTELEMETRY")
-    """Let FastAPI's built-in OpenTelemetry instrumentation trace and measure requests through
-    the providers you configure (opentelemetry-sdk and its exporters). Off, requests pay
-    nothing for it."""
+    """Trace and measure every request with OpenTelemetry. With `predictd[otel]` installed and
+    no providers configured elsewhere, they are exported over OTLP/HTTP as the standard
+    `OTEL_*` variables say (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...). Off,
+    requests pay nothing for it."""
 
     log_level: str = Field(default="INFO", validation_alias="PREDICTD_LOG_LEVEL")
     """Python log level."""

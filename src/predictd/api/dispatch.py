@@ -65,6 +65,8 @@ class Dispatcher:
         """Admission, the slot, the path parameters, the handler: the order the declared
         route's dependencies run in."""
         scope["route"] = hot.route  # metrics label the request by the declared path
+        if "fastapi.telemetry" in scope:  # PREDICTD_OPENTELEMETRY: the span too
+            route_selected(scope, hot.route.path)
         services: Services = scope["app"].state.services
         request = Request(scope, receive)
         gate, entered = self.gate, False
@@ -114,3 +116,12 @@ async def _send_json(send: Send, content: dict[str, Any]) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def route_selected(scope: Scope, path: str) -> None:
+    """Tell FastAPI's OpenTelemetry instrumentation which route answers: its router says so
+    for the requests it routes, and the fast table answers without it. (FastAPI's own hook;
+    tests/test_opentelemetry.py notices if it moves.)"""
+    from fastapi.telemetry._api import _route_selected
+
+    _route_selected(scope=scope, path=path)
