@@ -37,12 +37,14 @@ class Remediation:
         self.actions = actions
         self.policy = policy if policy is not None else load_policy(settings.policy)
 
-    async def after_pass(self, result: MonitorResult) -> list[Action]:
-        """Store the proposals the policy makes on what the pass found; one already open
-        for the same model and action type is not proposed twice."""
+    async def after_pass(self, result: MonitorResult, model: str | None = None) -> list[Action]:
+        """Store the proposals the policy makes on what the pass found (about ``model`` only,
+        when the pass was); one already open for the same model and action type is not
+        proposed twice."""
         now = datetime.now(UTC)
         await self.actions.expire_due(now)
         proposals = await plan(self.db, self.registry, self.settings, self.policy, result, now)
+        proposals = [p for p in proposals if model is None or p.model_name == model]
         stored = []
         for proposal in proposals:
             action = await self.actions.propose(proposal, ttl=self.settings.action_ttl)

@@ -53,7 +53,7 @@ def run(
             model,
             vocabularies=vocabularies,
         )
-        proposed = await remediation.after_pass(result) if remediation is not None else []
+        proposed = await remediation.after_pass(result, model) if remediation else []
         return result, proposed
 
     result, proposed = run_with_services(work)
