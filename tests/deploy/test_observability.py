@@ -22,6 +22,7 @@ from tests.support.server import ServerPool, ServerProcess, free_port, predict_m
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+RULES_TEST = ROOT / "deploy" / "prometheus" / "rules_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "predictd.json"
 TOOLS = "(scripts/ensure_observability_tools.sh)"
 # A predictd metric named in PromQL; recording rules (predictd:...) use colons, so they are
@@ -100,6 +101,33 @@ def test_rules_pass_promtool() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout, result.stdout
+
+
+def test_alerts_fire_on_their_conditions() -> None:
+    """promtool's unit tests of the rules: each alert fires on synthetic series shaped like
+    predictd's and stays quiet below its threshold."""
+    promtool = _tool("promtool")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(RULES_TEST)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Every alert of rules.yml has a test case (one that fires, not only an empty one).
+    import yaml
+
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULES_TEST.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    untested = sorted(alerts - tested)
+    assert not untested, f"alerts without a firing promtool test: {untested}"
 
 
 def test_dashboard_and_rules_name_only_exported_metrics(
