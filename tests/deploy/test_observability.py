@@ -84,11 +84,28 @@ def exported_names(exposition: str) -> set[str]:
     return names
 
 
-def _served(servers: ServerPool, tmp_path: Path) -> ServerProcess:
+ADMIN_TOKEN = "deploy-test-admin-token"
+
+
+def _served(servers: ServerPool, tmp_path: Path, *, as_compose: bool = False) -> ServerProcess:
     """A real server on SQLite with a few answered predictions and one refused request, so
-    the labelled series (predictions by label, latency by endpoint, refusals) exist."""
-    server = servers.start(f"sqlite:///{tmp_path / 'predictd.db'}", spool_dir=tmp_path / "spool")
+    the labelled series (predictions by label, latency by endpoint, refusals) exist.
+    ``as_compose``: authentication on and /metrics public, as compose.yaml runs predictd."""
+    env = (
+        {
+            "PREDICTD_AUTH": "on",
+            "PREDICTD_METRICS_PUBLIC": "true",
+            "PREDICTD_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+        if as_compose
+        else {}
+    )
+    server = servers.start(
+        f"sqlite:///{tmp_path / 'predictd.db'}", spool_dir=tmp_path / "spool", env=env
+    )
     with server.client() as client:
+        if as_compose:
+            client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         predict_many(client, 5, prefix="deploy")
         assert client.post("/predict", json={}).status_code == 422
     return server
@@ -225,7 +242,10 @@ def _query(base: str, promql: str) -> dict[str, Any]:
 def test_prometheus_scrapes_predictd_with_rules_loaded(
     servers: ServerPool, tmp_path: Path, prometheus_for: Any
 ) -> None:
-    server = _served(servers, tmp_path)
+    server = _served(servers, tmp_path, as_compose=True)
+    with server.client() as client:  # what Prometheus relies on: no key for /metrics only
+        assert client.post("/predict", json={"text": "no key"}).status_code == 401
+        assert client.get("/metrics").status_code == 200
     base: str = prometheus_for(f"127.0.0.1:{server.port}")
 
     def scraped() -> bool:
@@ -271,3 +291,33 @@ def test_prometheus_scrapes_predictd_with_rules_loaded(
             expr = expr.replace(variable, value)
         result = _query(base, expr)
         assert result["status"] == "success", (expr, result)
+
+
+def test_dashboard_layout_and_datasources() -> None:
+    """What Grafana needs to load the dashboard as provisioned: unique panel ids, panels
+    inside the 24-column grid without overlapping, and every query on the Prometheus picked
+    by the dashboard's `datasource` variable (no uid of one particular Grafana)."""
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "predictd"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    panels: list[dict[str, Any]] = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), ids
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] <= grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+        for source in [
+            panel.get("datasource"),
+            *(t.get("datasource") for t in panel.get("targets", [])),
+        ]:
+            if source is not None:
+                assert source == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        if panel["type"] not in ("row", "text"):
+            assert panel.get("targets"), f"{panel['title']} has no query"
