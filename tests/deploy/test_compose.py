@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
-from predictd.settings import GROUPS, env_names
+from predictd.settings import GROUPS, Settings, env_names
 from tests.support import services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +24,7 @@ CHECK_JSONSCHEMA = ROOT / ".venv-checks" / "bin" / "check-jsonschema"
 PREDICTD_SERVICES = ("predictd", "migrate")
 PLACEHOLDER = "change-me"
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:-([^}]*)\}")  # ${NAME:-default}
 
 
 def compose() -> dict[str, Any]:
@@ -206,3 +207,30 @@ def test_predictd_environment_names_only_real_settings() -> None:
         for key in given:
             assert _NAME.match(key), key
             assert key in known, f"{name}: {key} is not a predictd setting"
+
+
+def service_environment(service: dict[str, Any]) -> dict[str, str]:
+    """What Compose gives the container with no operator file: the committed env files in
+    order, then `environment`, with ${NAME:-default} taken at its default."""
+    given: dict[str, str] = {}
+    for path, _ in env_files(service):
+        if path.exists():
+            given.update(read_env_file(path))
+    given.update({k: str(v) for k, v in service.get("environment", {}).items()})
+    return {k: _INTERPOLATION.sub(lambda m: m.group(1), v) for k, v in given.items()}
+
+
+def test_predictd_settings_accept_the_compose_environment() -> None:
+    """predictd's own settings validate what compose gives the `predictd` and `migrate`
+    containers (a bad value would stop them at startup)."""
+    spec = compose()
+    for name in PREDICTD_SERVICES:
+        values: dict[str, Any] = dict(service_environment(spec["services"][name]))
+        settings = Settings(_env_file=None, **values)
+        assert settings.database.url.startswith("postgresql"), name
+        assert settings.database.auto_migrate is False
+    values = dict(service_environment(spec["services"]["predictd"]))
+    served = Settings(_env_file=None, **values)
+    assert served.access.auth == "on"
+    assert served.access.metrics_public is True
+    assert served.server.host == "0.0.0.0"  # inside its container: reached through the port
