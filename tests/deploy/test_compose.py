@@ -111,6 +111,14 @@ def test_compose_services_and_order() -> None:
     for name in PREDICTD_SERVICES:
         assert services_[name]["image"] == "ghcr.io/predictd/predictd:latest"
         assert services_[name]["build"] == "."
+    # Docker must not SIGKILL predictd before its shutdown delay and recorder flush are done.
+    grace = services_["predictd"]["stop_grace_period"]
+    assert grace.endswith("s"), grace
+    defaults = Settings(_env_file=None)
+    assert (
+        float(grace[:-1]) > defaults.server.shutdown_delay_s + defaults.recording.shutdown_flush_s
+    )
+    assert "/health" in " ".join(services_["predictd"]["healthcheck"]["test"])
     # Only the one-shot migrate service changes the schema.
     assert services_["predictd"]["environment"]["PREDICTD_AUTO_MIGRATE"] == "false"
     # Named volumes used by services are declared.
