@@ -31,6 +31,7 @@ audit: $(STAMP) ## fail on a dependency with a known, fixable vulnerability (pip
 
 test: lint audit ## lint, type-check, audit dependencies and run the whole test suite
 	scripts/ensure_test_tools.sh
+	scripts/ensure_deploy_tools.sh
 	scripts/ensure_services.sh
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
