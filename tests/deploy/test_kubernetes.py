@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from tests.support import services
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 CHECKS = ROOT / ".venv-checks" / "bin"
-OVERLAYS = ["dev", "prod"]
+# What is rendered: an overlay, plus opt-in components in a kustomization of the test's own.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "dev": ("dev", []),
+    "prod": ("prod", []),
+    "prod+rps": ("prod", ["requests-autoscaling"]),
+}
+OVERLAYS = list(VARIANTS)
 KUBERNETES = "1.30.0"
 ENSURE = "(scripts/ensure_k8s_tools.sh)"
 
@@ -62,17 +69,32 @@ def _tool(name: str) -> str:
 _RENDERED: dict[str, list[Doc]] = {}
 
 
-def render(overlay: str) -> list[Doc]:
-    if overlay not in _RENDERED:
-        out = subprocess.run(
-            [_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+def render(variant: str) -> list[Doc]:
+    if variant not in _RENDERED:
+        overlay, components = VARIANTS[variant]
+        with tempfile.TemporaryDirectory() as scratch:
+            # Kustomize refuses absolute paths to other kustomizations: relative ones.
+            def rel(path: Path) -> str:
+                return os.path.relpath(path, scratch)
+
+            kustomization = {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [rel(K8S / "overlays" / overlay)],
+                "components": [rel(K8S / "components" / c) for c in components],
+            }
+            Path(scratch, "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+            # Without components: the overlay itself, as an operator renders it.
+            target = scratch if components else str(K8S / "overlays" / overlay)
+            out = subprocess.run(
+                [_tool("kubectl"), "kustomize", target],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         assert out.returncode == 0, out.stderr
-        _RENDERED[overlay] = [d for d in yaml.safe_load_all(out.stdout) if d]
-    return _RENDERED[overlay]
+        _RENDERED[variant] = [d for d in yaml.safe_load_all(out.stdout) if d]
+    return _RENDERED[variant]
 
 
 def one(docs: list[Doc], kind: str, name: str) -> Doc:
@@ -122,7 +144,7 @@ def test_renders_every_part(overlay: str) -> None:
     for d in render(overlay):
         if d["kind"] != "Namespace":
             assert d["metadata"].get("namespace") == "predictd", d["metadata"]["name"]
-    if overlay == "prod":
+    if overlay.startswith("prod"):
         assert kinds >= set(CRDS)
 
 
@@ -276,7 +298,7 @@ def test_pods_are_locked_down(overlay: str) -> None:
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             assert mounts[secrets_dir] == "secrets", name
             source = {k for k in volumes["secrets"] if k != "name"}
-            assert source == ({"csi"} if overlay == "prod" else {"secret"}), name
+            assert source == ({"csi"} if overlay.startswith("prod") else {"secret"}), name
     sa = one(docs, "ServiceAccount", "predictd")
     assert sa["automountServiceAccountToken"] is False
 
@@ -309,7 +331,7 @@ def test_selectors_meet(overlay: str) -> None:
     assert namespaces == {"ingress-nginx", "monitoring"}
     egress = one(docs, "NetworkPolicy", "predictd-egress")["spec"]
     ports = {p["port"] for rule in egress["egress"] for p in rule["ports"]}
-    assert ports == ({53, 5432, 6380, 443} if overlay == "prod" else {53, 5432, 6379})
+    assert ports == ({53, 5432, 6380, 443} if overlay.startswith("prod") else {53, 5432, 6379})
     deny = one(docs, "NetworkPolicy", "predictd-default-deny")["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
@@ -338,3 +360,13 @@ def test_monitoring() -> None:
     used = {m for expr in exprs for m in re.findall(r"\bpredictd_[a-z0-9_]+", expr)}
     assert used
     assert used <= exported, used - exported
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaling(overlay: str) -> None:
+    """CPU always; requests per second (custom metrics API) with the opt-in component."""
+    metrics = one(render(overlay), "HorizontalPodAutoscaler", "predictd")["spec"]["metrics"]
+    kinds = [(m["type"], m.get("resource", m.get("pods", {})).get("name")) for m in metrics]
+    assert kinds[0] == ("Resource", "cpu")
+    custom = [m["pods"]["metric"]["name"] for m in metrics if m["type"] == "Pods"]
+    assert custom == (["predictd_http_requests_per_second"] if "rps" in overlay else [])
