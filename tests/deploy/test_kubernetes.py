@@ -370,3 +370,58 @@ def test_autoscaling(overlay: str) -> None:
     assert kinds[0] == ("Resource", "cpu")
     custom = [m["pods"]["metric"]["name"] for m in metrics if m["type"] == "Pods"]
     assert custom == (["predictd_http_requests_per_second"] if "rps" in overlay else [])
+
+
+def test_checkov_catches_a_privileged_container(tmp_path: Path) -> None:
+    """The checkov run above would see a real problem: a privileged, writable container."""
+    deployment = json.loads(json.dumps(one(render("dev"), "Deployment", "predictd")))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"].update(privileged=True, readOnlyRootFilesystem=False)
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(deployment))
+    command = [_tool("checkov"), "-d", str(tmp_path), "--framework", "kubernetes"]
+    out = subprocess.run(
+        [*command, "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    failed = {c["check_id"] for c in json.loads(out.stdout)["results"]["failed_checks"]}
+    assert {"CKV_K8S_16", "CKV_K8S_22"} <= failed
+
+
+def quantity(value: str | int) -> float:
+    """A Kubernetes quantity (cpu in cores, memory in bytes)."""
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return float(text.removesuffix(unit)) * factor
+    return float(text)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_quota_fits_the_busiest_moment(overlay: str) -> None:
+    """The HPA at its maximum mid-rollout (plus the surge), the agent, the migration and every
+    CronJob at once: all within the namespace's ResourceQuota, or a scale-up would stall."""
+    docs = render(overlay)
+    hard = {
+        k: quantity(v) for k, v in one(docs, "ResourceQuota", "predictd")["spec"]["hard"].items()
+    }
+    surge = 1.25  # maxSurge 25%
+    needed = {"requests.cpu": 0.0, "requests.memory": 0.0, "limits.memory": 0.0, "pods": 0.0}
+    for name, spec in pod_specs(docs):
+        if name == "Deployment/predictd":
+            max_replicas = one(docs, "HorizontalPodAutoscaler", "predictd")["spec"]["maxReplicas"]
+            count = -(-max_replicas * surge // 1)
+        elif name.startswith("Deployment/"):
+            count = one(docs, "Deployment", name.split("/")[1])["spec"]["replicas"] + 1
+        else:
+            count = 1
+        needed["pods"] += count
+        for container in spec["containers"]:
+            resources = container["resources"]
+            needed["requests.cpu"] += count * quantity(resources["requests"]["cpu"])
+            needed["requests.memory"] += count * quantity(resources["requests"]["memory"])
+            needed["limits.memory"] += count * quantity(resources["limits"]["memory"])
+    for key, value in needed.items():
+        assert value <= hard[key], f"{key}: {value} needed, quota {hard[key]}"
