@@ -243,3 +243,11 @@ def test_checkov_finds_no_unjustified_failure() -> None:
     assert summary["passed"] > 0
     skipped = {c["check_id"] for r in reports for c in r["results"]["skipped_checks"]}
     assert skipped == {check for _, check, _ in _skips_in_source()}, "stale or unread skip"
+
+
+def test_docs_name_every_output(parsed: dict[str, Blocks]) -> None:
+    # docs/deploy.md ("Azure") tells the operator where each output goes in the overlay
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    azure = docs[docs.index("## Azure") :]
+    missing = [name for name, _ in _entries(parsed, "output") if f"`{name}`" not in azure]
+    assert missing == []

@@ -12,12 +12,12 @@ resource "azurerm_key_vault" "main" {
   soft_delete_retention_days = 90
 
   #checkov:skip=CKV_AZURE_189:Public endpoint kept (behind the firewall below) so terraform can write the secrets from the operator's machine; the AKS nodes reach it through a service endpoint.
-  #checkov:skip=CKV2_AZURE_32:No private endpoint; the firewall admits only the AKS subnet and key_vault_allowed_ips. A private endpoint would also need the operator inside the network to apply.
+  #checkov:skip=CKV2_AZURE_32:No private endpoint; the firewall admits only the AKS subnet and operator_allowed_ips. A private endpoint would also need the operator inside the network to apply.
   public_network_access_enabled = true
   network_acls {
     default_action             = "Deny"
     bypass                     = "AzureServices"
-    ip_rules                   = var.key_vault_allowed_ips
+    ip_rules                   = var.operator_allowed_ips
     virtual_network_subnet_ids = [azurerm_subnet.aks.id]
   }
 

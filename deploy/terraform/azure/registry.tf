@@ -30,7 +30,7 @@ resource "azurerm_storage_account" "artifacts" {
   allow_nested_items_to_be_public = false
   default_to_oauth_authentication = true
   #checkov:skip=CKV2_AZURE_1:Encrypted with Microsoft-managed keys; customer-managed keys would add a key lifecycle for artifacts that carry a sha256 check of their own.
-  #checkov:skip=CKV2_AZURE_33:No private endpoint; the firewall below admits only the AKS subnet and key_vault_allowed_ips.
+  #checkov:skip=CKV2_AZURE_33:No private endpoint; the firewall below admits only the AKS subnet and operator_allowed_ips.
   #checkov:skip=CKV_AZURE_59:Public endpoint kept behind the firewall (default deny) so operators can upload a first model; see network_rules.
   #checkov:skip=CKV_AZURE_33:Queue service logging does not apply: no queues are used, only blobs.
   #checkov:skip=CKV_AZURE_206:ZRS survives a zone outage; geo-replication of artifacts that can be re-registered is a cost choice.
@@ -39,7 +39,7 @@ resource "azurerm_storage_account" "artifacts" {
   network_rules {
     default_action             = "Deny"
     bypass                     = ["AzureServices"]
-    ip_rules                   = [for ip in var.key_vault_allowed_ips : trimsuffix(ip, "/32")]
+    ip_rules                   = [for ip in var.operator_allowed_ips : trimsuffix(ip, "/32")]
     virtual_network_subnet_ids = [azurerm_subnet.aks.id]
   }
 

@@ -122,8 +122,8 @@ variable "aks_admin_group_object_ids" {
   default     = []
 }
 
-variable "key_vault_allowed_ips" {
-  description = "Public IPs or CIDR blocks allowed to reach the Key Vault besides the AKS subnet; the machine running terraform must be one of them, since terraform writes the secrets."
+variable "operator_allowed_ips" {
+  description = "Public IPs or CIDR blocks of operators allowed through the Key Vault and artifact storage firewalls besides the AKS subnet; the machine running terraform must be one of them, since terraform writes the secrets."
   type        = list(string)
   default     = []
 }
