@@ -39,3 +39,12 @@ resource "azurerm_role_assignment" "kubelet_acr_pull" {
   principal_id                     = azurerm_kubernetes_cluster.main.kubelet_identity[0].object_id
   skip_service_principal_aad_check = true
 }
+
+# With its own (system-assigned) identity and a subnet it did not create, AKS needs to manage
+# that subnet's IP configurations and load balancer front ends; the CLI grants this implicitly,
+# terraform does not.
+resource "azurerm_role_assignment" "aks_network_contributor" {
+  scope                = azurerm_subnet.aks.id
+  role_definition_name = "Network Contributor"
+  principal_id         = azurerm_kubernetes_cluster.main.identity[0].principal_id
+}

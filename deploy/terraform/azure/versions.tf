@@ -1,12 +1,13 @@
 # Provider versions are pinned so a plan made today is the plan made next month; bump them
-# deliberately (and read the azurerm upgrade guide) rather than by accident.
+# deliberately (and read the azurerm upgrade guide) rather than by accident. azurerm 4.42 is
+# the floor: the first release that knows the Key Vault argument rbac_authorization_enabled.
 terraform {
   required_version = ">= 1.6.0"
 
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = "~> 4.14"
+      version = "~> 4.42"
     }
     random = {
       source  = "hashicorp/random"
