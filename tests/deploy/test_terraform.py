@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,16 +26,20 @@ DATA_REF = re.compile(r"\bdata\.([a-z0-9_]+)\.([A-Za-z_][\w-]*)")
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=(CKV2?_[A-Z]+_\d+)(?::(.*))?")
 
 
-@pytest.fixture(scope="module")
-def parsed() -> dict[str, Blocks]:
+def _parse(directory: Path) -> dict[str, Blocks]:
+    """Every .tf file of `directory`, parsed by python-hcl2 inside .venv-checks."""
     python = tool("python")
-    probe = run(python, "-c", "import hcl2")
-    if probe.returncode != 0:
+    if run(python, "-c", "import hcl2").returncode != 0:
         services.unavailable("python-hcl2 (scripts/ensure_azure_tools.sh)")
-    result = run(python, ROOT / "tests" / "deploy" / "hcl_dump.py", TERRAFORM)
+    result = run(python, ROOT / "tests" / "deploy" / "hcl_dump.py", directory)
     assert result.returncode == 0, f"a .tf file does not parse: {result.stderr}"
     files: dict[str, Blocks] = json.loads(result.stdout)
     return files
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, Blocks]:
+    return _parse(TERRAFORM)
 
 
 def _entries(files: dict[str, Blocks], kind: str) -> Iterator[tuple[str, Any]]:
@@ -80,32 +85,61 @@ def test_every_file_parses(parsed: dict[str, Blocks]) -> None:
     assert {"versions.tf", "variables.tf", "outputs.tf"} <= on_disk
 
 
-def test_variables_are_declared_used_and_described(parsed: dict[str, Blocks]) -> None:
-    declared = dict(_entries(parsed, "variable"))
+def _variable_problems(files: dict[str, Blocks]) -> tuple[set[str], set[str]]:
+    """(used but not declared, declared but not used)."""
+    declared = {name for name, _ in _entries(files, "variable")}
     used: set[str] = set()
-    for blocks in parsed.values():
+    for blocks in files.values():
         # a variable's own validation mentions it; that is not a use
         rest = {kind: value for kind, value in blocks.items() if kind != "variable"}
         for text in _strings(rest):
             used.update(VAR_REF.findall(text))
-    assert used - set(declared) == set(), "var.X used but not declared"
-    assert set(declared) - used == set(), "variables declared but never used"
-    for name, body in declared.items():
+    return used - declared, declared - used
+
+
+def _dangling_references(files: dict[str, Blocks]) -> set[str]:
+    """References to resources or data sources that no block declares. The lookbehind of
+    RESOURCE_REF keeps `data.azurerm_x.y` out of the resource references."""
+    declared = {name for name, _ in _entries(files, "resource")}
+    declared |= {f"data.{name}" for name, _ in _entries(files, "data")}
+    found = set()
+    for text in _strings(list(files.values())):
+        found |= {f"{kind}.{name}" for kind, name in RESOURCE_REF.findall(text)}
+        found |= {f"data.{kind}.{name}" for kind, name in DATA_REF.findall(text)}
+    return found - declared
+
+
+def test_variables_are_declared_used_and_described(parsed: dict[str, Blocks]) -> None:
+    assert _variable_problems(parsed) == (set(), set())
+    for name, body in _entries(parsed, "variable"):
         assert body.get("description"), f"variable {name} has no description"
         assert body.get("type"), f"variable {name} has no type"
 
 
 def test_references_name_declared_resources(parsed: dict[str, Blocks]) -> None:
-    resources = set(_resources(parsed))
-    data = {name for name, _ in _entries(parsed, "data")}
-    for blocks in parsed.values():
-        for text in _strings(blocks):
-            for kind, name in RESOURCE_REF.findall(text):
-                if f"data.{kind}" in text:
-                    continue
-                assert f"{kind}.{name}" in resources, f"{kind}.{name} is not declared: {text}"
-            for kind, name in DATA_REF.findall(text):
-                assert f"{kind}.{name}" in data, f"data.{kind}.{name} is not declared"
+    assert _dangling_references(parsed) == set()
+
+
+def test_the_checks_catch_a_broken_module(tmp_path: Path) -> None:
+    # the consistency checks above, shown failing on a module with each mistake in it
+    (tmp_path / "main.tf").write_text(
+        'variable "unused" {\n  type = string\n}\n'
+        'resource "azurerm_resource_group" "main" {\n'
+        "  name     = var.undeclared\n"
+        "  location = azurerm_virtual_network.missing.location\n"
+        "  tags     = data.azurerm_client_config.gone.tenant_id\n"
+        "}\n"
+    )
+    files = _parse(tmp_path)
+    assert _variable_problems(files) == ({"undeclared"}, {"unused"})
+    assert _dangling_references(files) == {
+        "azurerm_virtual_network.missing",
+        "data.azurerm_client_config.gone",
+    }
+    (tmp_path / "broken.tf").write_text('resource "azurerm_resource_group" "x" {\n  name = \n')
+    result = run(tool("python"), ROOT / "tests" / "deploy" / "hcl_dump.py", tmp_path)
+    assert result.returncode != 0
+    assert "broken.tf" in result.stderr
 
 
 def test_outputs_the_overlay_needs(parsed: dict[str, Blocks]) -> None:
