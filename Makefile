@@ -43,6 +43,19 @@ bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmar
 bench-loop: $(STAMP) ## part G: drift false alarms and detection, the accuracy estimate (~4 min)
 	$(BIN)/python -m benchmarks.loop_quality
 
+# The container image (docs/deploy.md, "Container image"). Docker if present, else podman.
+IMAGE ?= predictd:latest
+CONTAINER ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+image: $(STAMP) ## build the container image (IMAGE=predictd:latest) from the wheel, with docker or podman
+	rm -rf build/wheelhouse && mkdir -p build/wheelhouse
+	$(BIN)/python -m pip wheel -q --no-deps --wheel-dir build/wheelhouse .
+	$(CONTAINER) build -t $(IMAGE) .
+
+image-test: $(STAMP) ## build the image offline with podman and run it (SQLite, PostgreSQL, SIGTERM)
+	scripts/ensure_image_tools.sh
+	$(BIN)/python -m pytest -q -p no:xdist tests/deploy/test_image.py
+
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
@@ -50,4 +63,4 @@ format: $(STAMP) ## apply ruff formatting and fixes
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .predictd predictd.db .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help install demo lint audit test bench bench-loop format clean
+.PHONY: help install demo lint audit test bench bench-loop image image-test format clean
