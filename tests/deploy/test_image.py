@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HADOLINT = ROOT / ".venv-checks" / "bin" / "hadolint"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "predictd-image"
 CONF = CACHE / "containers.conf"
-TAG = "localhost/predictd:suite"
+# One tag per process: under pytest-xdist two workers may each build it (layers are shared).
+TAG = f"localhost/predictd:suite-{os.getpid()}"
 UID = 10001
 VOLUME = "/var/lib/predictd"
 # Above PREDICTD_SHUTDOWN_DELAY_S (5 s) + PREDICTD_SHUTDOWN_FLUSH_S (10 s): what docs/deploy.md
@@ -79,7 +80,7 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("podman") is None or not CONF.exists():
         services.unavailable(f"podman ({TOOLS})")
     if podman("image", "exists", _base_image(), check=False).returncode != 0:
@@ -105,7 +106,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     )  # fmt: skip
     size = podman("image", "inspect", TAG, "--format", "{{.Size}}").stdout.strip()
     print(f"image {TAG}: built in {time.monotonic() - started:.0f} s, {int(size) / 1e6:.0f} MB")
-    return TAG
+    yield TAG
+    # The tag goes, the layers stay as the next run's build cache.
+    podman("untag", TAG, check=False)
 
 
 def test_image_config_is_non_root_with_health_check_and_sigterm(image: str) -> None:
