@@ -191,7 +191,9 @@ class Run:
         self.name = f"predictd-suite-{self.port}"
 
     def _options(self) -> list[str]:
-        options = ["--network=host", "--read-only", "-v", f"{self.volume}:{VOLUME}"]
+        # --read-only-tmpfs=false: /tmp is read-only too, as under `docker run --read-only`.
+        options = ["--network=host", "--read-only", "--read-only-tmpfs=false"]
+        options += ["-v", f"{self.volume}:{VOLUME}"]
         for name, value in self.env.items():
             options += ["-e", f"{name}={value}"]
         return options
