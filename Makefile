@@ -44,6 +44,25 @@ bench: $(STAMP) ## run the benchmarks against the local PostgreSQL (see benchmar
 bench-loop: $(STAMP) ## part G: drift false alarms and detection, the accuracy estimate (~4 min)
 	$(BIN)/python -m benchmarks.loop_quality
 
+# The container image (docs/deploy.md, "Container image"). Docker if present, else podman.
+IMAGE ?= predictd:latest
+CONTAINER ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+# podman writes OCI images unless told otherwise, and OCI has no HEALTHCHECK.
+IMAGE_FLAGS ?= $(if $(findstring podman,$(CONTAINER)),--format docker)
+
+# OFFLINE=1: every dependency's wheel is made here and the build reaches no index. The wheels
+# must suit the base's Python (3.11 on Linux); async-timeout is what redis asks for below
+# Python 3.11.3 (Debian's 3.11.2), which a newer Python here would not resolve.
+image: $(STAMP) ## build the container image (IMAGE=predictd:latest, OFFLINE=1: no index) with docker or podman
+	rm -rf build/wheelhouse && mkdir -p build/wheelhouse
+	$(BIN)/python -m pip wheel -q --wheel-dir build/wheelhouse \
+	  $(if $(OFFLINE),. async-timeout,--no-deps .)
+	$(CONTAINER) build $(IMAGE_FLAGS) $(if $(OFFLINE),--build-arg PIP_NO_INDEX=1) -t $(IMAGE) .
+
+image-test: $(STAMP) ## build the image offline with podman and run it (SQLite, PostgreSQL, SIGTERM)
+	scripts/ensure_image_tools.sh
+	$(BIN)/python -m pytest -q -p no:xdist tests/deploy/test_image.py
+
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
@@ -51,4 +70,4 @@ format: $(STAMP) ## apply ruff formatting and fixes
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .predictd predictd.db .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help install demo lint audit test bench bench-loop format clean
+.PHONY: help install demo lint audit test bench bench-loop image image-test format clean

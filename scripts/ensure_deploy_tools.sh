@@ -4,7 +4,7 @@
 # locally and fail under PREDICTD_REQUIRE_SERVICES=1 (CI).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for part in observability k8s azure; do
+for part in observability k8s azure image; do
   "scripts/ensure_${part}_tools.sh" || echo "deploy tools ($part) not installed: see above" >&2
 done
 exit 0
