@@ -98,6 +98,23 @@ async def test_every_record_lands_exactly_once(
     assert set(counts.values()) == {1}
 
 
+async def test_close_ships_a_part_batch_without_waiting_for_the_flush_interval(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A part-filled batch waits up to PREDICTD_RECORD_FLUSH_MS for company; close() must not
+    wait with it. With a flush interval longer than the shutdown flush window, everything
+    recorded still reaches the database before close() returns (not only the spool)."""
+    await migrated(db_url)
+    settings = make_settings(
+        tmp_path, db_url, record_flush_ms=600_000, record_batch=1000, shutdown_flush_s=30
+    )
+    records = [make_record() for _ in range(3)]
+    async with recorder_for(settings) as (recorder, _):
+        assert await recorder.record(records)
+    counts = await id_counts(db_url, [r.id for r in records])
+    assert set(counts.values()) == {1}
+
+
 async def test_queue_overflow_is_read_back_from_the_spool(tmp_path: Path, db_url: str) -> None:
     await migrated(db_url)
     settings = make_settings(tmp_path, db_url, record_queue_max=5, record_batch=20)

@@ -85,6 +85,7 @@ class PredictionRecorder:
         self._queue: deque[tuple[int, PredictionRecord]] = deque()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._draining = asyncio.Event()  # close() has begun: no more waiting to fill batches
         self._next_lsn = 0  # memory mode only; the spool numbers records otherwise
         self._shipped_lsn = -1  # everything up to here is in the database
         self._dispatched_lsn = -1  # everything up to here is in a batch being written
@@ -158,6 +159,7 @@ class PredictionRecorder:
     async def close(self) -> None:
         """Ship what can be shipped within ``shutdown_flush_s``; the spool keeps the rest."""
         deadline = time.monotonic() + self.settings.shutdown_flush_s
+        self._draining.set()
         while self._backlog() and time.monotonic() < deadline and self.database_ok is not False:
             self._wakeup.set()
             await asyncio.sleep(0.01)
@@ -249,7 +251,8 @@ class PredictionRecorder:
                 await self._wakeup.wait()
                 continue
             if undispatched < self.settings.batch and self.settings.flush_ms:
-                await asyncio.sleep(self.settings.flush_ms / 1000)
+                with contextlib.suppress(TimeoutError):  # close() cuts the wait short
+                    await asyncio.wait_for(self._draining.wait(), self.settings.flush_ms / 1000)
             await self._slots.acquire()
             try:
                 batch = await self._next_batch()
