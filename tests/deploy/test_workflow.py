@@ -54,12 +54,13 @@ def test_actionlint_catches_what_it_should(tmp_path: Path) -> None:
         "  test:\n"
         "    runs-on: ubuntu-no-such-label\n"
         "    steps:\n"
-        "      - run: echo \"${{ github.event.pull_request.title }}\"\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'
         "      - run: ls $HOME/*\n"
     )
     found = _actionlint(bad)
     assert "ubuntu-no-such-label" in found
-    assert "github.event.pull_request.title" in found and "untrusted" in found
+    assert "github.event.pull_request.title" in found
+    assert "untrusted" in found
     assert "SC2086" in found
 
 
