@@ -10,11 +10,14 @@ FROM ${BASE_IMAGE} AS build
 # Wheels prepared on the host (`make image` puts the project's wheel there; the offline test
 # adds every dependency and builds with PIP_NO_INDEX=1). Left unset, pip also uses its index.
 ARG PIP_NO_INDEX
+# Optional extras, comma-separated (`make image EXTRAS=onnx,otel`): onnx, otel, parquet, fsspec.
+ARG PREDICTD_EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY build/wheelhouse/ /tmp/wheels/
 # Only the wheel goes into the venv: no source tree, tests or .git ever reach the image.
 RUN python3 -m venv /opt/predictd \
-    && /opt/predictd/bin/pip install --find-links /tmp/wheels predictd \
+    && /opt/predictd/bin/pip install --find-links /tmp/wheels \
+       "predictd${PREDICTD_EXTRAS:+[$PREDICTD_EXTRAS]}" \
     && /opt/predictd/bin/predictd --help >/dev/null
 
 FROM ${BASE_IMAGE}

@@ -53,11 +53,14 @@ IMAGE_FLAGS ?= $(if $(findstring podman,$(CONTAINER)),--format docker)
 # OFFLINE=1: every dependency's wheel is made here and the build reaches no index. The wheels
 # must suit the base's Python (3.11 on Linux); async-timeout is what redis asks for below
 # Python 3.11.3 (Debian's 3.11.2), which a newer Python here would not resolve.
-image: $(STAMP) ## build the container image (IMAGE=predictd:latest, OFFLINE=1: no index) with docker or podman
+# EXTRAS=onnx,otel: optional extras installed in the image.
+EXTRAS ?=
+image: $(STAMP) ## build the container image (IMAGE=predictd:latest, EXTRAS=onnx,otel, OFFLINE=1: no index) with docker or podman
 	rm -rf build/wheelhouse && mkdir -p build/wheelhouse
 	$(BIN)/python -m pip wheel -q --wheel-dir build/wheelhouse \
-	  $(if $(OFFLINE),. async-timeout,--no-deps .)
-	$(CONTAINER) build $(IMAGE_FLAGS) $(if $(OFFLINE),--build-arg PIP_NO_INDEX=1) -t $(IMAGE) .
+	  $(if $(OFFLINE),".$(if $(EXTRAS),[$(EXTRAS)])" async-timeout,--no-deps .)
+	$(CONTAINER) build $(IMAGE_FLAGS) $(if $(OFFLINE),--build-arg PIP_NO_INDEX=1) \
+	  --build-arg PREDICTD_EXTRAS=$(EXTRAS) -t $(IMAGE) .
 
 image-test: $(STAMP) ## build the image offline with podman and run it (SQLite, PostgreSQL, SIGTERM)
 	scripts/ensure_image_tools.sh

@@ -42,6 +42,9 @@ VOLUME = "/var/lib/predictd"
 GRACE_S = 30
 REQUESTS = 25
 TOOLS = "scripts/ensure_image_tools.sh"
+# Built with an extra, so the Dockerfile's PREDICTD_EXTRAS path is the one proven; the
+# OpenTelemetry extra is small and pure Python.
+EXTRAS = "otel"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -95,14 +98,15 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # async-timeout: redis needs it below Python 3.11.3 (Debian's 3.11.2), which the host's
     # newer Python does not ask for when it resolves the wheelhouse.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), str(ROOT),
-         "async-timeout"],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels),
+         f"{ROOT}[{EXTRAS}]", "async-timeout"],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     started = time.monotonic()
     podman(
         "build", "--format", "docker", "--pull=never", "--network=host",
-        "--build-arg", "PIP_NO_INDEX=1", "-t", TAG, str(context),
+        "--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PREDICTD_EXTRAS={EXTRAS}",
+        "-t", TAG, str(context),
     )  # fmt: skip
     size = podman("image", "inspect", TAG, "--format", "{{.Size}}").stdout.strip()
     print(f"image {TAG}: built in {time.monotonic() - started:.0f} s, {int(size) / 1e6:.0f} MB")
@@ -146,6 +150,14 @@ if os.getuid() != 10001 or os.getgid() != 10001:
     found.append("running as %d:%d" % (os.getuid(), os.getgid()))
 print(repr(sorted(set(found))))
 """
+
+
+def test_image_carries_the_extras_it_was_built_with(image: str) -> None:
+    done = podman(
+        "run", "--rm", "--network=host", "--entrypoint", "python3", image, "-c",
+        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http; print('ok')",
+    )  # fmt: skip
+    assert done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
 def test_image_holds_no_compiler_tests_or_git(image: str) -> None:
