@@ -7,17 +7,22 @@
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-# Wheels prepared on the host (`make image` puts the project's wheel there; the offline test
-# adds every dependency and builds with PIP_NO_INDEX=1). Left unset, pip also uses its index.
+# Wheels made beforehand for a build that reaches no index (`make image OFFLINE=1` fills
+# deploy/image/wheels and sets PIP_NO_INDEX=1); empty otherwise, and pip uses its index.
 ARG PIP_NO_INDEX
-# Optional extras, comma-separated (`make image EXTRAS=onnx,otel`): onnx, otel, parquet, fsspec.
+# Optional extras, comma-separated (`make image EXTRAS=onnx,otel`): onnx, otel, azure,
+# parquet, fsspec.
 ARG PREDICTD_EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY build/wheelhouse/ /tmp/wheels/
-# Only the wheel goes into the venv: no source tree, tests or .git ever reach the image.
+COPY deploy/image/wheels/ /tmp/wheels/
+COPY pyproject.toml README.md /tmp/predictd/
+COPY src/ /tmp/predictd/src/
+# predictd is built from this checkout's source, never fetched by name from an index (where
+# anyone could publish a higher version). Only the installed package goes into the venv; the
+# source tree stays in this stage.
 RUN python3 -m venv /opt/predictd \
     && /opt/predictd/bin/pip install --find-links /tmp/wheels \
-       "predictd${PREDICTD_EXTRAS:+[$PREDICTD_EXTRAS]}" \
+       "/tmp/predictd${PREDICTD_EXTRAS:+[$PREDICTD_EXTRAS]}" \
     && /opt/predictd/bin/predictd --help >/dev/null
 
 FROM ${BASE_IMAGE}

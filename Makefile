@@ -50,15 +50,16 @@ CONTAINER ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/n
 # podman writes OCI images unless told otherwise, and OCI has no HEALTHCHECK.
 IMAGE_FLAGS ?= $(if $(findstring podman,$(CONTAINER)),--format docker)
 
-# OFFLINE=1: every dependency's wheel is made here and the build reaches no index. The wheels
-# must suit the base's Python (3.11 on Linux); async-timeout is what redis asks for below
-# Python 3.11.3 (Debian's 3.11.2), which a newer Python here would not resolve.
-# EXTRAS=onnx,otel: optional extras installed in the image.
+# OFFLINE=1: every dependency's wheel (and the build backend's) is made here into
+# deploy/image/wheels and the build reaches no index. The wheels must suit the base's Python
+# (3.11 on Linux); async-timeout is what redis asks for below Python 3.11.3 (Debian's 3.11.2),
+# which a newer Python here would not resolve. EXTRAS=onnx,otel: optional extras in the image.
 EXTRAS ?=
+WHEELS := deploy/image/wheels
 image: $(STAMP) ## build the container image (IMAGE=predictd:latest, EXTRAS=onnx,otel, OFFLINE=1: no index) with docker or podman
-	rm -rf build/wheelhouse && mkdir -p build/wheelhouse
-	$(BIN)/python -m pip wheel -q --wheel-dir build/wheelhouse \
-	  $(if $(OFFLINE),".$(if $(EXTRAS),[$(EXTRAS)])" async-timeout,--no-deps .)
+	rm -f $(WHEELS)/*.whl
+	$(if $(OFFLINE),$(BIN)/python -m pip wheel -q --wheel-dir $(WHEELS) \
+	  ".$(if $(EXTRAS),[$(EXTRAS)])" async-timeout hatchling)
 	$(CONTAINER) build $(IMAGE_FLAGS) $(if $(OFFLINE),--build-arg PIP_NO_INDEX=1) \
 	  --build-arg PREDICTD_EXTRAS=$(EXTRAS) -t $(IMAGE) .
 

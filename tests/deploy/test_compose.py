@@ -1,6 +1,7 @@
 """compose.yaml against the Compose specification (its JSON schema, vendored), the files it
 mounts and reads, and predictd's settings: every variable it gives predictd is one predictd
-reads, and the committed env files hold placeholders, never a secret."""
+reads, the commands are real predictd commands after the image's entrypoint, and the committed
+env files hold no secret."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import yaml
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from predictd.cli import app
 from predictd.settings import GROUPS, Settings, env_names
 from tests.support import services
 
@@ -22,7 +25,6 @@ COMPOSE = ROOT / "compose.yaml"
 SCHEMA = Path(__file__).parent / "compose_spec" / "compose-spec.json"
 CHECK_JSONSCHEMA = ROOT / ".venv-checks" / "bin" / "check-jsonschema"
 PREDICTD_SERVICES = ("predictd", "migrate")
-PLACEHOLDER = "change-me"
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:-([^}]*)\}")  # ${NAME:-default}
 
@@ -104,7 +106,7 @@ def test_compose_services_and_order() -> None:
     assert any(
         str(v).endswith(":/var/lib/postgresql/data") for v in services_["postgres"]["volumes"]
     )
-    assert services_["migrate"]["command"] == ["predictd", "db", "upgrade"]
+    assert services_["migrate"]["command"] == ["db", "upgrade"]
     assert services_["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     after = services_["predictd"]["depends_on"]["migrate"]["condition"]
     assert after == "service_completed_successfully"
@@ -195,6 +197,17 @@ def test_prometheus_and_grafana_config_point_at_mounted_files(tmp_path: Path) ->
         json.loads(grafana[target].read_text())  # a dashboard Grafana can load
 
 
+def test_committed_env_files_hold_no_password_or_token() -> None:
+    """Every committed env file is read even when the operator made no copy: a placeholder
+    secret in one would be a well-known credential in a running stack."""
+    committed = sorted((ROOT / "deploy" / "compose").glob("*.env.example"))
+    assert committed
+    secret = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
+    for path in committed:
+        for key in read_env_file(path):
+            assert not secret.search(key), f"{path} sets {key}"
+
+
 def test_predictd_environment_names_only_real_settings() -> None:
     known = settings_variables()
     spec = compose()
@@ -205,9 +218,9 @@ def test_predictd_environment_names_only_real_settings() -> None:
             if path.exists() and path.name.endswith(".example"):
                 for key, value in read_env_file(path).items():
                     given[key] = value
-                    # Committed env files hold placeholders for every secret.
-                    if known.get(key):
-                        assert value.startswith(PLACEHOLDER), f"{path}: {key} looks real"
+                    # A committed file sets no secret: a placeholder would run for real
+                    # when the operator's copy is missing.
+                    assert not known.get(key), f"{path} sets the secret {key}"
         environment = service.get("environment", {})
         assert isinstance(environment, dict), f"{name}: environment as a mapping"
         given.update({k: str(v) for k, v in environment.items()})
@@ -215,6 +228,35 @@ def test_predictd_environment_names_only_real_settings() -> None:
         for key in given:
             assert _NAME.match(key), key
             assert key in known, f"{name}: {key} is not a predictd setting"
+
+
+def _entrypoint() -> list[str]:
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENTRYPOINT "):
+            parsed: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))
+            return parsed
+    raise AssertionError("the Dockerfile has no ENTRYPOINT")
+
+
+def test_commands_are_predictd_commands_after_the_entrypoint() -> None:
+    """Compose appends `command` to the image's ENTRYPOINT: the two together must be a
+    predictd command that exists (`predictd predictd serve` would not)."""
+    assert _entrypoint() == ["predictd"]
+    runner = CliRunner()
+    spec = compose()
+    for name in PREDICTD_SERVICES:
+        command = spec["services"][name]["command"]
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, f"{name}: predictd {command}: {result.output}"
+    assert spec["services"]["predictd"]["command"] == ["serve"]
+
+
+def test_predictd_containers_are_read_only_without_privilege_escalation() -> None:
+    spec = compose()
+    for name in PREDICTD_SERVICES:
+        service = spec["services"][name]
+        assert service["read_only"] is True, name
+        assert "no-new-privileges:true" in service["security_opt"], name
 
 
 def service_environment(service: dict[str, Any]) -> dict[str, str]:
