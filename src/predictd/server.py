@@ -49,6 +49,8 @@ class ServerConfig(uvicorn.Config):
             port=server.port,
             workers=workers,
             access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=server.forwarded_allow_ips,
             timeout_keep_alive=5,  # an idle connection is closed after this (uvicorn's default)
             timeout_graceful_shutdown=30,
             log_level=server.log_level.lower(),

@@ -13,6 +13,7 @@ attribute docstrings below.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -177,6 +178,15 @@ class ServerSettings(_Group):
     """Comma-separated origins allowed to call the API from a browser (CORS). Empty: no CORS
     headers at all, so other sites' pages cannot read answers."""
 
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        validation_alias="PREDICTD_FORWARDED_ALLOW_IPS",
+    )
+    """Comma-separated addresses or networks (CIDR) of the proxies whose `X-Forwarded-For` and
+    `X-Forwarded-Proto` are believed: the client address in rate limits, records and logs is
+    then the one they forwarded. Behind a Kubernetes ingress, the ingress controller's pod
+    network. `*` believes anyone, which lets any client choose its own address."""
+
     docs: bool = Field(default=True, validation_alias="PREDICTD_DOCS")
     """Serve /docs, /redoc and /openapi.json. Turn off on an internet-facing deployment that
     does not want to describe itself."""
@@ -195,10 +205,22 @@ class ServerSettings(_Group):
     )
     """`json` (one object a line, with request_id) or `text` for humans."""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         return _split_names(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        # uvicorn would take a typo as a literal host name and silently believe no proxy.
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
 
 
 class RecordingSettings(_Group):
@@ -816,6 +838,8 @@ def markdown_table() -> str:
             shown = "unset" if default is None else f"`{default}`"
             if isinstance(default, bool):
                 shown = f"`{str(default).lower()}`"
+            elif isinstance(default, list) and default:
+                shown = f"`{','.join(map(str, default))}`"
             elif isinstance(default, timedelta):
                 shown = f"`{format_duration(default)}`"
             doc = " ".join((info.description or "").split()).replace("|", "\\|")
