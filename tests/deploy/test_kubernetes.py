@@ -14,10 +14,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -53,6 +55,13 @@ CRDS = {
 # Variables predictd reads that are not settings fields: the secrets directory, read in
 # Settings.settings_customise_sources.
 EXTRA_VARIABLES = {"PREDICTD_SECRETS_DIR"}
+# Not predictd's at all, and allowed by exact name only (a prefix would let a misspelt one
+# through): adlfs, the az:// backend of PREDICTD_ARTIFACT_URL in prod, reads the storage
+# account from AZURE_STORAGE_ACCOUNT_NAME and authenticates with DefaultAzureCredential (the
+# workload identity) only when AZURE_STORAGE_ANON=false; it is anonymous otherwise.
+ADLFS_VARIABLES = {"AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ANON"}
+RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+DOCS = ROOT / "docs" / "deploy.md"
 
 Doc = dict[str, Any]
 NS_LABEL = "kubernetes.io/metadata.name"
@@ -226,13 +235,19 @@ def test_settings_are_real_and_accepted(
     for _, spec in pod_specs(docs):
         for container in spec["containers"]:
             named |= {e["name"] for e in container.get("env", [])}
-    assert named - real - EXTRA_VARIABLES == set()
+    assert named - real - EXTRA_VARIABLES - ADLFS_VARIABLES == set()
+    if values.get("PREDICTD_ARTIFACT_URL", "").startswith("az://"):
+        # adlfs needs both, or it reads anonymously from no account
+        assert values["AZURE_STORAGE_ANON"] == "false"
+        assert re.fullmatch(r"[a-z0-9]{3,24}", values["AZURE_STORAGE_ACCOUNT_NAME"])
+    else:
+        assert not set(values) & ADLFS_VARIABLES
     assert {"DATABASE_URL", "PREDICTD_ADMIN_TOKEN", "PREDICTD_INPUT_HASH_KEY"} <= set(secrets)
     # The values as predictd reads them: the ConfigMap as the environment, the secrets as
     # the files of PREDICTD_SECRETS_DIR.
     for name in [n for n in os.environ if n.startswith("PREDICTD_")]:
         monkeypatch.delenv(name)
-    for name in ("DATABASE_URL", "REDIS_URL"):
+    for name in ("DATABASE_URL", "REDIS_URL", *ADLFS_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -337,8 +352,8 @@ def test_selectors_meet(overlay: str) -> None:
 
 
 def test_monitoring() -> None:
-    """The ServiceMonitor scrapes the Service's named port at /metrics (public there), and
-    the rules use metrics predictd exports."""
+    """The ServiceMonitor scrapes the Service's named port at /metrics with a bearer key from
+    a Secret (/metrics is not public), and the rules use metrics predictd exports."""
     docs = render("prod")
     service = one(docs, "Service", "predictd")
     monitor = one(docs, "ServiceMonitor", "predictd")["spec"]
@@ -346,7 +361,14 @@ def test_monitoring() -> None:
     port_names = {p["name"] for p in service["spec"]["ports"]}
     assert [(e["port"], e["path"]) for e in monitor["endpoints"]] == [("http", "/metrics")]
     assert monitor["endpoints"][0]["port"] in port_names
-    assert config(docs)["PREDICTD_METRICS_PUBLIC"] == "true"
+    assert config(docs)["PREDICTD_METRICS_PUBLIC"] == "false"
+    authorization = monitor["endpoints"][0]["authorization"]
+    assert authorization["type"] == "Bearer"
+    assert authorization["credentials"] == {"name": "predictd-metrics-token", "key": "token"}
+    # the docs say how to make that Secret, with a read-scoped key
+    text = DOCS.read_text()
+    assert "predictd keys create --name prometheus --scope read" in text
+    assert "create secret generic predictd-metrics-token" in text
     registry = CollectorRegistry()
     Metrics.create(registry)
     exported: set[str] = set()
@@ -425,3 +447,132 @@ def test_the_quota_fits_the_busiest_moment(overlay: str) -> None:
             needed["limits.memory"] += count * quantity(resources["limits"]["memory"])
     for key, value in needed.items():
         assert value <= hard[key], f"{key}: {value} needed, quota {hard[key]}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_metrics_are_not_public_behind_an_ingress(overlay: str) -> None:
+    """An Ingress routes every path to the Service, /metrics included: there /metrics must
+    keep asking for a read-scoped key (PREDICTD_METRICS_PUBLIC false, the default)."""
+    docs = render(overlay)
+    exposed = any(
+        path["backend"]["service"]["name"] == "predictd"
+        for ingress in docs
+        if ingress["kind"] == "Ingress"
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    )
+    assert exposed  # every overlay has the Ingress; otherwise this test proves nothing
+    public = config(docs).get("PREDICTD_METRICS_PUBLIC", "false").lower()
+    assert public in ("false", "0", "no", "off"), f"{overlay}: /metrics public on the internet"
+
+
+def test_the_prometheusrule_is_rules_yml() -> None:
+    """components/monitoring's PrometheusRule is generated from deploy/prometheus/rules.yml:
+    the same groups, alerts, expressions and severities (not a second, drifting rule set)."""
+    rules = yaml.safe_load(RULES.read_text())["groups"]
+    rendered = one(render("prod"), "PrometheusRule", "predictd")["spec"]["groups"]
+    assert rendered == rules
+    generator = ROOT / "scripts" / "generate_prometheusrule.py"
+    out = subprocess.run(
+        [sys.executable, str(generator), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_dev_dependencies_live_outside_the_restricted_namespace() -> None:
+    """Dev's PostgreSQL and Redis are Services in predictd-deps: the predictd namespace
+    enforces Pod Security `restricted` (stock postgres/redis pods fail it) and denies all
+    ingress by default, so a `postgres` in predictd would be unreachable or not run at all.
+    The egress policy lets every predictd pod (server, agent, migrate Job, CronJobs) reach
+    exactly that namespace on those ports."""
+    docs = render("dev")
+    labels = one(docs, "Namespace", "predictd")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    secrets = secret_variables(docs)
+    ports = {}
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        url = urlsplit(secrets[name])
+        assert url.hostname is not None
+        namespace_of_host = url.hostname.split(".")[1:2]
+        assert namespace_of_host == ["predictd-deps"], f"{name}: {url.hostname} is not there"
+        ports[name] = url.port
+    egress = one(docs, "NetworkPolicy", "predictd-egress")["spec"]
+    assert egress["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "predictd"}
+    labelled = [
+        d["spec"]["template"]["metadata"]["labels"]
+        if d["kind"] != "CronJob"
+        else d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+    ]
+    assert all(pod["app.kubernetes.io/name"] == "predictd" for pod in labelled)
+    for port in ports.values():
+        rules = [r for r in egress["egress"] if any(p["port"] == port for p in r["ports"])]
+        assert len(rules) == 1, port
+        peers = rules[0]["to"]
+        assert peers == [{"namespaceSelector": {"matchLabels": {NS_LABEL: "predictd-deps"}}}]
+    text = DOCS.read_text()
+    assert "kubectl create namespace predictd-deps" in text
+
+
+def _docs_yaml_blocks(text: str) -> list[Doc]:
+    blocks = re.findall(r"```ya?ml\n(.*?)```", text, flags=re.S)
+    return [d for block in blocks for d in yaml.safe_load_all(block) if isinstance(d, dict)]
+
+
+def test_docs_name_the_image_and_the_secret_provider_class_as_the_manifests_do() -> None:
+    """A kustomize `images:` entry that names another image is silently ignored, and a
+    SecretProviderClass example that differs from the component misleads: the docs use the
+    exact image name of base and the component's SecretProviderClass."""
+    text = DOCS.read_text()
+    k8s = text[text.index("## Kubernetes") : text.index("## Prometheus and Grafana")]
+    azure = text[text.index("## Azure") : text.index("## CI pipeline")]
+    images = {
+        c["image"].split(":")[0]
+        for _, spec in pod_specs(render("prod"))
+        for c in spec["containers"]
+    }
+    assert len(images) == 1
+    named = re.findall(r"images:\s*-\s*name:\s*([^\s,`]+)", k8s + azure)
+    named += [
+        entry["name"] for d in _docs_yaml_blocks(k8s + azure) for entry in d.get("images", [])
+    ]
+    assert named
+    assert set(named) == images
+    component = yaml.safe_load(
+        (K8S / "components" / "azure-keyvault" / "secretproviderclass.yaml").read_text()
+    )
+    shown = [d for d in _docs_yaml_blocks(azure) if d.get("kind") == "SecretProviderClass"]
+    assert len(shown) == 1
+
+    def objects(spc: Doc) -> list[Doc]:
+        return [
+            yaml.safe_load(o) for o in yaml.safe_load(spc["spec"]["parameters"]["objects"])["array"]
+        ]
+
+    assert shown[0]["metadata"]["name"] == component["metadata"]["name"]
+    assert objects(shown[0]) == objects(component)
+    secrets_dir = config(render("prod"))["PREDICTD_SECRETS_DIR"]
+    mounts = set(re.findall(r"(?:mountPath|PREDICTD_SECRETS_DIR)\W+(/[\w/.-]+)", azure))
+    assert mounts <= {secrets_dir}, mounts
+
+
+def test_docs_list_what_the_prod_overlay_needs_in_the_cluster() -> None:
+    """Terraform installs AKS and its add-ons (CSI driver, workload identity); the prod
+    overlay also references an nginx ingress class, a cert-manager ClusterIssuer and the
+    Prometheus Operator's CRDs, which the Azure steps must tell the operator to install."""
+    docs = render("prod")
+    text = DOCS.read_text()
+    azure = text[text.index("## Azure") : text.index("## CI pipeline")]
+    ingress = one(docs, "Ingress", "predictd")
+    needed = []
+    if ingress["spec"]["ingressClassName"] == "nginx":
+        needed.append("ingress-nginx")
+    issuer = ingress["metadata"]["annotations"].get("cert-manager.io/cluster-issuer")
+    if issuer:
+        needed += ["cert-manager", f"ClusterIssuer `{issuer}`"]
+    if {d["kind"] for d in docs} & {"ServiceMonitor", "PrometheusRule"}:
+        needed += ["Prometheus Operator", "kube-prometheus-stack"]
+    assert needed
+    missing = [n for n in needed if n not in azure]
+    assert missing == []

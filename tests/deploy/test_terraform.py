@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.checks import ROOT, run, tool
 from tests.support import services
 
 TERRAFORM = ROOT / "deploy" / "terraform" / "azure"
+PROD = ROOT / "deploy" / "k8s" / "overlays" / "prod"
+SECRET_PROVIDER_CLASS = (
+    ROOT / "deploy" / "k8s" / "components" / "azure-keyvault" / "secretproviderclass.yaml"
+)
 Blocks = dict[str, Any]
 
 VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_-]*)")
@@ -153,6 +158,11 @@ def test_outputs_the_overlay_needs(parsed: dict[str, Blocks]) -> None:
         "tenant_id",
         "applicationinsights_connection_string",
         "artifact_url",
+        "artifact_storage_account",
+        "redis_url_secret_name",
+        "input_hash_key_secret_name",
+        "postgres_subnet_cidr",
+        "redis_subnet_cidr",
     }
     assert needed <= set(outputs)
     resources = set(_resources(parsed))
@@ -285,3 +295,109 @@ def test_docs_name_every_output(parsed: dict[str, Blocks]) -> None:
     azure = docs[docs.index("## Azure") :]
     missing = [name for name, _ in _entries(parsed, "output") if f"`{name}`" not in azure]
     assert missing == []
+
+
+def _variable_default(files: dict[str, Blocks], name: str) -> Any:
+    return dict(_entries(files, "variable"))[name]["default"]
+
+
+def test_key_vault_has_every_secret_the_secret_provider_class_mounts(
+    parsed: dict[str, Blocks],
+) -> None:
+    """The CSI driver fails the whole mount (and the pod) on one missing object: every
+    objectName of the azure-keyvault component is a secret Terraform writes, by that name."""
+    spc = yaml.safe_load(SECRET_PROVIDER_CLASS.read_text())
+    objects = yaml.safe_load(spc["spec"]["parameters"]["objects"])["array"]
+    mounted = {yaml.safe_load(o)["objectName"] for o in objects}
+    assert len(mounted) == 4
+    created = {
+        body["name"]
+        for key, body in _resources(parsed).items()
+        if key.startswith("azurerm_key_vault_secret.")
+    }
+    assert mounted - created == set()
+
+
+def test_redis_is_private_and_tls_only(parsed: dict[str, Blocks]) -> None:
+    resources = _resources(parsed)
+    redis = resources["azurerm_redis_cache.main"]
+    assert redis["non_ssl_port_enabled"] is False
+    assert redis["minimum_tls_version"] == "1.2"
+    assert redis["public_network_access_enabled"] is False
+    endpoint = resources["azurerm_private_endpoint.redis"]
+    assert "azurerm_subnet.redis" in endpoint["subnet_id"]
+    connection = _block(endpoint, "private_service_connection")
+    assert "azurerm_redis_cache.main" in connection["private_connection_resource_id"]
+    assert connection["subresource_names"] == "redisCache"
+    zone = resources["azurerm_private_dns_zone.redis"]
+    assert zone["name"] == "privatelink.redis.cache.windows.net"
+    group = _block(endpoint, "private_dns_zone_group")
+    assert "azurerm_private_dns_zone.redis" in str(group["private_dns_zone_ids"])
+    link = resources["azurerm_private_dns_zone_virtual_network_link.redis"]
+    assert "azurerm_virtual_network.main" in link["virtual_network_id"]
+    # the URL predictd gets: TLS (rediss) on the TLS port, the key percent-encoded
+    url = _block(parsed["redis.tf"], "locals")["redis_url"]
+    assert url.startswith('${format("rediss://:%s@%s:%d/0"'), url
+    assert "urlencode(azurerm_redis_cache.main.primary_access_key)" in url
+    assert "ssl_port" in url
+    secret = resources["azurerm_key_vault_secret.redis_url"]
+    assert "local.redis_url" in secret["value"]
+
+
+def test_prod_egress_matches_the_terraform_subnets(parsed: dict[str, Blocks]) -> None:
+    """The prod overlay's egress policy allows PostgreSQL and Redis by CIDR: those CIDRs are
+    the subnets Terraform creates (their defaults), or the pods cannot reach either."""
+    policy = yaml.safe_load((PROD / "egress.yaml").read_text())
+    by_port: dict[int, set[str]] = {}
+    for rule in policy["spec"]["egress"]:
+        cidrs = {peer["ipBlock"]["cidr"] for peer in rule.get("to", []) if "ipBlock" in peer}
+        for port in rule["ports"]:
+            by_port.setdefault(port["port"], set()).update(cidrs)
+    assert by_port[5432] == {_variable_default(parsed, "postgres_subnet_cidr")}
+    assert by_port[6380] == {_variable_default(parsed, "redis_subnet_cidr")}
+    resources = _resources(parsed)
+    assert "var.postgres_subnet_cidr" in str(resources["azurerm_subnet.postgres"])
+    assert "var.redis_subnet_cidr" in str(resources["azurerm_subnet.redis"])
+
+
+def test_prod_artifact_url_names_the_terraform_container(parsed: dict[str, Blocks]) -> None:
+    settings = dict(
+        line.split("=", 1)
+        for line in (PROD / "config.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    container = _resources(parsed)["azurerm_storage_container.artifacts"]["name"]
+    assert settings["PREDICTD_ARTIFACT_URL"].startswith(f"az://{container}/")
+    output = dict(_entries(parsed, "output"))["artifact_url"]["value"]
+    assert output.endswith("}/models"), output
+    assert settings["PREDICTD_ARTIFACT_URL"] == f"az://{container}/models"
+    # adlfs: the account (a placeholder of the output's shape) and credentialed access
+    assert re.fullmatch(r"st[a-z0-9]{3,22}", settings["AZURE_STORAGE_ACCOUNT_NAME"])
+    assert settings["AZURE_STORAGE_ANON"] == "false"
+
+
+def test_state_and_tfvars_are_git_ignored() -> None:
+    """State holds every generated secret in clear text; tfvars the subscription and IPs."""
+    ignored = [
+        "terraform.tfstate",
+        "terraform.tfstate.backup",
+        "terraform.tfstate.1700000000.backup",
+        "terraform.tfvars",
+        "prod.tfvars",
+        ".terraform/providers/registry.terraform.io/hashicorp/azurerm/x",
+    ]
+    kept = [".terraform.lock.hcl", "terraform.tfvars.example", "main.tf"]
+    for name in ignored + kept:
+        path = (TERRAFORM / name).relative_to(ROOT)
+        result = run("git", "check-ignore", "--no-index", "-q", path)
+        assert result.returncode == (0 if name in ignored else 1), f"{path}: {result.stderr}"
+
+
+def test_remote_state_backend_is_offered() -> None:
+    """A commented-out azurerm backend to fill in, and the docs say why (state holds secrets)."""
+    versions = (TERRAFORM / "versions.tf").read_text()
+    assert re.search(r'^\s*#\s*backend "azurerm" \{', versions, flags=re.M)
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    azure = docs[docs.index("## Azure") :]
+    assert "-migrate-state" in azure
+    assert "state holds" in azure

@@ -36,6 +36,17 @@ resource "random_password" "admin_token" {
   special = false
 }
 
+# The key of PREDICTD_STORE_INPUTS=hash (a keyed hash of stored inputs). Generated, never
+# typed; replacing it makes old and new hashes incomparable, so rotate it deliberately.
+resource "random_password" "input_hash_key" {
+  length  = 48
+  special = false
+}
+
+# Names are the SecretProviderClass's objectNames (deploy/k8s/components/azure-keyvault), which
+# alias each to the variable predictd reads; a name missing here fails the pods' CSI mount. The
+# suite cross-checks both lists.
+#
 # No expiration date: the CSI driver cannot read an expired secret, so an expiry would take
 # predictd down at its next restart instead of prompting a rotation. Rotate by re-applying
 # with `-replace=random_password.admin_token` (the driver polls for new versions).
@@ -55,6 +66,26 @@ resource "azurerm_key_vault_secret" "admin_token" {
   value        = random_password.admin_token.result
   key_vault_id = azurerm_key_vault.main.id
   content_type = "text/plain; bearer-token"
+  tags         = var.tags
+  depends_on   = [azurerm_role_assignment.deployer_secrets_officer]
+}
+
+resource "azurerm_key_vault_secret" "redis_url" {
+  #checkov:skip=CKV_AZURE_41:An expired secret cannot be read by the CSI driver, so an expiry would take predictd down; rotation is by re-apply (see docs/deploy.md).
+  name         = "predictd-redis-url"
+  value        = local.redis_url
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain; redis-url"
+  tags         = var.tags
+  depends_on   = [azurerm_role_assignment.deployer_secrets_officer]
+}
+
+resource "azurerm_key_vault_secret" "input_hash_key" {
+  #checkov:skip=CKV_AZURE_41:An expired secret cannot be read by the CSI driver, so an expiry would take predictd down; rotation is by re-apply (see docs/deploy.md).
+  name         = "predictd-input-hash-key"
+  value        = random_password.input_hash_key.result
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain; hmac-key"
   tags         = var.tags
   depends_on   = [azurerm_role_assignment.deployer_secrets_officer]
 }

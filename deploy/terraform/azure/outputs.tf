@@ -36,12 +36,12 @@ output "tenant_id" {
 }
 
 output "artifact_url" {
-  description = "PREDICTD_ARTIFACT_URL for the overlay (with AZURE_STORAGE_ACCOUNT_NAME = artifact_storage_account)."
+  description = "PREDICTD_ARTIFACT_URL for the prod overlay's config.env (with AZURE_STORAGE_ACCOUNT_NAME = artifact_storage_account)."
   value       = "az://${azurerm_storage_container.artifacts.name}/models"
 }
 
 output "artifact_storage_account" {
-  description = "Storage account of the artifact store (AZURE_STORAGE_ACCOUNT_NAME)."
+  description = "Storage account of the artifact store: AZURE_STORAGE_ACCOUNT_NAME in the prod overlay's config.env."
   value       = azurerm_storage_account.artifacts.name
 }
 
@@ -58,6 +58,33 @@ output "database_url_secret_name" {
 output "admin_token_secret_name" {
   description = "Key Vault secret holding PREDICTD_ADMIN_TOKEN."
   value       = azurerm_key_vault_secret.admin_token.name
+}
+
+output "redis_url_secret_name" {
+  description = "Key Vault secret holding REDIS_URL (rediss://, the TLS port, through the private endpoint)."
+  value       = azurerm_key_vault_secret.redis_url.name
+}
+
+output "input_hash_key_secret_name" {
+  description = "Key Vault secret holding PREDICTD_INPUT_HASH_KEY."
+  value       = azurerm_key_vault_secret.input_hash_key.name
+}
+
+output "redis_hostname" {
+  description = "Azure Cache for Redis host (resolves to the private endpoint inside the virtual network)."
+  value       = azurerm_redis_cache.main.hostname
+}
+
+# The prod overlay's egress policy (deploy/k8s/overlays/prod/egress.yaml) allows PostgreSQL and
+# Redis by these CIDRs; the suite checks the overlay against the defaults.
+output "postgres_subnet_cidr" {
+  description = "Subnet of PostgreSQL: the ipBlock of the prod overlay's egress rule for 5432."
+  value       = one(azurerm_subnet.postgres.address_prefixes)
+}
+
+output "redis_subnet_cidr" {
+  description = "Subnet of the Redis private endpoint: the ipBlock of the prod overlay's egress rule for 6380."
+  value       = one(azurerm_subnet.redis.address_prefixes)
 }
 
 output "applicationinsights_connection_string" {

@@ -17,7 +17,8 @@ resource "azurerm_container_registry" "main" {
   tags = var.tags
 }
 
-# Model artifacts (PREDICTD_ARTIFACT_URL=az://artifacts/...), read and written by predictd's
+# Model artifacts (PREDICTD_ARTIFACT_URL=az://artifacts/models, the prod overlay's config.env;
+# the suite checks the container name there), read and written by predictd's
 # workload identity; shared keys are off, so only Entra ID tokens open it.
 resource "azurerm_storage_account" "artifacts" {
   name                            = "st${local.unique}"

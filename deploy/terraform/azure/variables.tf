@@ -59,6 +59,16 @@ variable "postgres_subnet_cidr" {
   }
 }
 
+variable "redis_subnet_cidr" {
+  description = "Subnet holding only the private endpoint of Azure Cache for Redis (the prod overlay's egress policy allows 6380 to it)."
+  type        = string
+  default     = "10.40.17.0/24"
+  validation {
+    condition     = can(cidrhost(var.redis_subnet_cidr, 0))
+    error_message = "redis_subnet_cidr must be a CIDR block."
+  }
+}
+
 variable "kubernetes_version" {
   description = "AKS Kubernetes version; null takes the region's default."
   type        = string
@@ -168,6 +178,26 @@ variable "postgres_high_availability" {
   description = "Run a zone-redundant standby for PostgreSQL (about doubles its cost)."
   type        = bool
   default     = true
+}
+
+variable "redis_sku" {
+  description = "Azure Cache for Redis tier: Standard (a replica, SLA) or Premium (zones, persistence); Basic has no replica and no SLA."
+  type        = string
+  default     = "Standard"
+  validation {
+    condition     = contains(["Basic", "Standard", "Premium"], var.redis_sku)
+    error_message = "redis_sku must be Basic, Standard or Premium."
+  }
+}
+
+variable "redis_capacity" {
+  description = "Azure Cache for Redis size within its tier (C0-C6 for Basic/Standard, P1-P5 for Premium)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.redis_capacity >= 0 && var.redis_capacity <= 6
+    error_message = "redis_capacity must be between 0 and 6."
+  }
 }
 
 variable "database_name" {

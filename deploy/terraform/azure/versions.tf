@@ -4,6 +4,18 @@
 terraform {
   required_version = ">= 1.6.0"
 
+  # Remote state: the state holds every secret this stack generates (database password, Redis
+  # access key, admin token, input hash key) in clear text, so keep it in a storage account of
+  # its own with restricted access, never on a laptop or in git (*.tfstate is git-ignored).
+  # Uncomment, fill in, and `terraform init -migrate-state` (docs/deploy.md, "Apply").
+  # backend "azurerm" {
+  #   resource_group_name  = "rg-tfstate"
+  #   storage_account_name = "sttfstate00000"
+  #   container_name       = "tfstate"
+  #   key                  = "predictd.tfstate"
+  #   use_azuread_auth     = true
+  # }
+
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
