@@ -376,6 +376,20 @@ def test_prod_artifact_url_names_the_terraform_container(parsed: dict[str, Block
     assert settings["AZURE_STORAGE_ANON"] == "false"
 
 
+def test_prod_trusts_forwarded_addresses_from_the_aks_subnet_only(
+    parsed: dict[str, Blocks],
+) -> None:
+    """With Azure CNI the ingress controller's pods have AKS-subnet addresses: that subnet,
+    and nothing wider, is whom predictd believes X-Forwarded-For from."""
+    settings = dict(
+        line.split("=", 1)
+        for line in (PROD / "config.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert settings["PREDICTD_FORWARDED_ALLOW_IPS"] == _variable_default(parsed, "aks_subnet_cidr")
+    assert 'network_plugin = "azure"' in (TERRAFORM / "aks.tf").read_text()
+
+
 def test_state_and_tfvars_are_git_ignored() -> None:
     """State holds every generated secret in clear text; tfvars the subscription and IPs."""
     ignored = [
