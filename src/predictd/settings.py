@@ -103,6 +103,19 @@ class DatabaseSettings(_Group):
     )
     """Server-side statement timeout in milliseconds (PostgreSQL; 0 disables it)."""
 
+    partition_interval: Literal["day", "week", "month"] = Field(
+        default="month", validation_alias="PREDICTD_PARTITION_INTERVAL"
+    )
+    """PostgreSQL: the time span of each partition of `predictions`. New partitions are made
+    ahead by the monitor pass and `predictd db partitions ensure`; retention drops whole
+    partitions. A changed interval applies to partitions made from then on."""
+
+    partitions_ahead: int = Field(
+        default=3, ge=1, le=400, validation_alias="PREDICTD_PARTITIONS_AHEAD"
+    )
+    """PostgreSQL: how many partitions beyond the current one are kept made ahead (a row of a
+    period with none still lands, in the default partition, and moves when it is made)."""
+
     @field_validator("url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from predictd.analytics.service import AnalyticsService
+from predictd.db import partitions
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import (
     AlertService,
@@ -51,6 +52,7 @@ async def run_monitor(
     vocabularies: Vocabularies | None = None,
 ) -> MonitorResult:
     end = datetime.now(UTC)
+    await _ensure_partitions(db, end)
     performance = await PerformanceService(db).run(window, model, now=end)
     drift = await DriftService(db, settings, vocabularies).run(window, model, now=end)
     findings = accuracy_findings(performance, await _training_accuracy(db, performance), alerts)
@@ -67,6 +69,20 @@ async def run_monitor(
         for (rule, severity), count in (await service.active_counts()).items():
             metrics.alerts_active.labels(rule=rule, severity=severity).set(count)
     return MonitorResult(performance, drift, changes)
+
+
+async def _ensure_partitions(db: Database, now: datetime) -> None:
+    """Keep the next partitions of `predictions` made (PostgreSQL). A failure is logged and
+    the pass goes on: a missing partition only sends rows to the default partition."""
+    try:
+        done = await partitions.ensure(
+            db, db.settings.partition_interval, db.settings.partitions_ahead, now=now
+        )
+    except Exception as exc:
+        log.warning("could not create partitions", extra={"error": repr(exc)})
+        return
+    if done.created:
+        log.info("partitions created", extra={"partitions": done.created, "moved": done.moved})
 
 
 async def _training_accuracy(
