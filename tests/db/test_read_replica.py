@@ -51,11 +51,12 @@ async def count(url: str, sql: str) -> int:
 
 
 async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Artifacts) -> None:
-    with primary_and_replica() as pair:
+    with primary_and_replica() as (primary, replica):
+        primary_url, replica_url = primary.admin_url, replica.admin_url
         settings = Settings(
             _env_file=None,
-            DATABASE_URL=pair.primary_url,
-            PREDICTD_ANALYTICS_DATABASE_URL=pair.replica_url,
+            DATABASE_URL=primary_url,
+            PREDICTD_ANALYTICS_DATABASE_URL=replica_url,
             PREDICTD_ARTIFACT_DIR=str(artifacts.sentiment.path.parent / "replica-artifacts"),
         )
         version = await register_demo(settings, artifacts.sentiment)
@@ -64,7 +65,7 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Arti
             writer = PredictionWriter(db)
             assert await writer.write([record(version.name, version.version) for _ in range(5)])
             deadline = time.monotonic() + 30
-            while await count(pair.replica_url, "SELECT count(*) FROM predictions") < 5:
+            while await count(replica_url, "SELECT count(*) FROM predictions") < 5:
                 assert time.monotonic() < deadline, "the replica never caught up"
                 await asyncio.sleep(0.1)
             async with db.read_engine.connect() as conn:
@@ -73,7 +74,7 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Arti
                 await conn.commit()
 
             await writer.write([record(version.name, version.version) for _ in range(7)])
-            assert await count(pair.primary_url, "SELECT count(*) FROM predictions") == 12
+            assert await count(primary_url, "SELECT count(*) FROM predictions") == 12
             now = datetime.now(UTC)
             window = Window(now - timedelta(hours=1), now + timedelta(minutes=1), version.name)
             summary = await AnalyticsService(db).summary(window)
@@ -84,9 +85,9 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Arti
             performance = await PerformanceService(db).run(timedelta(hours=1), now=now)
             assert [r["rows"] for r in drift] == [5]
             assert [r["predictions"] for r in performance] == [5]
-            assert await count(pair.primary_url, "SELECT count(*) FROM drift_reports") == 1
-            assert await count(pair.primary_url, "SELECT count(*) FROM performance_metrics") == 1
-            assert await count(pair.replica_url, "SELECT count(*) FROM drift_reports") == 0
+            assert await count(primary_url, "SELECT count(*) FROM drift_reports") == 1
+            assert await count(primary_url, "SELECT count(*) FROM performance_metrics") == 1
+            assert await count(replica_url, "SELECT count(*) FROM drift_reports") == 0
         finally:
             await db.dispose()
 
