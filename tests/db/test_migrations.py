@@ -27,6 +27,7 @@ TABLES = {
     "drift_reports",
     "api_keys",
     "audit_log",
+    "schedules",
 }
 
 

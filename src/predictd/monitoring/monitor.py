@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from predictd.analytics.service import AnalyticsService
-from predictd.db import partitions
+from predictd.db import partitions, schedules
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import (
     AlertService,
@@ -33,6 +33,7 @@ from predictd.vocabulary import Window
 log = logging.getLogger("predictd.monitor")
 
 MONITOR_LOCK = 0x7072_6564  # advisory lock key: one monitor pass at a time per database
+MONITOR_SCHEDULE = "monitor"  # its row in `schedules`: one pass per interval across replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +127,16 @@ async def monitor_forever(
     """The in-server schedule: a failed pass (database away) is logged and retried next time.
     ``after`` (the agent's planning) runs on what the pass found, by the same replica."""
     window = timedelta(hours=settings.window_h)
+    period = timedelta(seconds=settings.interval_s)
     while True:
         await asyncio.sleep(settings.interval_s)
         try:
             async with exclusive_pass(db) as mine:
                 if not mine:
                     log.debug("monitor pass skipped: another replica is running it")
+                    continue
+                if not await schedules.claim(db, MONITOR_SCHEDULE, period):
+                    log.debug("monitor pass skipped: another replica ran it this interval")
                     continue
                 result = await run_monitor(
                     db, settings, alerts, window, metrics=metrics, vocabularies=vocabularies
