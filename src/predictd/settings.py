@@ -80,6 +80,14 @@ class DatabaseSettings(_Group):
     libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` query parameters if TLS is
     needed (`?sslmode=require`)."""
 
+    analytics_url: str | None = Field(
+        default=None, validation_alias="PREDICTD_ANALYTICS_DATABASE_URL"
+    )
+    """PostgreSQL: a read replica for analytics, drift and performance reads (the dashboard,
+    /analytics, the monitor pass's measurements), with the same URL rules as `DATABASE_URL`.
+    Writes, the registry, keys, feedback and alerts stay on `DATABASE_URL`. A replica's lag
+    shows as predictions arriving a little later in analytics."""
+
     auto_migrate: bool | None = Field(default=None, validation_alias="PREDICTD_AUTO_MIGRATE")
     """Apply database migrations at startup. Unset means yes on SQLite, no on PostgreSQL
     (run `predictd db upgrade` there, e.g. as a Kubernetes Job)."""
@@ -102,6 +110,30 @@ class DatabaseSettings(_Group):
         default=30_000, ge=0, validation_alias="PREDICTD_DB_STATEMENT_TIMEOUT_MS"
     )
     """Server-side statement timeout in milliseconds (PostgreSQL; 0 disables it)."""
+
+    partition_interval: Literal["day", "week", "month"] = Field(
+        default="month", validation_alias="PREDICTD_PARTITION_INTERVAL"
+    )
+    """PostgreSQL: the time span of each partition of `predictions`. New partitions are made
+    ahead by the monitor pass and `predictd db partitions ensure`; retention drops whole
+    partitions. A changed interval applies to partitions made from then on."""
+
+    partitions_ahead: int = Field(
+        default=3, ge=1, le=400, validation_alias="PREDICTD_PARTITIONS_AHEAD"
+    )
+    """PostgreSQL: how many partitions beyond the current one are kept made ahead (a row of a
+    period with none still lands, in the default partition, and moves when it is made)."""
+
+    @model_validator(mode="after")
+    def _replica_beside_postgres(self) -> Self:
+        if self.analytics_url is not None:
+            self._supported_database(self.analytics_url)
+            if not self.analytics_url.startswith("postgres") or self.is_sqlite:
+                raise ValueError(
+                    "PREDICTD_ANALYTICS_DATABASE_URL is a PostgreSQL read replica of a "
+                    "PostgreSQL DATABASE_URL"
+                )
+        return self
 
     @field_validator("url")
     @classmethod

@@ -61,8 +61,10 @@ class Load:
         prefix: str = "load",
         timeout_s: float = 10.0,
         body: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url
+        self.headers = headers or {}
         self.interval_s = clients / rate_per_s
         self.prefix = prefix
         self.timeout_s = timeout_s
@@ -97,7 +99,7 @@ class Load:
                 sent = time.monotonic()
                 try:
                     response = client.post(
-                        "/predict", json=body, headers={"x-request-id": request_id}
+                        "/predict", json=body, headers={**self.headers, "x-request-id": request_id}
                     )
                 except httpx.TransportError:
                     own.indeterminate.add(request_id)

@@ -87,7 +87,9 @@ class OwnCluster:
     used TLS; the database ``certdb`` (not created here) also wants a client certificate for
     ``postgres`` signed by that CA (``client_cert``/``client_key``)."""
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, replica_of: OwnCluster | None = None) -> None:
+        """``replica_of``: a running cluster this one streams from (pg_basebackup -R), a
+        read-only hot standby."""
         bin_dir = _bin_dir()
         assert bin_dir is not None, available()
         self.bin = bin_dir
@@ -100,8 +102,13 @@ class OwnCluster:
             account = pwd.getpwnam("postgres")
             os.chown(self.root, account.pw_uid, account.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8")  # fmt: skip
+        if replica_of is None:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                      "--no-sync", "-E", "UTF8")  # fmt: skip
+        else:  # initdb -A trust let replication connections from 127.0.0.1 in
+            self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(replica_of.port),
+                      "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream")  # fmt: skip
+        # Appended: for a replica these override what the copy brought from its primary.
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\n"

@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 _ACCEPT_POLL_S = 0.05
@@ -82,10 +83,22 @@ class _Link:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``upstream``; ``cut()`` / ``restore()`` the link."""
+    """Forwards 127.0.0.1:<port> to ``upstream``; ``cut()`` / ``restore()`` the link.
 
-    def __init__(self, upstream_host: str = "127.0.0.1", upstream_port: int = 5432) -> None:
+    ``balance``: ports of several upstreams on 127.0.0.1 instead, taken in turn for each new
+    connection (a round-robin load balancer); one that refuses is skipped for the next, as a
+    balancer's passive health check would. ``set_upstreams()`` replaces them."""
+
+    def __init__(
+        self,
+        upstream_host: str = "127.0.0.1",
+        upstream_port: int = 5432,
+        *,
+        balance: Sequence[int] = (),
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self._upstreams = [(upstream_host, p) for p in balance] or [self.upstream]
+        self._turn = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_ACCEPT_POLL_S)
         self.host = "127.0.0.1"
@@ -152,6 +165,26 @@ class TcpProxy:
     ) -> None:
         self.close()
 
+    def set_upstreams(self, ports: Sequence[int]) -> None:
+        with self._lock:
+            self._upstreams = [("127.0.0.1", p) for p in ports]
+
+    def _connect_upstream(self) -> socket.socket:
+        with self._lock:
+            order = list(self._upstreams)
+            self._turn += 1
+            start = self._turn
+        last: OSError | None = None
+        for i in range(len(order)):
+            try:
+                return socket.create_connection(
+                    order[(start + i) % len(order)], timeout=_UPSTREAM_CONNECT_S
+                )
+            except OSError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
     def url(self, database: str, user: str = "postgres") -> str:
         return f"postgresql://{user}@{self.host}:{self.port}/{database}"
 
@@ -183,7 +216,7 @@ class TcpProxy:
             _reset(client)
             return
         try:
-            upstream = socket.create_connection(self.upstream, timeout=_UPSTREAM_CONNECT_S)
+            upstream = self._connect_upstream()
         except OSError:
             self.refused += 1
             _reset(client)

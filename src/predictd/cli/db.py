@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from predictd.access import audit
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
-from predictd.db import maintenance, migrate
+from predictd.db import maintenance, migrate, partitions
 from predictd.db.engine import Database
 from predictd.monitoring import system
 from predictd.services import Services
@@ -102,7 +102,7 @@ def cleanup(
     if inputs_days is not None and inputs_days > days:
         fail("--inputs-days must not exceed --days: older predictions are deleted outright")
 
-    async def work(services: Services) -> dict[str, int]:
+    async def work(services: Services) -> dict[str, Any]:
         db, service = services.db, services.feedback
         keep = services.settings.monitoring.feedback_unmatched_days
         return {
@@ -116,7 +116,11 @@ def cleanup(
         }
 
     done = run_with_services(work)
-    typer.echo(f"deleted {done['predictions']} prediction(s) older than {days} day(s)")
+    cleaned: maintenance.Cleaned = done["predictions"]
+    dropped = (
+        f" ({len(cleaned.partitions)} partition(s) dropped whole)" if cleaned.partitions else ""
+    )
+    typer.echo(f"deleted {cleaned.rows} prediction(s) older than {days} day(s){dropped}")
     if inputs_days:
         typer.echo(f"blanked the input of {done['inputs']} prediction(s) older than "
                    f"{inputs_days} day(s)")  # fmt: skip
@@ -138,3 +142,45 @@ def backup(path: Annotated[Path, typer.Argument(help="Where to write the backup.
         return await asyncio.to_thread(maintenance.backup, services.db, path)
 
     typer.echo(run_with_services(work))
+
+
+partitions_app = typer.Typer(
+    help="PostgreSQL: the time partitions of the predictions table.", no_args_is_help=True
+)
+db_app.add_typer(partitions_app, name="partitions")
+
+
+@partitions_app.command("ensure")
+def partitions_ensure() -> None:
+    """Create the current period's partition and PREDICTD_PARTITIONS_AHEAD more, each
+    PREDICTD_PARTITION_INTERVAL long; rows waiting in the default partition move into theirs.
+    The monitor pass does the same; run this from cron or a CronJob when it is off."""
+
+    async def work(services: Services) -> partitions.Ensured:
+        database = services.settings.database
+        return await partitions.ensure(
+            services.db, database.partition_interval, database.partitions_ahead
+        )
+
+    done = run_with_services(work)
+    if done.skipped:
+        typer.echo("nothing to do: not a partitioned PostgreSQL table, or another process is "
+                   "changing the partitions")  # fmt: skip
+        return
+    typer.echo(f"created {len(done.created)} partition(s)"
+               + (f": {', '.join(done.created)}" if done.created else "")
+               + (f"; moved {done.moved} row(s) out of the default partition" if done.moved
+                  else ""))  # fmt: skip
+
+
+@partitions_app.command("list")
+def partitions_list() -> None:
+    """Each partition with its time range and PostgreSQL's estimate of its rows."""
+    rows = run_with_services(lambda services: partitions.describe(services.db))
+    if not rows:
+        typer.echo("predictions is not partitioned (SQLite, or not migrated to 0015)")
+        return
+    for row in rows:
+        span = (f"{row['start']:%Y-%m-%d %H:%M} .. {row['end']:%Y-%m-%d %H:%M}"
+                if row["start"] is not None else "everything else")  # fmt: skip
+        typer.echo(f"{row['name']:<24} {span:<36} ~{row['rows_estimate']} row(s)")

@@ -62,6 +62,11 @@ class Database:
         self.display_url = to_display_url(settings.url)
         self._engine: AsyncEngine | None = None
         self._writer_engine: AsyncEngine | None = None
+        self._replica: Database | None = None
+        if settings.analytics_url is not None:
+            self._replica = Database(
+                settings.model_copy(update={"url": settings.analytics_url, "analytics_url": None})
+            )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -87,6 +92,13 @@ class Database:
                 pool_reset_on_return=None,
             )
         return self._writer_engine
+
+    @property
+    def read_engine(self) -> AsyncEngine:
+        """Analytics, drift and performance reads: the read replica's engine when
+        PREDICTD_ANALYTICS_DATABASE_URL names one, else the main engine. Nothing writes
+        through it (a replica would refuse)."""
+        return self.engine if self._replica is None else self._replica.engine
 
     def _create(self, plan_cache_mode: str | None = None, **overrides: Any) -> AsyncEngine:
         s = self.settings
@@ -119,3 +131,5 @@ class Database:
             if engine is not None:
                 await engine.dispose()
         self._engine = self._writer_engine = None
+        if self._replica is not None:
+            await self._replica.dispose()

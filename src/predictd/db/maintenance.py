@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, func, null, select, update
 from sqlalchemy.engine import make_url
 
+from predictd.db import partitions
 from predictd.db.engine import Database
 from predictd.db.tables import model_versions, predictions
 from predictd.errors import PredictdError
@@ -28,9 +30,22 @@ async def row_counts(db: Database) -> dict[str, int]:
         }
 
 
-async def cleanup(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> int:
-    """Delete predictions older than ``days`` in bounded chunks (short locks, small WAL)."""
+@dataclass(frozen=True, slots=True)
+class Cleaned:
+    rows: int  # predictions deleted, those in dropped partitions included
+    partitions: list[str]  # partitions dropped whole (PostgreSQL)
+
+
+async def cleanup(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> Cleaned:
+    """Delete predictions older than ``days``: on PostgreSQL whole partitions are dropped
+    first; what is left (the partition the cut-off falls in, the default partition, SQLite's
+    one table) goes in bounded chunks (short locks, small WAL)."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
+    dropped = await partitions.drop_before(db, cutoff)
+    return Cleaned(dropped.rows + await _delete_older(db, cutoff, chunk), dropped.partitions)
+
+
+async def _delete_older(db: Database, cutoff: datetime, chunk: int) -> int:
     total = 0
     while True:
         doomed = select(predictions.c.id).where(predictions.c.ts < cutoff).limit(chunk)

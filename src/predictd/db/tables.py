@@ -350,3 +350,13 @@ agent_actions = Table(
     ),
     Index("ix_agent_actions_status", "status", "created_at"),
 )
+
+# When each periodic task (the monitor pass) last started, and on which replica: the row is
+# claimed by one statement, so of N replicas on one schedule exactly one runs each interval.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("last_run_at", UTCDateTime(), nullable=False),
+    Column("run_by", String(200), nullable=False),
+)

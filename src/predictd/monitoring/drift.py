@@ -71,13 +71,17 @@ class DriftService:
         """Measure and store one report per version that answered in the window."""
         end = now or datetime.now(UTC)
         start = end - window
-        async with translate_errors("measuring drift"), self.db.engine.begin() as conn:
+        # Measured on the read replica when there is one; stored on the primary.
+        async with translate_errors("measuring drift"), self.db.read_engine.connect() as conn:
             repo = DriftRepository(conn)
-            reports = []
-            for name, version, profile in await self._targets(repo, start, end, model):
-                report = await self._measure(repo, name, version, profile or {}, start, end)
-                await repo.add(report)
-                reports.append(report)
+            reports = [
+                await self._measure(repo, name, version, profile or {}, start, end)
+                for name, version, profile in await self._targets(repo, start, end, model)
+            ]
+        async with translate_errors("storing drift reports"), self.db.engine.begin() as conn:
+            writer = DriftRepository(conn)
+            for report in reports:
+                await writer.add(report)
         return reports
 
     async def history(

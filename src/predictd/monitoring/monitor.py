@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from predictd.analytics.service import AnalyticsService
+from predictd.db import partitions, schedules
 from predictd.db.engine import Database
 from predictd.monitoring.alerts import (
     AlertService,
@@ -32,6 +33,7 @@ from predictd.vocabulary import Window
 log = logging.getLogger("predictd.monitor")
 
 MONITOR_LOCK = 0x7072_6564  # advisory lock key: one monitor pass at a time per database
+MONITOR_SCHEDULE = "monitor"  # its row in `schedules`: one pass per interval across replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ async def run_monitor(
     vocabularies: Vocabularies | None = None,
 ) -> MonitorResult:
     end = datetime.now(UTC)
+    await _ensure_partitions(db, end)
     performance = await PerformanceService(db).run(window, model, now=end)
     drift = await DriftService(db, settings, vocabularies).run(window, model, now=end)
     findings = accuracy_findings(performance, await _training_accuracy(db, performance), alerts)
@@ -67,6 +70,20 @@ async def run_monitor(
         for (rule, severity), count in (await service.active_counts()).items():
             metrics.alerts_active.labels(rule=rule, severity=severity).set(count)
     return MonitorResult(performance, drift, changes)
+
+
+async def _ensure_partitions(db: Database, now: datetime) -> None:
+    """Keep the next partitions of `predictions` made (PostgreSQL). A failure is logged and
+    the pass goes on: a missing partition only sends rows to the default partition."""
+    try:
+        done = await partitions.ensure(
+            db, db.settings.partition_interval, db.settings.partitions_ahead, now=now
+        )
+    except Exception as exc:
+        log.warning("could not create partitions", extra={"error": repr(exc)})
+        return
+    if done.created:
+        log.info("partitions created", extra={"partitions": done.created, "moved": done.moved})
 
 
 async def _training_accuracy(
@@ -110,12 +127,16 @@ async def monitor_forever(
     """The in-server schedule: a failed pass (database away) is logged and retried next time.
     ``after`` (the agent's planning) runs on what the pass found, by the same replica."""
     window = timedelta(hours=settings.window_h)
+    period = timedelta(seconds=settings.interval_s)
     while True:
         await asyncio.sleep(settings.interval_s)
         try:
             async with exclusive_pass(db) as mine:
                 if not mine:
                     log.debug("monitor pass skipped: another replica is running it")
+                    continue
+                if not await schedules.claim(db, MONITOR_SCHEDULE, period):
+                    log.debug("monitor pass skipped: another replica ran it this interval")
                     continue
                 result = await run_monitor(
                     db, settings, alerts, window, metrics=metrics, vocabularies=vocabularies

@@ -140,13 +140,20 @@ class PerformanceService:
         """Compute and store one row per version that answered in the window."""
         end = now or datetime.now(UTC)
         start = end - window
-        async with translate_errors("computing performance"), self.db.engine.begin() as conn:
+        # Measured on the read replica when there is one; stored on the primary.
+        async with (
+            translate_errors("computing performance"),
+            self.db.read_engine.connect() as conn,
+        ):
             repo = PerformanceRepository(conn)
-            rows = []
-            for target in await self._targets(repo, start, end, model):
-                row = await self._measure(repo, target, start, end)
-                await repo.add(row)
-                rows.append(row)
+            rows = [
+                await self._measure(repo, target, start, end)
+                for target in await self._targets(repo, start, end, model)
+            ]
+        async with translate_errors("storing performance"), self.db.engine.begin() as conn:
+            writer = PerformanceRepository(conn)
+            for row in rows:
+                await writer.add(row)
         return rows
 
     async def history(

@@ -26,7 +26,7 @@ _STAGING_DDL = (
 )
 _MERGE = (
     f"INSERT INTO predictions ({_COLS}) SELECT {_COLS} FROM predictions_staging "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
+    "ON CONFLICT (id, ts) DO NOTHING RETURNING id"
 )
 _ROLLUP_COLUMNS: tuple[str, ...] = tuple(c.name for c in prediction_rollups.c)
 
@@ -94,7 +94,8 @@ class PredictionWriter:
 
         COPY has no conflict clause, so a batch holding an id that is already there (a replay
         after a crash, or a commit whose reply was lost) aborts; that batch is then staged and
-        merged with ON CONFLICT (id) DO NOTHING, which inserts only the missing rows, and only
+        merged with ON CONFLICT (id, ts) DO NOTHING (the key of the time-partitioned table; a
+        record keeps its ts), which inserts only the missing rows, and only
         those are added to the rollups.
         """
         tuples = [_copy_tuple(r) for r in records]
