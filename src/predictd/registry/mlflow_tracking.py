@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +51,26 @@ def run_id_of(uri: str) -> str | None:
 
 
 def _mlflow(what: str) -> Any:
+    # predictd sends nothing anywhere unless told to: MLflow's usage telemetry stays off
+    # unless the operator turned it on explicitly.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow 3 refuses to open a file: tracking store unless this is set; predictd only reads
+    # runs and artifacts from it, so `--tracking-uri file:///...` works as documented.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
-        return importlib.import_module("mlflow")
+        with _quiet():
+            return importlib.import_module("mlflow")
     except ImportError as exc:
         raise ArtifactError(f"{what} needs MLflow: {MLFLOW_HINT}") from exc
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow warns about its own internals (type hints of its agent APIs, deprecations) as
+    it imports them: nothing an operator importing a model can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,9 +83,10 @@ def download(uri: str, tracking_uri: str, dst: Path) -> Path:
     mlflow = _mlflow(f"importing {uri}")
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri
-        )
+        with _quiet():
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri
+            )
     except Exception as exc:  # MLflow raises its own, and the store's, errors
         raise ArtifactError(
             f"could not download {uri} from {redact(tracking_uri)}: {_first_line(exc)}"
@@ -80,7 +101,8 @@ def run_data(run_id: str, tracking_uri: str) -> RunData:
     """The run's metrics and params; ArtifactError when the store has no such run."""
     mlflow = _mlflow(f"reading run {run_id}")
     try:
-        run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+        with _quiet():
+            run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
     except Exception as exc:  # MLflow raises its own, and the store's, errors
         raise ArtifactError(
             f"could not read run {run_id} from {redact(tracking_uri)}: {_first_line(exc)}"
