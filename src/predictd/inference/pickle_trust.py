@@ -37,6 +37,8 @@ PICKLE_HELPERS: frozenset[str] = frozenset(
         "numpy._core.multiarray.scalar",  # a NumPy scalar from its dtype and bytes
         "numpy.core.multiarray._reconstruct",  # the same under NumPy 1's module name
         "numpy.core.multiarray.scalar",
+        "numpy._core.numeric._frombuffer",  # protocol 5: frombuffer(bytes, dtype).reshape
+        "numpy.core.numeric._frombuffer",
         "numpy.random._pickle.__randomstate_ctor",  # RandomState(bit generator by name)
         "numpy.random._pickle.__bit_generator_ctor",
         "numpy.random._pickle.__generator_ctor",
