@@ -203,3 +203,15 @@ def test_other_flavors_and_unreadable_directories_are_refused(
     assert "is neither an MLflow model directory" in refused(
         str(tmp_path / "nowhere"), "--name", "x"
     )
+
+
+def test_an_archive_of_a_model_directory_is_imported(
+    env: str, mlflow_models: MlflowModels, tmp_path: Path
+) -> None:
+    archive = shutil.make_archive(
+        str(tmp_path / "model"), "gztar", mlflow_models.cloudpickle_dir.parent, "cloudpickle"
+    )
+    assert "registered iris v1 (none) from MLflow (cloudpickle" in invoke(
+        "models", "import-mlflow", archive, "--name", "iris"
+    )
+    assert shown("iris")["feature_names"] == list(FEATURES)

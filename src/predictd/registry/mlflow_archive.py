@@ -98,10 +98,10 @@ def _unzip(archive: Path, dst: Path, budget: _Budget) -> None:
         for info in zipped.infolist():
             budget.member()
             target = _target(dst, info.filename, archive.name)
-            mode = info.external_attr >> 16
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0: written without a file type
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
-            elif mode and not stat.S_ISREG(mode):
+            elif kind not in (0, stat.S_IFREG):
                 raise ArtifactError(
                     f"{archive.name} holds {info.filename!r}, which is not a regular file "
                     "(a link?); refused"
