@@ -118,6 +118,28 @@ def test_a_run_s_metrics_and_params_become_the_version_s(
     assert version["feature_names"] == list(FEATURES)
 
 
+def test_a_models_uri_reads_the_run_its_mlmodel_names(
+    env: str, mlflow_models: MlflowModels
+) -> None:
+    uri = mlflow_models.logged_model_uri
+    assert uri.startswith("models:/")
+    invoke(
+        "models",
+        "import-mlflow",
+        uri,
+        "--name",
+        "iris",
+        "--tracking-uri",
+        mlflow_models.tracking_uri,
+    )
+    version = shown("iris")
+    assert version["metrics"] == {"accuracy": 0.91, "f1": 0.88}
+    tags = version["tags"]
+    assert isinstance(tags, dict)
+    assert tags["mlflow.run_id"] == mlflow_models.run_id
+    assert tags["mlflow.source"] == uri
+
+
 def test_a_directory_naming_its_run_reads_the_run_from_the_tracking_store(
     env: str, mlflow_models: MlflowModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:

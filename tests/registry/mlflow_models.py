@@ -62,6 +62,7 @@ class MlflowModels:
     tracking_uri: str
     run_id: str
     run_model_uri: str  # runs:/<run_id>/model
+    logged_model_uri: str  # models:/<model_id>, MLflow 3's logged model
     logged_dir: (
         Path  # the logged model's directory inside the file store (its MLmodel names the run)
     )
@@ -113,6 +114,7 @@ def _write_models(out: Path) -> MlflowModels:
         tracking_uri=tracking_uri,
         run_id=run.info.run_id,
         run_model_uri=f"runs:/{run.info.run_id}/model",
+        logged_model_uri=info.model_uri,
         logged_dir=logged,
     )
 
