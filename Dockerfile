@@ -11,7 +11,7 @@ FROM ${BASE_IMAGE} AS build
 # deploy/image/wheels and sets PIP_NO_INDEX=1); empty otherwise, and pip uses its index.
 ARG PIP_NO_INDEX
 # Optional extras, comma-separated (`make image EXTRAS=onnx,otel`): onnx, otel, azure,
-# parquet, fsspec.
+# parquet, fsspec, mlflow.
 ARG PREDICTD_EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY deploy/image/wheels/ /tmp/wheels/

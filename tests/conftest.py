@@ -13,6 +13,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.demo.train import DemoModel, train_sentiment, train_tabular
 from predictd.settings import Settings
+from tests.registry.mlflow_models import MlflowModels, write_models
 from tests.support import services
 from tests.support.server import ServerPool
 
@@ -32,6 +33,15 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
         train_sentiment(out / "text-alt", seed=1),
         train_tabular(out / "tabular"),
     )
+
+
+@pytest.fixture(scope="session")
+def mlflow_models(tmp_path_factory: pytest.TempPathFactory) -> MlflowModels:
+    """MLflow sklearn models saved and logged by MLflow itself, to a local file store."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps file stores opt-in
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        return write_models(tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture(scope="session")

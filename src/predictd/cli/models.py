@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
 from predictd.monitoring.profile import validation_profiler
 from predictd.registry.datasets import DatasetFile
+from predictd.registry.mlflow_import import MlflowImport, prepare_import
 from predictd.registry.models import ModelVersion, Stage
 from predictd.registry.service import ModelRegistry
 
@@ -107,6 +109,79 @@ def register(
     typer.echo(f"registered {version.name} v{version.version} ({version.stage})")
     for line in describe_data(version):
         typer.echo(line, err=True)
+
+
+@models_app.command("import-mlflow")
+def import_mlflow(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH_OR_RUNS_URI",
+            help="An MLflow sklearn model directory (MLmodel + artifacts), a .tar.gz or .zip "
+            "of one, or runs:/<run_id>/<artifact_path> or models:/... (needs a tracking store).",
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="Model name.")],
+    stage: Annotated[str, typer.Option(help="none, staging or production.")] = "none",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_TRACKING_URI",
+            help="The MLflow tracking store (e.g. file:///srv/mlruns): runs:/ URIs are read "
+            "from it, and the run's metrics and params become the version's metrics and "
+            "hyperparameters. Needs pip install 'predictd[mlflow]'.",
+        ),
+    ] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(help="A label KEY=VALUE kept with the version (repeatable)."),
+    ] = None,
+    max_size_mb: Annotated[
+        int, typer.Option(min=1, help="Largest model file (and archive, unpacked) read.")
+    ] = 1024,
+) -> None:
+    """Register an MLflow scikit-learn model as the next version of NAME, converted to skops:
+    refused, with nothing registered, if it needs a type predictd does not trust."""
+    if stage not in ("none", "staging", "production"):
+        fail("--stage must be none, staging or production")
+    tags = parse_tags(tag or [])
+
+    async def work(registry: ModelRegistry) -> tuple[ModelVersion, MlflowImport]:
+        with tempfile.TemporaryDirectory(prefix="predictd-mlflow-") as workdir:
+            found = await asyncio.to_thread(
+                partial(
+                    prepare_import,
+                    source,
+                    Path(workdir),
+                    registry.settings,
+                    tracking_uri=tracking_uri or None,
+                    max_bytes=max_size_mb * 1024 * 1024,
+                )
+            )
+            candidate = await asyncio.to_thread(
+                partial(
+                    registry.inspect,
+                    found.artifact,
+                    name,
+                    metrics=found.metrics,
+                    description=description or f"imported from MLflow: {source}"[:500],
+                    tags={**found.tags, **tags},
+                    feature_names=found.feature_names,
+                    hyperparameters=found.hyperparameters,
+                )
+            )
+        return await registry.register(candidate, stage=cast(Stage, stage), reuse=False), found
+
+    version, found = _run(work)
+    for note in found.notes:
+        typer.echo(f"note: {note}", err=True)
+    run = f", run {found.run_id}" if found.run_id else ""
+    typer.echo(
+        f"registered {version.name} v{version.version} ({version.stage}) from MLflow "
+        f"({found.serialization_format}{run}: {len(version.metrics)} metrics, "
+        f"{len(found.hyperparameters or {})} params)"
+    )
 
 
 def _dataset(path: Path | None, label: str, option: str) -> DatasetFile | None:

@@ -76,13 +76,15 @@ class ModelRegistry:
         validation_data: DatasetFile | None = None,
         profile_validation: ValidationProfiler | None = None,
         training_run: dict[str, Any] | None = None,
+        hyperparameters: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Describe the artifact and store it; version 0 until the database assigns one.
         The file is loaded, and any data read and checked against it, before anything is
         stored, so a bad file leaves nothing behind. ``profiler`` adds what it measures on the
         model to the reference profile, else ``profile_validation`` makes one from the
         validation data; ``parent_version``: the version of ``name`` this one was derived
-        from. The training data's rows are the ``training_samples`` unless given."""
+        from. The training data's rows are the ``training_samples`` unless given;
+        ``hyperparameters`` (e.g. an MLflow run's params) replace the estimator's own."""
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
         from predictd.inference.formats import open_artifact
@@ -106,7 +108,9 @@ class ModelRegistry:
             training_samples=training_samples,
             description=description,
             reference_profile=dict(reference_profile or {}),
-            hyperparameters=runtime.hyperparameters(),
+            hyperparameters=(
+                runtime.hyperparameters() if hyperparameters is None else dict(hyperparameters)
+            ),
             tags=dict(tags or {}),
             parent_version=parent_version,
             training_run=training_run,
