@@ -122,13 +122,18 @@ def create_app(
         metrics.sample(metrics.db_pool_in_use, lambda: pool_in_use(db))
         series = MonitorSeries(db, metrics, timedelta(hours=monitoring.window_h))
         metrics.collect_from(series)
-        tasks.append(asyncio.create_task(series.forever(monitoring.metrics_refresh_s)))
         if worker_metrics.directory() is not None:  # one of several workers
             tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.access.keys_refresh_s)))
         tasks.append(asyncio.create_task(services.refusals.forever(db)))
         loaded = asyncio.create_task(first_load())
         tasks += [loaded, asyncio.create_task(follow_registry(loaded))]
+
+        async def read_series(started: asyncio.Task[None]) -> None:
+            await started  # after start-up's migration, not racing it for the tables
+            await series.forever(monitoring.metrics_refresh_s)
+
+        tasks.append(asyncio.create_task(read_series(loaded)))
         if monitoring.system_metrics_interval_s > 0:
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(monitoring.system_metrics_interval_s)))

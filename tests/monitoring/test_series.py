@@ -4,13 +4,18 @@ monitor pass), only for production and staging versions; and the database-reacha
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from predictd.app import create_app
 from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.repository import DriftRepository, PerformanceRepository
@@ -21,7 +26,7 @@ from predictd.registry.service import ModelRegistry
 from predictd.settings import Settings
 from tests.conftest import Artifacts
 from tests.recording.test_recorder import make_record
-from tests.support.app import make_settings
+from tests.support.app import make_settings, wait_shipped, wait_started
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -157,3 +162,52 @@ async def test_unreachable_database_keeps_the_last_values(tmp_path: Path) -> Non
         assert of(found, "predictd_model_realised_accuracy_ratio") == {("clf", "1"): 0.9}
     finally:
         await db.dispose()
+
+
+async def test_the_app_exports_confidence_feedback_and_database_series(
+    tmp_path: Path, db_url: str, artifacts: Artifacts
+) -> None:
+    """One process, through the app: a histogram observation per answer, feedback counted
+    as received and matched, the database reachable once the series have been read."""
+    settings = make_settings(
+        tmp_path, db_url, model_path=artifacts.sentiment.path, metrics_refresh_s=0.1
+    )
+    metrics = Metrics.create()
+    app = create_app(settings, metrics)
+    async with app.router.lifespan_context(app):
+        await wait_started(app)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = [
+                (await client.post("/predict", json={"text": f"I love it {n}"})).json()
+                for n in range(4)
+            ]
+            batch = await client.post("/batch", json={"items": [{"text": "bad"}] * 3})
+            assert batch.status_code == 200, batch.text
+            await wait_shipped(app)
+            sent = [{"prediction_id": a["prediction_id"], "actual": "positive"} for a in answers]
+            sent.append({"prediction_id": str(uuid.uuid4()), "actual": "negative"})
+            ack = await client.post("/feedback/batch", json={"items": sent})
+            assert ack.json()["unmatched"] == [sent[-1]["prediction_id"]]
+            deadline = asyncio.get_running_loop().time() + 10
+            while metrics.registry.get_sample_value("predictd_db_pool_ready") != 1:
+                assert asyncio.get_running_loop().time() < deadline, "never read the series"
+                await asyncio.sleep(0.05)
+            text = (await client.get("/metrics")).text
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    version = (("model", answers[0]["model_name"]), ("version", str(answers[0]["model_version"])))
+    assert found[("predictd_prediction_confidence_ratio_count", version)] == 7
+    assert found[("predictd_prediction_confidence_ratio_sum", version)] == pytest.approx(
+        sum(a["confidence"] for a in answers)
+        + sum(item["confidence"] for item in batch.json()["predictions"])
+    )
+    assert found[("predictd_feedback_received_total", ())] == 5
+    assert found[("predictd_feedback_matched_total", ())] == 4
+    assert found[("predictd_db_pool_ready", ())] == 1
+    assert ("predictd_db_pool_connections_in_use", ()) in found
+    # After shutdown the collector is gone from the registry the app was given.
+    assert "predictd_shadow_agreement_ratio" not in generate_latest(metrics.registry).decode()
