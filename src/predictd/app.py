@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,6 +27,7 @@ from predictd.db import migrate
 from predictd.db.engine import Database
 from predictd.monitoring.monitor import monitor_forever
 from predictd.monitoring.recording_health import RecordingWatch
+from predictd.monitoring.series import MonitorSeries
 from predictd.monitoring.system import SystemSampler, pool_in_use
 from predictd.observability import Metrics, configure_logging
 from predictd.retraining import retrain_forever
@@ -116,13 +118,22 @@ def create_app(
 
         recorder.start()
         services.inference.start()
+        monitoring, alerts = settings.monitoring, settings.alerts
+        metrics.sample(metrics.db_pool_in_use, lambda: pool_in_use(db))
+        series = MonitorSeries(db, metrics, timedelta(hours=monitoring.window_h))
+        metrics.collect_from(series)
         if worker_metrics.directory() is not None:  # one of several workers
             tasks.append(asyncio.create_task(metrics.refresh_forever()))
         tasks.append(asyncio.create_task(services.keys.forever(settings.access.keys_refresh_s)))
         tasks.append(asyncio.create_task(services.refusals.forever(db)))
         loaded = asyncio.create_task(first_load())
         tasks += [loaded, asyncio.create_task(follow_registry(loaded))]
-        monitoring, alerts = settings.monitoring, settings.alerts
+
+        async def read_series(started: asyncio.Task[None]) -> None:
+            await started  # after start-up's migration, not racing it for the tables
+            await series.forever(monitoring.metrics_refresh_s)
+
+        tasks.append(asyncio.create_task(read_series(loaded)))
         if monitoring.system_metrics_interval_s > 0:
             sampler = SystemSampler(db, recorder.state, lambda: pool_in_use(db))
             tasks.append(asyncio.create_task(sampler.forever(monitoring.system_metrics_interval_s)))
@@ -160,6 +171,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            metrics.stop_collecting(series)
             # the refusals counted since the last write, bounded like one chunk's write
             await services.refusals.flush(db, within_s=audit.REFUSALS_WRITE_S)
             await services.close()

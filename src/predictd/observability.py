@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
 
 from predictd import worker_metrics
 
@@ -25,6 +26,8 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "predictd_request_id", default=None
 )
 
+# Deciles, finer near certainty where most confident classifiers answer.
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 _STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -124,6 +127,7 @@ class Metrics:
     http_requests: Counter
     http_latency: Histogram
     predictions: Counter
+    confidence: Histogram
     rejected_inputs: Counter
     recorder_queue_depth: Gauge
     spool_bytes: Gauge
@@ -143,8 +147,15 @@ class Metrics:
     key_lookups: Counter
     key_snapshot_stale: Gauge
     key_snapshot_write_failures: Counter
+    feedback_received: Counter
+    feedback_matched: Counter
+    db_pool_ready: Gauge
+    db_pool_in_use: Gauge
     # Gauges read at scrape time (single process) or set every second (workers).
     samplers: list[tuple[Gauge, Callable[[], float]]] = field(default_factory=list)
+    # Collectors whose values every process reads alike (the database's latest rows): a
+    # scrape takes them from the process that answers it, never added up across workers.
+    collectors: list[Collector] = field(default_factory=list)
 
     def sample(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """Keep ``gauge`` equal to ``read()`` at no cost to the request path."""
@@ -152,6 +163,19 @@ class Metrics:
             gauge.set_function(read)
         else:  # a scrape reaches one worker: each sets its own value for the others to add
             self.samplers.append((gauge, read))
+
+    def collect_from(self, collector: Collector) -> None:
+        """Export ``collector``'s families as they are, whichever process is scraped."""
+        if worker_metrics.directory() is None:
+            self.registry.register(collector)
+        else:
+            self.collectors.append(collector)
+
+    def stop_collecting(self, collector: Collector) -> None:
+        if collector in self.collectors:
+            self.collectors.remove(collector)
+        else:
+            self.registry.unregister(collector)
 
     def refresh(self) -> None:
         for gauge, read in self.samplers:
@@ -168,7 +192,7 @@ class Metrics:
         if shared is None:
             return generate_latest(self.registry)
         self.refresh()
-        return worker_metrics.collect(shared)
+        return worker_metrics.collect(shared, self.collectors)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -233,6 +257,38 @@ class Metrics:
                 "predictd_predictions",
                 "Predictions answered, by model, version, variant and predicted label.",
                 ["model", "version", "variant", "label"],
+                registry=reg,
+            ),
+            confidence=Histogram(
+                "predictd_prediction_confidence_ratio",
+                "Confidence of the answered predictions (0..1), by model and version; "
+                "sum / count is the average confidence.",
+                ["model", "version"],
+                buckets=_CONFIDENCE_BUCKETS,
+                registry=reg,
+            ),
+            feedback_received=Counter(
+                "predictd_feedback_received",
+                "Ground-truth answers received on POST /feedback and /feedback/batch.",
+                registry=reg,
+            ),
+            feedback_matched=Counter(
+                "predictd_feedback_matched",
+                "Answers received whose prediction row the database already held (the others "
+                "wait for their row, which the recorder may still be shipping).",
+                registry=reg,
+            ),
+            db_pool_ready=Gauge(
+                "predictd_db_pool_ready",
+                "1 while the database answered this server's last read (every few seconds), "
+                "else 0; across workers, 0 when any live worker could not reach it.",
+                multiprocess_mode="livemin",
+                registry=reg,
+            ),
+            db_pool_in_use=Gauge(
+                "predictd_db_pool_connections_in_use",
+                "Connections the database pool has handed out (summed over workers).",
+                multiprocess_mode="livesum",
                 registry=reg,
             ),
             rejected_inputs=Counter(

@@ -92,7 +92,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         recorder=recorder,
         inference=inference,
         analytics=AnalyticsService(db),
-        feedback=FeedbackService(db),
+        feedback=FeedbackService(db, metrics),
         performance=PerformanceService(db),
         alerts=AlertService(db),
         drift=DriftService(db, settings.monitoring, registry.vocabulary),

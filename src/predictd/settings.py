@@ -510,6 +510,13 @@ class MonitoringSettings(_Group):
     """Sample this server's CPU, memory, event-loop lag, recorder backlog and pool use into
     `system_metrics` this often (0 = never); `predictd db cleanup` applies the retention."""
 
+    metrics_refresh_s: float = Field(
+        default=5.0, gt=0, validation_alias="PREDICTD_METRICS_REFRESH_S"
+    )
+    """Every process reads the latest monitor rows (accuracy, drift, shadow agreement) for
+    /metrics this often, and reports whether the database answered (`predictd_db_pool_ready`);
+    a scrape never waits on the database."""
+
     feedback_unmatched_days: int = Field(
         default=7, ge=1, validation_alias="PREDICTD_FEEDBACK_UNMATCHED_DAYS"
     )

@@ -13,10 +13,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.registry import Collector
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _PID = re.compile(r"_(\d+)\.db$")
@@ -67,9 +68,12 @@ def forget_dead_workers(path: Path) -> None:
             multiprocess.mark_process_dead(int(found[1]), str(path))  # type: ignore[no-untyped-call]
 
 
-def collect(path: Path) -> bytes:
-    """Every worker's samples, added up, in the Prometheus text format."""
+def collect(path: Path, own: Iterable[Collector] = ()) -> bytes:
+    """Every worker's samples, added up, in the Prometheus text format; then ``own``, this
+    process's collectors of values every worker reads alike (not added up)."""
     forget_dead_workers(path)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    for collector in own:
+        registry.register(collector)
     return generate_latest(registry)

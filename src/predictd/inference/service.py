@@ -308,6 +308,10 @@ class InferenceService:
         version = str(meta.version)
         for label, count in answers.items():
             self.metrics.predictions.labels(meta.name, version, variant, label).inc(count)
+        confidence = self.metrics.confidence.labels(meta.name, version)  # once per call
+        for out in outputs:
+            if out.confidence is not None:
+                confidence.observe(out.confidence)
         return results
 
     async def _call(

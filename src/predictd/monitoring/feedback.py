@@ -18,6 +18,7 @@ from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
 from predictd.db.types import as_utc
 from predictd.monitoring.repository import FeedbackRepository
+from predictd.observability import Metrics
 
 Label = str | int | float | bool
 
@@ -36,8 +37,9 @@ class FeedbackOutcome:
 
 
 class FeedbackService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics
 
     async def submit(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
         """Store every item in one transaction; a later item for the same id wins."""
@@ -53,6 +55,9 @@ class FeedbackService:
             ]
             await repo.upsert(rows)
             known = await repo.with_prediction(ids)
+        if self.metrics is not None:  # counted once stored
+            self.metrics.feedback_received.inc(len(items))
+            self.metrics.feedback_matched.inc(sum(i.prediction_id in known for i in items))
         return FeedbackOutcome(
             received=len(items),
             replaced=[i for i in ids if i in existing],

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from predictd.monitoring.alerts import (
 from predictd.monitoring.drift import DriftService, Vocabularies
 from predictd.monitoring.performance import PerformanceService
 from predictd.monitoring.repository import MonitorRepository
+from predictd.monitoring.series import measure_agreement
 from predictd.observability import Metrics
 from predictd.settings import AlertSettings, MonitoringSettings
 from predictd.vocabulary import Window
@@ -41,6 +42,7 @@ class MonitorResult:
     performance: list[dict[str, Any]]
     drift: list[dict[str, Any]]
     alerts: Changes
+    agreement: list[dict[str, Any]] = field(default_factory=list)  # per shadowed candidate
 
 
 async def run_monitor(
@@ -56,6 +58,7 @@ async def run_monitor(
     await _ensure_partitions(db, end)
     performance = await PerformanceService(db).run(window, model, now=end)
     drift = await DriftService(db, settings, vocabularies).run(window, model, now=end)
+    agreement = await measure_agreement(db, window, model, now=end)
     findings = accuracy_findings(performance, await _training_accuracy(db, performance), alerts)
     findings += drift_findings(drift)
     analytics = AnalyticsService(db)
@@ -69,7 +72,7 @@ async def run_monitor(
         metrics.alerts_active.clear()
         for (rule, severity), count in (await service.active_counts()).items():
             metrics.alerts_active.labels(rule=rule, severity=severity).set(count)
-    return MonitorResult(performance, drift, changes)
+    return MonitorResult(performance, drift, changes, agreement)
 
 
 async def _ensure_partitions(db: Database, now: datetime) -> None:

@@ -10,6 +10,7 @@ from predictd.monitoring.repository.drift import DriftRepository, Feature
 from predictd.monitoring.repository.feedback import FeedbackRepository
 from predictd.monitoring.repository.monitor import MonitorRepository, Served
 from predictd.monitoring.repository.performance import PerformanceRepository
+from predictd.monitoring.repository.series import SeriesRepository
 from predictd.monitoring.repository.system import SystemMetricsRepository
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "FeedbackRepository",
     "MonitorRepository",
     "PerformanceRepository",
+    "SeriesRepository",
     "Served",
     "SystemMetricsRepository",
 ]
