@@ -121,7 +121,12 @@ async def test_a_row_without_its_partition_lands_then_moves(pg: Database) -> Non
     # Idempotent, and every row is still there exactly once.
     assert (await partitions.ensure(pg, "day", ahead=3, now=far)).created == []
     assert await PredictionWriter(db=pg).write(strays) == 0
-    assert len(await where(pg)) == 2
+    # A partition made without strays is attached with the parent's key: replays collide.
+    later = [record(far + timedelta(days=2))]
+    assert await PredictionWriter(db=pg).write(later) == 1
+    assert await PredictionWriter(db=pg).write(later) == 0
+    assert (await where(pg))[str(later[0].id)] == f"predictions_p{far + timedelta(days=2):%Y%m%d}"
+    assert len(await where(pg)) == 3
 
 
 async def test_cleanup_drops_whole_partitions_then_deletes_the_rest(pg: Database) -> None:
@@ -141,6 +146,20 @@ async def test_cleanup_drops_whole_partitions_then_deletes_the_rest(pg: Database
             "SELECT relname FROM pg_class WHERE relname LIKE 'predictions_p%'"
         ))).scalars())  # fmt: skip
     assert not names & set(cleaned.partitions)
+
+
+async def test_partitions_not_ours_are_left_alone(pg: Database) -> None:
+    """An operator's own partition (another name) is neither listed, dropped nor renamed."""
+    async with pg.engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE TABLE predictions_archive PARTITION OF predictions "
+            "FOR VALUES FROM ('2001-01-01') TO ('2002-01-01')"
+        ))  # fmt: skip
+    cleaned = await maintenance.cleanup(pg, days=30)
+    assert "predictions_archive" not in cleaned.partitions
+    async with pg.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT to_regclass('predictions_archive')")) is not None
+        assert "predictions_archive" not in {p.name for p in await partitions.list_partitions(conn)}
 
 
 def test_the_cli_ensures_and_lists(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

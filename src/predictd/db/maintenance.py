@@ -50,7 +50,11 @@ async def _delete_older(db: Database, cutoff: datetime, chunk: int) -> int:
     while True:
         doomed = select(predictions.c.id).where(predictions.c.ts < cutoff).limit(chunk)
         async with db.engine.begin() as conn:
-            result = await conn.execute(delete(predictions).where(predictions.c.id.in_(doomed)))
+            # ts on the outer statement too: the key is (id, ts) on PostgreSQL, and it lets
+            # the planner look only at partitions older than the cut-off.
+            result = await conn.execute(
+                delete(predictions).where(predictions.c.ts < cutoff, predictions.c.id.in_(doomed))
+            )
         deleted = int(result.rowcount)
         total += deleted
         if deleted < chunk:
@@ -70,7 +74,9 @@ async def forget_inputs(db: Database, days: int, chunk: int = CLEANUP_CHUNK) -> 
         )
         async with db.engine.begin() as conn:
             result = await conn.execute(
-                update(predictions).where(predictions.c.id.in_(doomed)).values(input=null())
+                update(predictions)
+                .where(predictions.c.ts < cutoff, predictions.c.id.in_(doomed))
+                .values(input=null())
             )
         changed = int(result.rowcount)
         total += changed

@@ -9,6 +9,7 @@ partition the cut-off falls inside. SQLite has one plain table and none of this.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.db.engine import Database
+
+log = logging.getLogger("predictd.partitions")
 
 Interval = Literal["day", "week", "month"]
 
@@ -27,7 +31,11 @@ DEFAULT = "predictions_default"
 PARTITION_LOCK = 0x7072_7074  # advisory lock key: one partition change at a time
 # Bounds as PostgreSQL prints them with TimeZone=UTC: FROM ('2026-12-01 00:00:00+00') TO (...)
 _BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
-_NAME = re.compile(r"^predictions_p\d{8}$")
+_NAME = re.compile(r"predictions_p\d{8}")  # fullmatch: the only names this module touches
+# DDL on `predictions` queues behind long readers (a pg_dump, a wide query) and every insert
+# then queues behind it: give up after this and try again at the next pass instead.
+LOCK_TIMEOUT_MS = 2000
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +78,22 @@ async def is_partitioned(conn: AsyncConnection) -> bool:
     return bool(kind == "p")
 
 
+async def _session(conn: AsyncConnection) -> None:
+    """This transaction's settings: bounds printed in ISO form and UTC (parsed below), no
+    statement limit (moving or counting rows), a short wait for locks."""
+    for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, MDY'", "statement_timeout = 0",
+                    f"lock_timeout = {LOCK_TIMEOUT_MS}"):  # fmt: skip
+        await conn.execute(text(f"SET LOCAL {setting}"))
+
+
+def _lock_timed_out(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
 async def list_partitions(conn: AsyncConnection) -> list[Partition]:
-    """The range partitions, oldest first (the default partition is not among them)."""
-    await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+    """The range partitions this module made, oldest first (not the default partition, and
+    not one an operator attached under another name: those are left alone)."""
+    await _session(conn)
     rows = await conn.execute(
         text(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
@@ -83,8 +104,8 @@ async def list_partitions(conn: AsyncConnection) -> list[Partition]:
     found: list[Partition] = []
     for name, bound in rows:
         match = _BOUNDS.search(bound or "")
-        if match is None:
-            continue  # DEFAULT
+        if match is None or not _NAME.fullmatch(name):
+            continue  # DEFAULT, or not ours
         found.append(Partition(name, _parse_bound(match[1]), _parse_bound(match[2])))
     return sorted(found, key=lambda p: p.start)
 
@@ -116,23 +137,36 @@ def planned(
 async def _create(conn: AsyncConnection, part: Partition) -> int:
     """Create one partition; rows of its range already in the default partition move into it.
     Returns how many moved."""
+    if not _NAME.fullmatch(part.name):
+        raise ValueError(f"not a partition name: {part.name!r}")
     bounds = {"lo": part.start, "hi": part.end}
-    assert _NAME.match(part.name), part.name  # the name is formatted into DDL below
+    values = f"FOR VALUES FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
+    # Held until commit: no row can land in this range of the default partition between the
+    # count and the attach (the attach would then fail).
+    await conn.execute(text(f"LOCK TABLE {DEFAULT} IN SHARE ROW EXCLUSIVE MODE"))
     stray = await conn.scalar(
         text(f"SELECT count(*) FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds
     )
-    ddl = (
-        f"CREATE TABLE {part.name} PARTITION OF {TABLE} "
-        f"FOR VALUES FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
-    )
     if not stray:
-        await conn.execute(text(ddl))
+        # Made on its own, then attached: ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on
+        # `predictions`, so inserts into the other partitions go on meanwhile. The CHECK
+        # spares the attach a scan of the new table.
+        lo, hi = part.start.isoformat(), part.end.isoformat()  # our datetimes, not input
+        await conn.execute(
+            text(
+                f'CREATE TABLE "{part.name}" (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING '
+                f'CONSTRAINTS, CONSTRAINT "{part.name}_range" '
+                f"CHECK (ts >= '{lo}' AND ts < '{hi}'))"
+            )
+        )
+        await conn.execute(text(f'ALTER TABLE {TABLE} ATTACH PARTITION "{part.name}" {values}'))
+        await conn.execute(text(f'ALTER TABLE "{part.name}" DROP CONSTRAINT "{part.name}_range"'))
         return 0
     # The default partition holds rows of this range, so the new partition cannot be attached
     # beside it: take it out, create, move the rows through the parent, put it back. Inserts
     # wait on the parent's lock meanwhile (the recorder's spool absorbs them).
     await conn.execute(text(f"ALTER TABLE {TABLE} DETACH PARTITION {DEFAULT}"))
-    await conn.execute(text(ddl))
+    await conn.execute(text(f'CREATE TABLE "{part.name}" PARTITION OF {TABLE} {values}'))
     await conn.execute(
         text(f"INSERT INTO {TABLE} SELECT * FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds
     )
@@ -158,7 +192,7 @@ async def ensure(
     async with db.engine.begin() as conn:
         if not await is_partitioned(conn):
             return Ensured([], 0, skipped=True)
-        await conn.execute(text("SET LOCAL statement_timeout = 0"))  # moving stray rows
+        await _session(conn)
         locked = await conn.scalar(
             text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PARTITION_LOCK}
         )
@@ -179,22 +213,34 @@ class Dropped:
 
 
 async def drop_before(db: Database, cutoff: datetime) -> Dropped:
-    """Detach and drop every partition wholly older than ``cutoff``."""
+    """Detach and drop every partition wholly older than ``cutoff``, one per transaction (a
+    lock is held only for one). One that cannot be locked in time is left for row deletes."""
     if db.dialect != "postgresql":
         return Dropped([], 0)
     async with db.engine.begin() as conn:
         if not await is_partitioned(conn):
             return Dropped([], 0)
-        await conn.execute(text("SET LOCAL statement_timeout = 0"))  # counting before the drop
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PARTITION_LOCK})
         doomed = [p for p in await list_partitions(conn) if p.end <= cutoff]
-        rows = 0
-        for part in doomed:
-            assert _NAME.match(part.name), part.name  # formatted into DDL below
-            rows += int(await conn.scalar(text(f"SELECT count(*) FROM {part.name}")) or 0)
-            await conn.execute(text(f"ALTER TABLE {TABLE} DETACH PARTITION {part.name}"))
-            await conn.execute(text(f"DROP TABLE {part.name}"))
-        return Dropped([p.name for p in doomed], rows)
+    dropped: list[str] = []
+    rows = 0
+    for part in doomed:
+        try:
+            async with db.engine.begin() as conn:
+                await _session(conn)
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PARTITION_LOCK})
+                # Counted before the detach, which is what takes the exclusive lock.
+                counted = int(await conn.scalar(text(f'SELECT count(*) FROM "{part.name}"')) or 0)
+                await conn.execute(text(f'ALTER TABLE {TABLE} DETACH PARTITION "{part.name}"'))
+                await conn.execute(text(f'DROP TABLE "{part.name}"'))
+        except DBAPIError as exc:
+            if not _lock_timed_out(exc):
+                raise
+            log.warning("partition not dropped: a lock was not free in time",
+                        extra={"partition": part.name})  # fmt: skip
+            break
+        dropped.append(part.name)
+        rows += counted
+    return Dropped(dropped, rows)
 
 
 async def describe(db: Database) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy import text
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
@@ -106,15 +107,24 @@ class MonitorSeries(Collector):
             snapshot.drifted[(*key, feature)] = 1.0 if result.get("drifted") else 0.0
 
     async def refresh(self) -> bool:
-        """Read the latest rows; keep the last snapshot while the database is away."""
+        """Read the latest rows; keep the last snapshot while the database is away.
+        Reachability is its own one-round-trip probe, so many versions or a slow series read
+        never pass for a database that is down."""
+        self.metrics.db_pool_ready.set(1 if await self._reachable() else 0)
         try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
+            async with asyncio.timeout(READ_TIMEOUT_S * 5):
                 self.snapshot = await self.read()
         except Exception as exc:
             log.debug("monitor series not refreshed", extra={"error": repr(exc)})
-            self.metrics.db_pool_ready.set(0)
             return False
-        self.metrics.db_pool_ready.set(1)
+        return True
+
+    async def _reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S), self.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
         return True
 
     async def forever(self, interval_s: float) -> None:
