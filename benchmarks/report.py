@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass
 
 SECTIONS = (
-    "header", "http", "ingest", "shadow", "analytics", "drift", "serving", "loop", "targets",
+    "header", "http", "ingest", "shadow", "analytics", "drift", "serving", "loop", "scale",
+    "targets",
 )  # fmt: skip
-# "loop" (part G) is written by `make bench-loop` (benchmarks/loop_quality.py), kept by the rest
+# "loop" (part G) is written by `make bench-loop` (benchmarks/loop_quality.py), "scale" (part H)
+# by hand from benchmarks/partitions.py and benchmarks/replicas.py; the rest keep them
 # The parts one can run alone:
 RUN_SECTIONS = ("http", "ingest", "shadow", "analytics", "drift", "serving")
 _MARKER = re.compile(r"^<!-- results:(\w+) -->\n", re.MULTILINE)

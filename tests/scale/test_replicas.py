@@ -3,7 +3,8 @@ proxy the test runs, as pods behind a Kubernetes Service. Under load: a promotio
 SIGKILLed and restarted on its spool, and PostgreSQL cut for 10 s. Then: every 2xx
 prediction is in the table exactly once, the rollups equal the raw rows, every replica served
 the new version within the poll interval, a key's rate limit is one budget across the three,
-and the monitor ran one pass per interval, not one per replica.
+the monitor ran one pass per interval, not one per replica, and each approved agent action
+was run once, by one replica.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,11 +20,15 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from predictd.agent.actions import Proposal
+from predictd.agent.service import ActionService
 from predictd.cli import app
+from predictd.db.engine import Database
+from predictd.settings import Settings
 from tests.conftest import Artifacts
 from tests.support.load import Load, judge
 from tests.support.proxy import TcpProxy
-from tests.support.server import ServerPool, ServerProcess, database_name, pg_dsn
+from tests.support.server import ServerPool, ServerProcess, database_name, pg_dsn, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -32,6 +37,7 @@ POLL_S = 1.0  # PREDICTD_REGISTRY_POLL_S
 FOLLOW_BOUND_S = POLL_S + 2.0
 MONITOR_S = 2.0  # PREDICTD_MONITOR_INTERVAL_S
 OUTAGE_S = 10.0
+ACTIONS = 5
 RATE, BURST = 40.0, 40  # per key, shared through Redis
 
 
@@ -51,6 +57,23 @@ async def _rows(url: str, sql: str) -> list[asyncpg.Record]:
 
 def rows(url: str, sql: str) -> list[asyncpg.Record]:
     return asyncio.run(_rows(url, sql))
+
+
+async def propose_incidents(url: str, count: int) -> None:
+    """``count`` auto-approved incidents (the cheapest action: no webhook is set)."""
+    db = Database(Settings(_env_file=None, database_url=url).database)
+    try:
+        service = ActionService(db)
+        for n in range(count):
+            proposal = Proposal("open_incident", f"model-{n}", "replica test", "low",
+                                requires_approval=False)  # fmt: skip
+            assert await service.propose(proposal, ttl=timedelta(hours=1)) is not None
+    finally:
+        await db.dispose()
+
+
+def finished(url: str) -> int:
+    return len(rows(url, "SELECT id FROM agent_actions WHERE status IN ('succeeded', 'failed')"))
 
 
 def served_version(server: ServerProcess, key: str) -> int | None:
@@ -91,6 +114,8 @@ def test_three_replicas_under_faults(
             "PREDICTD_MONITOR_INTERVAL_S": str(MONITOR_S),
             "PREDICTD_RATE_LIMIT_PER_S": str(RATE),
             "PREDICTD_RATE_LIMIT_BURST": str(BURST),
+            "PREDICTD_AGENT": "true",
+            "PREDICTD_AGENT_EXECUTE_INTERVAL_S": "0.2",
         }
 
         def start(n: int) -> ServerProcess:
@@ -132,6 +157,13 @@ def test_three_replicas_under_faults(
             time.sleep(3)
             ledger = load.stop()
 
+            # Approved actions, polled by the three executors: each runs on one replica, once.
+            asyncio.run(propose_incidents(postgres_url, ACTIONS))
+            wait_for(
+                lambda: finished(postgres_url) == ACTIONS, timeout_s=30,
+                what="every approved action to finish", details=servers.report,
+            )  # fmt: skip
+
             # The rate limit is one budget: a burst of requests spread over the three
             # replicas gets about BURST through (plus what refills meanwhile), not 3 x BURST.
             limited = Load(base, prefix="limit", clients=6, rate_per_s=1000,
@@ -153,6 +185,10 @@ def test_three_replicas_under_faults(
         limited_429 = burst.statuses[429]
         assert limited_429 > 0, burst.statuses
         assert allowed <= BURST + RATE * 1.5, (allowed, burst.statuses)  # one bucket, not three
+
+    # Exactly one replica ran each action, and it succeeded.
+    ran = rows(postgres_url, "SELECT status, attempts, lease_owner FROM agent_actions")
+    assert [(r["status"], r["attempts"]) for r in ran] == [("succeeded", 1)] * ACTIONS, ran
 
     # Rollups equal the raw rows (the killed replica's replay added no double counts).
     [totals] = rows(postgres_url, "SELECT (SELECT coalesce(sum(count), 0) FROM prediction_rollups)"
