@@ -20,7 +20,6 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
@@ -122,7 +121,7 @@ class MonitorSeries(Collector):
     async def _reachable(self) -> bool:
         try:
             async with asyncio.timeout(READ_TIMEOUT_S), self.db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await SeriesRepository(conn).ping()
         except Exception:
             return False
         return True

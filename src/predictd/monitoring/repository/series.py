@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from predictd.analytics.repository import AnalyticsRepository, rollup_source
@@ -21,6 +21,10 @@ AGREEMENT = "shadow_agreement"  # system_metrics.name of the agreement rows
 class SeriesRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def ping(self) -> None:
+        """One round trip, the cheapest proof that the database answers."""
+        await self.conn.execute(text("SELECT 1"))
 
     async def watched_versions(self) -> list[tuple[str, int]]:
         """(name, version) of every production and staging version, the ones worth a series."""
