@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from predictd.cli import app
+from predictd.errors import ArtifactError
+from predictd.registry.mlflow_tracking import download
 from tests.registry.mlflow_models import (
     DOUBLER,
     FEATURES,
@@ -237,3 +239,18 @@ def test_an_archive_of_a_model_directory_is_imported(
         "models", "import-mlflow", archive, "--name", "iris"
     )
     assert shown("iris")["feature_names"] == list(FEATURES)
+
+
+@pytest.mark.parametrize("which", ["run", "logged"])
+def test_a_store_directory_over_the_size_limit_is_refused_before_download(
+    env: str, mlflow_models: MlflowModels, tmp_path: Path, which: str
+) -> None:
+    """The store's listing is summed before a byte is fetched, so nothing is downloaded; a
+    limit the directory fits in downloads it."""
+    uri = mlflow_models.run_model_uri if which == "run" else mlflow_models.logged_model_uri
+    dst = tmp_path / "download"
+    with pytest.raises(ArtifactError, match="holds more than 100 bytes; refused"):
+        download(uri, mlflow_models.tracking_uri, dst, max_bytes=100)
+    assert [p for p in dst.rglob("*") if p.is_file()] == []
+    root = download(uri, mlflow_models.tracking_uri, dst, max_bytes=10 * 1024 * 1024)
+    assert (root / "MLmodel").is_file()

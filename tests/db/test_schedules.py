@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from predictd.db import schedules
 from predictd.db.engine import Database
 from predictd.settings import Settings
@@ -36,3 +38,23 @@ async def test_of_racing_replicas_exactly_one_wins(db_url: str, db: Database) ->
     finally:
         for replica in replicas:
             await replica.dispose()
+
+
+async def test_without_a_given_clock_the_database_clock_decides(db: Database) -> None:
+    """A replica's own clock plays no part on PostgreSQL: the row holds the database's time,
+    and a claim is due by the database's time too (SQLite: this machine's clock)."""
+    assert await schedules.claim(db, "monitor", MINUTE)
+    assert not await schedules.claim(db, "monitor", MINUTE)
+    async with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            lag = (await conn.execute(text(
+                "SELECT extract(epoch FROM now() - last_run_at) FROM schedules "
+                "WHERE name = 'monitor'"))).scalar_one()  # fmt: skip
+            assert 0 <= float(lag) < 5
+        # The last run is pushed back one interval: the next claim is due.
+        await conn.execute(
+            text("UPDATE schedules SET last_run_at = :then WHERE name = 'monitor'"),
+            {"then": datetime.now(UTC) - MINUTE - timedelta(seconds=1)},
+        )
+    assert await schedules.claim(db, "monitor", MINUTE)
+    assert not await schedules.claim(db, "monitor", MINUTE)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from predictd.app import create_app
 from predictd.db import migrate
@@ -141,6 +142,43 @@ async def test_latest_rows_become_series(tmp_path: Path, db_url: str, artifacts:
         # Stopped collecting (the app's shutdown), the families leave the registry.
         metrics.stop_collecting(series)
         assert of(samples(metrics), "predictd_shadow_agreement_ratio") == {}
+    finally:
+        await db.dispose()
+
+
+async def test_partition_coverage_becomes_series(tmp_path: Path, db_url: str) -> None:
+    """PostgreSQL: how many partitions lie ahead, and whether rows fell into the default
+    partition; SQLite has no partitions, so the families are there with no sample."""
+    settings = make_settings(tmp_path, db_url)
+    db = Database(settings.database)
+    await migrate.upgrade(db)
+    try:
+        metrics = Metrics.create()
+        series = MonitorSeries(db, metrics, timedelta(hours=1))
+        metrics.collect_from(series)
+        assert await series.refresh()
+        found = samples(metrics)
+        names = {name for name, _ in found}
+        if db.dialect == "sqlite":
+            assert "predictd_partitions_ahead" not in names
+            exposition = generate_latest(metrics.registry).decode()
+            assert "# TYPE predictd_partitions_ahead gauge" in exposition
+            return
+        # Migration 0015 made this month and the next three.
+        assert found[("predictd_partitions_ahead", ())] == 3.0
+        assert found[("predictd_partition_default_used", ())] == 0.0
+        far = datetime(2099, 1, 1, tzinfo=UTC)  # a month no one made: the default partition
+        await PredictionWriter(db).write([make_record(ts=far)])
+        async with db.engine.begin() as conn:
+            newest = await conn.scalar(text(
+                "SELECT max(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'predictions'::regclass AND c.relname <> 'predictions_default'"
+            ))  # fmt: skip
+            await conn.execute(text(f'DROP TABLE "{newest}"'))
+        assert await series.refresh()
+        found = samples(metrics)
+        assert found[("predictd_partitions_ahead", ())] == 2.0
+        assert found[("predictd_partition_default_used", ())] == 1.0
     finally:
         await db.dispose()
 

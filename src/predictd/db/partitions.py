@@ -243,6 +243,25 @@ async def drop_before(db: Database, cutoff: datetime) -> Dropped:
     return Dropped(dropped, rows)
 
 
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How far the partitions reach: how many start after now (0: the next period's rows
+    will land in the default partition), and whether the default partition holds rows (a
+    period nobody made; the next ``ensure`` moves them out)."""
+
+    ahead: int
+    default_used: bool
+
+
+async def coverage(conn: AsyncConnection, now: datetime) -> Coverage | None:
+    """None on SQLite, or before migration 0015."""
+    if conn.dialect.name != "postgresql" or not await is_partitioned(conn):
+        return None
+    parts = await list_partitions(conn)
+    used = await conn.scalar(text(f'SELECT EXISTS (SELECT 1 FROM "{DEFAULT}")'))
+    return Coverage(sum(1 for part in parts if part.start > now), bool(used))
+
+
 async def describe(db: Database) -> list[dict[str, Any]]:
     """Each partition (and the default) with its range and estimated row count."""
     async with db.engine.begin() as conn:

@@ -6,7 +6,9 @@ They come from the rows monitor passes stored, so every process reads them from 
 read: under ``serve --workers N`` each worker shows the same values, never a sum, and never
 one worker's view of a pass it did not run. Only production and staging versions get series,
 and at most ``MAX_FEATURES`` feature flags each, so the label sets stay few. Whether the read
-succeeded is ``predictd_db_pool_ready``.
+succeeded is ``predictd_db_pool_ready``. On PostgreSQL the same read says how far the
+partitions of ``predictions`` reach, so a monitor that stopped making them is seen before rows
+pile up in the default partition.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from predictd.db.engine import Database
 from predictd.db.errors import translate_errors
+from predictd.db.partitions import Coverage, coverage
 from predictd.monitoring.repository import SeriesRepository, SystemMetricsRepository
 from predictd.monitoring.repository.series import AGREEMENT
 from predictd.observability import Metrics
@@ -44,6 +47,7 @@ class Snapshot:
     drift_share: dict[Key, float] = field(default_factory=dict)
     drifted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     agreement: dict[Key, float] = field(default_factory=dict)
+    partitions: Coverage | None = None  # PostgreSQL's partitioned predictions table only
 
 
 def _accuracy(values: Any) -> float | None:
@@ -62,9 +66,10 @@ class MonitorSeries(Collector):
         self.snapshot = Snapshot()
 
     async def read(self) -> Snapshot:
-        snapshot = Snapshot()
-        since = datetime.now(UTC) - self.horizon
+        now = datetime.now(UTC)
+        since = now - self.horizon
         async with translate_errors("reading monitor series"), self.db.engine.connect() as conn:
+            snapshot = Snapshot(partitions=await coverage(conn, now))
             repo = SeriesRepository(conn)
             watched = await repo.watched_versions()
             for name, version in watched:
@@ -162,6 +167,26 @@ class MonitorSeries(Collector):
         for labels, value in sorted(snap.drifted.items()):
             drifted.add_metric(list(labels), value)
         yield drifted
+        yield from self._partitions(snap.partitions)
+
+    @staticmethod
+    def _partitions(found: Coverage | None) -> Iterator[GaugeMetricFamily]:
+        """Both families always, with a sample only where the table is partitioned."""
+        ahead = GaugeMetricFamily(
+            "predictd_partitions_ahead",
+            "Partitions of predictions that start after now (PostgreSQL); made by the "
+            "monitor pass or `predictd db partitions ensure`.",
+        )
+        default = GaugeMetricFamily(
+            "predictd_partition_default_used",
+            "1 if rows landed in the default partition of predictions (a period with no "
+            "partition), else 0; the next ensure moves them out.",
+        )
+        if found is not None:
+            ahead.add_metric([], found.ahead)
+            default.add_metric([], 1.0 if found.default_used else 0.0)
+        yield ahead
+        yield default
 
 
 async def measure_agreement(

@@ -18,7 +18,7 @@ from typing import Any
 from predictd.errors import ArtifactError
 from predictd.inference.pickle_trust import load_pickle
 from predictd.inference.sklearn_runtime import describe_estimator, load_estimator
-from predictd.registry.mlflow_archive import is_archive, unpack
+from predictd.registry.mlflow_archive import EXTRA_BYTES, is_archive, unpack
 from predictd.registry.mlflow_model import MlflowModel, feature_names, read_bounded
 from predictd.registry.mlflow_model import read_mlflow_model as read_model
 from predictd.registry.mlflow_tracking import download, is_remote, run_data, run_id_of
@@ -60,7 +60,7 @@ def prepare_import(
                 f"{source} needs a tracking store: --tracking-uri or MLFLOW_TRACKING_URI"
             )
         uri_run = run_id_of(source)
-        root = download(source, tracking_uri, workdir / "download")
+        root = download(source, tracking_uri, workdir / "download", max_bytes + EXTRA_BYTES)
     else:
         path = Path(source.removeprefix("file://"))
         if path.is_file() and is_archive(path):

@@ -78,15 +78,21 @@ def _first_line(exc: BaseException) -> str:
     return redact(text[:300])
 
 
-def download(uri: str, tracking_uri: str, dst: Path) -> Path:
-    """Download the model directory ``uri`` names into ``dst``; its local path."""
+def download(uri: str, tracking_uri: str, dst: Path, max_bytes: int) -> Path:
+    """Download the model directory ``uri`` names into ``dst``; its local path. The store's
+    listing is summed first, so a directory larger than ``max_bytes`` (or of more than
+    MAX_FILES files) is refused before a byte of it is fetched; what arrives is measured
+    again, since a listing may leave sizes out."""
     mlflow = _mlflow(f"importing {uri}")
     dst.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet():
+            _listed_bytes(mlflow, uri, tracking_uri, max_bytes)
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri
             )
+    except ArtifactError:
+        raise
     except Exception as exc:  # MLflow raises its own, and the store's, errors
         raise ArtifactError(
             f"could not download {uri} from {redact(tracking_uri)}: {_first_line(exc)}"
@@ -94,7 +100,44 @@ def download(uri: str, tracking_uri: str, dst: Path) -> Path:
     path = Path(local).resolve()
     if not path.is_relative_to(dst.resolve()):
         raise ArtifactError(f"MLflow put {uri} outside the download directory; refused")
+    _check_size(uri, _downloaded_bytes(dst), max_bytes)
     return path
+
+
+MAX_FILES = 10_000
+
+
+def _check_size(uri: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ArtifactError(f"{uri} holds more than {max_bytes} bytes; refused")
+
+
+def _listed_bytes(mlflow: Any, uri: str, tracking_uri: str, max_bytes: int) -> int:
+    """Bytes the store lists under ``uri``, walking its directories (at most MAX_FILES)."""
+    total, files, pending = 0, 0, [uri.rstrip("/")]
+    while pending:
+        here = pending.pop()
+        for info in mlflow.artifacts.list_artifacts(artifact_uri=here, tracking_uri=tracking_uri):
+            files += 1
+            if files > MAX_FILES:
+                raise ArtifactError(f"{uri} holds more than {MAX_FILES} files; refused")
+            child = f"{here}/{info.path.rstrip('/').rsplit('/', 1)[-1]}"
+            if info.is_dir:
+                pending.append(child)
+            else:
+                total += int(info.file_size or 0)
+                _check_size(uri, total, max_bytes)
+    return total
+
+
+def _downloaded_bytes(dst: Path) -> int:
+    total = 0
+    for path in dst.rglob("*"):
+        info = path.lstat()
+        if path.is_symlink():
+            raise ArtifactError(f"the download holds a link, {path.name!r}; refused")
+        total += info.st_size if path.is_file() else 0
+    return total
 
 
 def run_data(run_id: str, tracking_uri: str) -> RunData:
