@@ -130,7 +130,12 @@ def _index_definitions(url: str) -> dict[str, str]:
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'predictions' "
                 "AND indexname <> 'pk_predictions'"
             )
-            return {str(name): str(definition) for name, definition in cur.fetchall()}
+            # pg_indexes spells a partitioned index "ON ONLY": rebuilt that way it would cover
+            # no partition (INVALID), and every read would scan.
+            return {
+                str(name): str(definition).replace(" ON ONLY ", " ON ")
+                for name, definition in cur.fetchall()
+            }
     finally:
         conn.close()
 

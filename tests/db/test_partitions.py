@@ -127,6 +127,19 @@ async def test_a_row_without_its_partition_lands_then_moves(pg: Database) -> Non
     assert await PredictionWriter(db=pg).write(later) == 0
     assert (await where(pg))[str(later[0].id)] == f"predictions_p{far + timedelta(days=2):%Y%m%d}"
     assert len(await where(pg)) == 3
+    # Made apart and attached, each partition still carries every index of the parent, valid.
+    async with pg.engine.connect() as conn:
+        per_partition = dict((await conn.execute(text(
+            "SELECT c.relname, count(*) FILTER (WHERE x.indisvalid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_index x ON x.indrelid = c.oid "
+            "WHERE i.inhparent = 'predictions'::regclass GROUP BY c.relname"
+        ))).all())  # fmt: skip
+        parent = await conn.scalar(text(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'predictions'::regclass "
+            "AND indisvalid"
+        ))  # fmt: skip
+    assert parent == 5  # the key, BRIN on ts, model/version/ts, batch_id, shadow_of
+    assert set(per_partition.values()) == {parent}, per_partition
 
 
 async def test_cleanup_drops_whole_partitions_then_deletes_the_rest(pg: Database) -> None:
