@@ -129,7 +129,7 @@ async def test_a_row_without_its_partition_lands_then_moves(pg: Database) -> Non
     assert len(await where(pg)) == 3
     # Made apart and attached, each partition still carries every index of the parent, valid.
     async with pg.engine.connect() as conn:
-        per_partition = dict((await conn.execute(text(
+        per_partition: dict[str, int] = dict((await conn.execute(text(
             "SELECT c.relname, count(*) FILTER (WHERE x.indisvalid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_index x ON x.indrelid = c.oid "
             "WHERE i.inhparent = 'predictions'::regclass GROUP BY c.relname"
