@@ -161,6 +161,13 @@ def test_dotenv_and_secret_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         ({"PREDICTD_CACHE": "redis"}, ["PREDICTD_CACHE=redis needs REDIS_URL"]),
         ({"PREDICTD_STORE_INPUTS": "hash"},
          ["PREDICTD_STORE_INPUTS=hash needs PREDICTD_INPUT_HASH_KEY"]),
+        ({"DATABASE_URL": "postgresql://u@h/db", "PREDICTD_ANALYTICS_DATABASE_URL": "h:5432"},
+         ["PREDICTD_ANALYTICS_DATABASE_URL: expected sqlite:///path or "
+          "postgresql://user@host:port/db"]),
+        ({"DATABASE_URL": "postgresql://u@h/db",
+          "PREDICTD_ANALYTICS_DATABASE_URL": "sqlite:///replica.db"},
+         ["PREDICTD_ANALYTICS_DATABASE_URL: expected postgresql://user@host:port/db "
+          "(a read replica)"]),
         ({"PREDICTD_PORT": "eighty", "PREDICTD_ALERT_ERROR_RATE": "2"},
          ["PREDICTD_PORT: Input should be a valid integer, unable to parse string as an integer",
           "PREDICTD_ALERT_ERROR_RATE: Input should be less than or equal to 1"]),

@@ -126,14 +126,22 @@ class DatabaseSettings(_Group):
 
     @model_validator(mode="after")
     def _replica_beside_postgres(self) -> Self:
-        if self.analytics_url is not None:
-            self._supported_database(self.analytics_url)
-            if not self.analytics_url.startswith("postgres") or self.is_sqlite:
-                raise ValueError(
-                    "PREDICTD_ANALYTICS_DATABASE_URL is a PostgreSQL read replica of a "
-                    "PostgreSQL DATABASE_URL"
-                )
+        if self.analytics_url is not None and self.is_sqlite:
+            raise ValueError(
+                "PREDICTD_ANALYTICS_DATABASE_URL is a PostgreSQL read replica of a "
+                "PostgreSQL DATABASE_URL"
+            )
         return self
+
+    @field_validator("analytics_url")
+    @classmethod
+    def _replica_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cls._supported_database(value)
+        if not value.startswith("postgres"):
+            raise ValueError("expected postgresql://user@host:port/db (a read replica)")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from predictd.cli import app
 from predictd.errors import ArtifactError
+from predictd.registry.mlflow_import import prepare_import
 from predictd.registry.mlflow_tracking import download
+from predictd.settings import InferenceSettings
 from tests.registry.mlflow_models import (
     DOUBLER,
     FEATURES,
@@ -239,6 +241,20 @@ def test_an_archive_of_a_model_directory_is_imported(
         "models", "import-mlflow", archive, "--name", "iris"
     )
     assert shown("iris")["feature_names"] == list(FEATURES)
+
+
+def test_a_file_system_error_is_named_as_one_not_as_the_database(
+    mlflow_models: MlflowModels, tmp_path: Path
+) -> None:
+    archive = shutil.make_archive(
+        str(tmp_path / "model"), "gztar", mlflow_models.cloudpickle_dir.parent, "cloudpickle"
+    )
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ArtifactError, match=f"could not read {archive} .*a-file"):
+        prepare_import(
+            archive, tmp_path / "a-file" / "work", InferenceSettings(), tracking_uri=None,
+            max_bytes=2**20,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("which", ["run", "logged"])

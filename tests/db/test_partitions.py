@@ -162,17 +162,85 @@ async def test_cleanup_drops_whole_partitions_then_deletes_the_rest(pg: Database
 
 
 async def test_partitions_not_ours_are_left_alone(pg: Database) -> None:
-    """An operator's own partition (another name) is neither listed, dropped nor renamed."""
+    """An operator's own partition (another name) is neither listed, dropped nor trimmed,
+    and partitions made later are planned around it."""
     async with pg.engine.begin() as conn:
         await conn.execute(text(
             "CREATE TABLE predictions_archive PARTITION OF predictions "
-            "FOR VALUES FROM ('2001-01-01') TO ('2002-01-01')"
+            "FOR VALUES FROM ('2001-01-01') TO ('2001-03-15')"
         ))  # fmt: skip
+    kept = record(datetime(2001, 2, 1, tzinfo=UTC))
+    await PredictionWriter(pg).write([kept])
+    made = await partitions.ensure(pg, "month", ahead=3, now=datetime(2001, 1, 20, tzinfo=UTC))
+    assert made.created == ["predictions_p20010315", "predictions_p20010401"]
     cleaned = await maintenance.cleanup(pg, days=30)
     assert "predictions_archive" not in cleaned.partitions
+    assert set(cleaned.partitions) >= set(made.created)
+    assert (await where(pg))[str(kept.id)] == "predictions_archive"
     async with pg.engine.connect() as conn:
-        assert await conn.scalar(text("SELECT to_regclass('predictions_archive')")) is not None
         assert "predictions_archive" not in {p.name for p in await partitions.list_partitions(conn)}
+
+
+async def test_rows_of_a_past_period_get_their_partition(pg: Database) -> None:
+    """A row of a period nobody made (the monitor was off for a while) sits in the default
+    partition until the next ensure, which makes that past period too."""
+    late = [record(datetime(2019, 3, 10, tzinfo=UTC)), record(datetime(2019, 5, 2, tzinfo=UTC))]
+    await PredictionWriter(pg).write(late)
+    assert set((await where(pg)).values()) == {partitions.DEFAULT}
+    made = await partitions.ensure(pg, "month", ahead=1, now=NOW)
+    assert {"predictions_p20190301", "predictions_p20190501"} <= set(made.created)
+    assert made.moved == 2
+    assert await where(pg) == {
+        str(late[0].id): "predictions_p20190301", str(late[1].id): "predictions_p20190501"
+    }  # fmt: skip
+
+
+async def test_moving_strays_does_not_wait_for_writers_of_other_partitions(pg: Database) -> None:
+    """An insert transaction left open on the current partition (a recorder mid-batch)
+    holds no lock that making a partition and moving rows into it needs."""
+    stray = record(datetime(2019, 3, 10, tzinfo=UTC))
+    await PredictionWriter(pg).write([stray])
+    writer = record(NOW)
+    async with pg.engine.connect() as holder:
+        await holder.execute(
+            text("INSERT INTO predictions (id, ts, model_name, model_version, variant, "
+                 "request_id, status, cache_hit, latency_ms) VALUES (:id, :ts, 'm', 1, "
+                 "'production', 'r', 'ok', false, 1.0)"),
+            {"id": writer.id, "ts": writer.ts},
+        )  # fmt: skip
+        made = await partitions.ensure(pg, "month", ahead=1, now=NOW)  # lock_timeout: 2 s
+        await holder.commit()
+    assert made.moved == 1
+    placed = await where(pg)
+    assert placed[str(stray.id)] == "predictions_p20190301"
+    assert str(writer.id) in placed
+
+
+async def test_a_partition_whose_lock_is_taken_is_left_whole_for_the_next_cleanup(
+    pg: Database,
+) -> None:
+    """Retention stops at a partition it cannot lock in time: that one and the later ones
+    keep every row (the next run drops them whole) rather than being emptied row by row."""
+    first = datetime(2020, 1, 1, tzinfo=UTC)
+    await partitions.ensure(pg, "day", ahead=9, now=first)
+    rows = [record(first + timedelta(days=d, hours=12)) for d in range(7)]
+    later = record(first + timedelta(days=9, hours=12))
+    await PredictionWriter(pg).write([*rows, later])
+    stray = record(datetime(2019, 6, 1, tzinfo=UTC))  # in the default partition, older
+    await PredictionWriter(pg).write([stray])
+    days = (NOW - (first + timedelta(days=7))).days  # the cut-off falls on January 8th
+    async with pg.engine.connect() as reader:  # a long reader of January 4th's partition
+        await reader.execute(text('SELECT count(*) FROM "predictions_p20200104"'))
+        cleaned = await maintenance.cleanup(pg, days=days)
+        await reader.rollback()
+    assert cleaned.partitions == ["predictions_p20200101", "predictions_p20200102",
+                                  "predictions_p20200103"]  # fmt: skip
+    survivors = await where(pg)
+    assert {str(r.id) for r in rows[3:]} | {str(later.id)} == set(survivors)
+    assert cleaned.rows == 4  # three dropped whole, the stray deleted
+    again = await maintenance.cleanup(pg, days=days)
+    assert again.partitions == [f"predictions_p202001{d:02d}" for d in range(4, 8)]
+    assert set(await where(pg)) == {str(later.id)}
 
 
 def test_the_cli_ensures_and_lists(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

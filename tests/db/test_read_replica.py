@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from predictd.analytics.service import AnalyticsService
+from predictd.db import migrate
 from predictd.db.engine import Database, to_async_url
 from predictd.monitoring.drift import DriftService
 from predictd.monitoring.performance import PerformanceService
@@ -50,6 +52,14 @@ async def count(url: str, sql: str) -> int:
         await engine.dispose()
 
 
+async def replayed(replica_url: str) -> int:
+    """Predictions the replica has replayed (none while even the migration is not there)."""
+    try:
+        return await count(replica_url, "SELECT count(*) FROM predictions")
+    except ProgrammingError:
+        return 0
+
+
 async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Artifacts) -> None:
     with primary_and_replica() as (primary, replica):
         primary_url, replica_url = primary.admin_url, replica.admin_url
@@ -65,7 +75,7 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Arti
             writer = PredictionWriter(db)
             assert await writer.write([record(version.name, version.version) for _ in range(5)])
             deadline = time.monotonic() + 30
-            while await count(replica_url, "SELECT count(*) FROM predictions") < 5:
+            while await replayed(replica_url) < 5:
                 assert time.monotonic() < deadline, "the replica never caught up"
                 await asyncio.sleep(0.1)
             async with db.read_engine.connect() as conn:
@@ -92,6 +102,33 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(artifacts: Arti
             await db.dispose()
 
 
+async def test_an_unreachable_replica_sends_reads_to_the_primary(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens on port 1: analytics (and the monitor's reads, through the same
+    connection) go on, from the primary; the warning names the replica without its password."""
+    settings = Settings(
+        _env_file=None,
+        DATABASE_URL=postgres_url,
+        PREDICTD_ANALYTICS_DATABASE_URL="postgresql://reader:s3cret@127.0.0.1:1/test",
+    )
+    db = Database(settings.database)
+    try:
+        await migrate.upgrade(db)
+        assert await PredictionWriter(db).write([record("m", 1) for _ in range(3)]) == 3
+        now = datetime.now(UTC)
+        window = Window(now - timedelta(hours=1), now + timedelta(minutes=1), "m")
+        with caplog.at_level("WARNING", logger="predictd.db"):
+            assert (await AnalyticsService(db).summary(window))["total"] == 3
+        [warning] = {r.getMessage() for r in caplog.records if r.name == "predictd.db"}
+        assert "read replica unreachable" in warning
+        shown = [getattr(r, "replica", "") for r in caplog.records if r.name == "predictd.db"]
+        assert shown
+        assert all("127.0.0.1:1" in s and "s3cret" not in s for s in shown)
+    finally:
+        await db.dispose()
+
+
 def test_a_replica_needs_postgresql_on_both_sides() -> None:
     with pytest.raises(ValidationError, match="read replica"):
         Settings(
@@ -99,7 +136,7 @@ def test_a_replica_needs_postgresql_on_both_sides() -> None:
             DATABASE_URL="sqlite:///p.db",
             PREDICTD_ANALYTICS_DATABASE_URL="postgresql://u@h/db",
         )
-    with pytest.raises(ValidationError, match="read replica"):
+    with pytest.raises(ValidationError, match="a read replica"):
         Settings(
             _env_file=None,
             DATABASE_URL="postgresql://u@h/db",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from predictd.errors import ArtifactError
-from predictd.registry.mlflow_archive import unpack
+from predictd.registry.archives import unpack
 from tests.registry.mlflow_models import MlflowModels
 
 MiB = 1024 * 1024

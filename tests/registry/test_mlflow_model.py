@@ -148,3 +148,32 @@ def test_limits_and_ids(mlflow_models: MlflowModels, tmp_path: Path) -> None:
     (model / "MLmodel").write_text(yaml.safe_dump(meta))
     with pytest.raises(ArtifactError, match=r"run_id '\.\./\.\./etc' is not an MLflow id"):
         read_mlflow_model(model, MiB)
+
+
+BOMB = (  # YAML aliases: a few hundred bytes that print as 9**8 items
+    "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+    "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("place", "message"),
+    [
+        ("  sklearn:\n    pickled_model: model.pkl\n    serialization_format: *h\n",
+         "serialization_format a list is not one of"),
+        ("  sklearn:\n    pickled_model: model.pkl\nrun_id: *h\n", r"run_id \(a list\) is not"),
+        ("  sklearn:\n    pickled_model: model.pkl\nmlflow_version: *h\n", None),
+    ],
+)  # fmt: skip
+def test_aliased_yaml_values_are_never_printed(
+    mlflow_models: MlflowModels, tmp_path: Path, place: str, message: str | None
+) -> None:
+    model = copy_model(mlflow_models.cloudpickle_dir, tmp_path / "model")
+    (model / "MLmodel").write_text(BOMB + "flavors:\n" + place)
+    if message is None:  # not a string: left out, not shown
+        assert read_mlflow_model(model, MiB).mlflow_version is None
+        return
+    with pytest.raises(ArtifactError, match=message):
+        read_mlflow_model(model, MiB)

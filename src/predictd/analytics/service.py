@@ -19,7 +19,7 @@ class AnalyticsService:
         self.db = db
 
     async def summary(self, window: Window) -> dict[str, Any]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             totals = await AnalyticsRepository(conn).totals(window)
         histogram = totals.pop("histogram")
         quantiles = latency_quantiles(histogram)
@@ -31,15 +31,15 @@ class AnalyticsService:
         }
 
     async def distribution(self, window: Window) -> list[tuple[Any, int]]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             return await AnalyticsRepository(conn).distribution(window)
 
     async def confidence(self, window: Window) -> list[int]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             return await AnalyticsRepository(conn).confidence_bins(window)
 
     async def latency(self, window: Window) -> dict[str, Any]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             histogram = (await AnalyticsRepository(conn).totals(window))["histogram"]
         bounds: list[float | None] = [*LATENCY_BOUNDS_MS, None]
         return {
@@ -51,7 +51,7 @@ class AnalyticsService:
         }
 
     async def timeseries(self, window: Window, interval: Interval) -> list[dict[str, Any]]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             rows = await AnalyticsRepository(conn).timeseries(window, interval)
         points = []
         for row in rows:
@@ -78,7 +78,7 @@ class AnalyticsService:
         before: tuple[datetime, UUID] | None = None,
         include_input: bool = False,
     ) -> list[dict[str, Any]]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             return await AnalyticsRepository(conn).recent(window, limit, before, include_input)
 
     async def arm(
@@ -87,7 +87,7 @@ class AnalyticsService:
         """Everything recorded for one version of a model, shadow answers included: counts
         by variant, labels, confidence, latency, and accuracy where feedback exists."""
         window = Window(start, end, name, version, include_shadow=True)
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             repo = AnalyticsRepository(conn)
             variants = await repo.variant_counts(window)
             labels = await repo.distribution(window)
@@ -108,5 +108,5 @@ class AnalyticsService:
     async def agreement(
         self, name: str, version: int, start: datetime | None, end: datetime | None
     ) -> tuple[int, int]:
-        async with translate_errors("reading analytics"), self.db.read_engine.connect() as conn:
+        async with translate_errors("reading analytics"), self.db.read_connection() as conn:
             return await AnalyticsRepository(conn).agreement(name, version, start, end)

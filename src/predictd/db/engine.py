@@ -3,14 +3,20 @@ database is down and the recorder keeps retrying."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from predictd.db.tls import TlsArgument, split_tls
 from predictd.settings import DatabaseSettings
+
+log = logging.getLogger("predictd.db")
 
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -99,6 +105,31 @@ class Database:
         PREDICTD_ANALYTICS_DATABASE_URL names one, else the main engine. Nothing writes
         through it (a replica would refuse)."""
         return self.engine if self._replica is None else self._replica.engine
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for analytics, drift and performance reads: the replica's, or the
+        primary's while the replica cannot be reached, so that a replica outage never stops
+        analytics or the monitor pass (and with it every alert)."""
+        if self._replica is None:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        conn = self._replica.engine.connect()
+        try:
+            await conn.start()
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            log.warning(
+                "read replica unreachable; reading from the primary",
+                extra={"replica": self._replica.display_url, "error": type(exc).__name__},
+            )
+            async with self.engine.connect() as primary:
+                yield primary
+            return
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     def _create(self, plan_cache_mode: str | None = None, **overrides: Any) -> AsyncEngine:
         s = self.settings

@@ -2,9 +2,11 @@
 
 Partitions are created ahead of time by `predictd db partitions ensure` and the monitor pass.
 A row whose period has no partition yet lands in `predictions_default` (an insert never
-fails for want of one); creating that period's partition later moves those rows into it.
-Retention drops whole partitions (instant, no vacuum debt) and deletes row by row only in the
-partition the cut-off falls inside. SQLite has one plain table and none of this.
+fails for want of one); the next `ensure` makes that period's partition, whether the period is
+ahead or past, and moves those rows into it. Retention drops whole partitions (instant, no
+vacuum debt) and deletes row by row only in the partition the cut-off falls inside and the
+default partition. Range partitions an operator attached under other names are planned around
+and otherwise left alone. SQLite has one plain table and none of this.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ _NAME = re.compile(r"predictions_p\d{8}")  # fullmatch: the only names this modu
 # then queues behind it: give up after this and try again at the next pass instead.
 LOCK_TIMEOUT_MS = 2000
 LOCK_NOT_AVAILABLE = "55P03"
+# Past periods whose rows wait in the default partition, made per pass (the rest next pass).
+MAX_STRAY_PERIODS = 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class Partition:
     name: str
     start: datetime
     end: datetime
+    ours: bool = True  # named predictions_pYYYYMMDD; an operator's own otherwise
 
 
 def period_start(ts: datetime, interval: Interval) -> datetime:
@@ -90,9 +95,8 @@ def _lock_timed_out(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-async def list_partitions(conn: AsyncConnection) -> list[Partition]:
-    """The range partitions this module made, oldest first (not the default partition, and
-    not one an operator attached under another name: those are left alone)."""
+async def range_partitions(conn: AsyncConnection) -> list[Partition]:
+    """Every range partition, ours and an operator's, oldest first (not the default)."""
     await _session(conn)
     rows = await conn.execute(
         text(
@@ -104,22 +108,37 @@ async def list_partitions(conn: AsyncConnection) -> list[Partition]:
     found: list[Partition] = []
     for name, bound in rows:
         match = _BOUNDS.search(bound or "")
-        if match is None or not _NAME.fullmatch(name):
-            continue  # DEFAULT, or not ours
-        found.append(Partition(name, _parse_bound(match[1]), _parse_bound(match[2])))
+        if match is None:
+            continue  # DEFAULT (or a bound that is not a plain range: nothing to plan around)
+        ours = _NAME.fullmatch(name) is not None
+        found.append(Partition(name, _parse_bound(match[1]), _parse_bound(match[2]), ours))
     return sorted(found, key=lambda p: p.start)
 
 
+async def list_partitions(conn: AsyncConnection) -> list[Partition]:
+    """The range partitions this module made, oldest first (not the default partition, and
+    not one an operator attached under another name: those are left alone)."""
+    return [p for p in await range_partitions(conn) if p.ours]
+
+
 def planned(
-    existing: Sequence[Partition], interval: Interval, now: datetime, ahead: int
+    existing: Sequence[Partition],
+    interval: Interval,
+    now: datetime,
+    ahead: int,
+    also: Sequence[datetime] = (),
 ) -> list[Partition]:
-    """The partitions to create so that the current period and ``ahead`` more are covered.
-    Where a period overlaps partitions made before (under another interval), only its
-    uncovered part is made, so ranges never overlap and leave no gap."""
+    """The partitions to create so that the current period, ``ahead`` more and the periods
+    of the instants in ``also`` (rows waiting in the default partition) are covered. Where a
+    period overlaps partitions made before (under another interval, or an operator's), only
+    its uncovered part is made, so ranges never overlap and leave no gap."""
     taken = sorted(existing, key=lambda p: p.start)
+    starts = [period_start(now, interval)]
+    for _ in range(ahead):
+        starts.append(next_start(starts[-1], interval))
+    starts.extend(period_start(ts, interval) for ts in also)
     wanted: list[Partition] = []
-    start = period_start(now, interval)
-    for _ in range(ahead + 1):
+    for start in sorted(set(starts)):
         end = next_start(start, interval)
         lo = start
         for part in taken:  # the uncovered stretches of [start, end)
@@ -130,49 +149,58 @@ def planned(
             lo = max(lo, part.end)
         if lo < end:
             wanted.append(Partition(partition_name(lo), lo, end))
-        start = end
     return wanted
 
 
 async def _create(conn: AsyncConnection, part: Partition) -> int:
     """Create one partition; rows of its range already in the default partition move into it.
-    Returns how many moved."""
+    Returns how many moved.
+
+    The table is made on its own, filled from the default partition, then attached: ATTACH
+    takes only a SHARE UPDATE EXCLUSIVE lock on `predictions`, so inserts into the other
+    partitions go on throughout. Inserts that would land in the default partition wait from
+    the first statement to the commit (the recorder's spool absorbs them): none may land in
+    this range between the copy and the attach, which would then fail."""
     if not _NAME.fullmatch(part.name):
         raise ValueError(f"not a partition name: {part.name!r}")
     bounds = {"lo": part.start, "hi": part.end}
-    values = f"FOR VALUES FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
-    # Held until commit: no row can land in this range of the default partition between the
-    # count and the attach (the attach would then fail).
+    lo, hi = part.start.isoformat(), part.end.isoformat()  # our datetimes, not input
     await conn.execute(text(f"LOCK TABLE {DEFAULT} IN SHARE ROW EXCLUSIVE MODE"))
-    stray = await conn.scalar(
-        text(f"SELECT count(*) FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds
-    )
-    if not stray:
-        # Made on its own, then attached: ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on
-        # `predictions`, so inserts into the other partitions go on meanwhile. The CHECK
-        # spares the attach a scan of the new table.
-        lo, hi = part.start.isoformat(), part.end.isoformat()  # our datetimes, not input
-        await conn.execute(
-            text(
-                f'CREATE TABLE "{part.name}" (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING '
-                f'CONSTRAINTS, CONSTRAINT "{part.name}_range" '
-                f"CHECK (ts >= '{lo}' AND ts < '{hi}'))"
-            )
-        )
-        await conn.execute(text(f'ALTER TABLE {TABLE} ATTACH PARTITION "{part.name}" {values}'))
-        await conn.execute(text(f'ALTER TABLE "{part.name}" DROP CONSTRAINT "{part.name}_range"'))
-        return 0
-    # The default partition holds rows of this range, so the new partition cannot be attached
-    # beside it: take it out, create, move the rows through the parent, put it back. Inserts
-    # wait on the parent's lock meanwhile (the recorder's spool absorbs them).
-    await conn.execute(text(f"ALTER TABLE {TABLE} DETACH PARTITION {DEFAULT}"))
-    await conn.execute(text(f'CREATE TABLE "{part.name}" PARTITION OF {TABLE} {values}'))
+    # The CHECK spares the attach a scan of the new table.
     await conn.execute(
-        text(f"INSERT INTO {TABLE} SELECT * FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds
+        text(
+            f'CREATE TABLE "{part.name}" (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING '
+            f'CONSTRAINTS, CONSTRAINT "{part.name}_range" '
+            f"CHECK (ts >= '{lo}' AND ts < '{hi}'))"
+        )
     )
-    await conn.execute(text(f"DELETE FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds)
-    await conn.execute(text(f"ALTER TABLE {TABLE} ATTACH PARTITION {DEFAULT} DEFAULT"))
-    return int(stray)
+    moved = await conn.execute(
+        text(f'INSERT INTO "{part.name}" SELECT * FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi'),
+        bounds,
+    )
+    stray = int(moved.rowcount or 0)
+    if stray:
+        await conn.execute(text(f"DELETE FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), bounds)
+    await conn.execute(
+        text(
+            f'ALTER TABLE {TABLE} ATTACH PARTITION "{part.name}" '
+            f"FOR VALUES FROM ('{lo}') TO ('{hi}')"
+        )
+    )
+    await conn.execute(text(f'ALTER TABLE "{part.name}" DROP CONSTRAINT "{part.name}_range"'))
+    return stray
+
+
+async def _stray_periods(conn: AsyncConnection, interval: Interval) -> list[datetime]:
+    """Periods with rows in the default partition (normally none: it is small and scanned)."""
+    rows = await conn.execute(
+        text(
+            f"SELECT DISTINCT date_trunc(:unit, ts AT TIME ZONE 'UTC') AS p FROM {DEFAULT} "
+            "ORDER BY p LIMIT :n"
+        ),
+        {"unit": interval, "n": MAX_STRAY_PERIODS},
+    )
+    return [start.replace(tzinfo=UTC) for start in rows.scalars()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +228,8 @@ async def ensure(
             return Ensured([], 0, skipped=True)
         created: list[str] = []
         moved = 0
-        for part in planned(await list_partitions(conn), interval, now, ahead):
+        strays = await _stray_periods(conn, interval)
+        for part in planned(await range_partitions(conn), interval, now, ahead, strays):
             moved += await _create(conn, part)
             created.append(part.name)
         return Ensured(created, moved)
@@ -210,37 +239,59 @@ async def ensure(
 class Dropped:
     partitions: list[str]
     rows: int  # rows in the dropped partitions (counted before they went)
+    # [start, end) ranges older than the cut-off whose rows row deletes must not touch: an
+    # operator's partitions, and ours that could not be dropped this time (dropped next run
+    # instead of being emptied row by row).
+    spared: list[tuple[datetime, datetime]]
 
 
 async def drop_before(db: Database, cutoff: datetime) -> Dropped:
-    """Detach and drop every partition wholly older than ``cutoff``, one per transaction (a
-    lock is held only for one). One that cannot be locked in time is left for row deletes."""
+    """Detach and drop every partition of ours wholly older than ``cutoff``, one per
+    transaction (a lock is held only for one). One that cannot be locked in time is left,
+    with the older ones after it, for the next run."""
     if db.dialect != "postgresql":
-        return Dropped([], 0)
+        return Dropped([], 0, [])
     async with db.engine.begin() as conn:
         if not await is_partitioned(conn):
-            return Dropped([], 0)
-        doomed = [p for p in await list_partitions(conn) if p.end <= cutoff]
+            return Dropped([], 0, [])
+        old = [p for p in await range_partitions(conn) if p.start < cutoff]
+    doomed = [p for p in old if p.ours and p.end <= cutoff]
+    spared = [(p.start, p.end) for p in old if not p.ours]
     dropped: list[str] = []
     rows = 0
-    for part in doomed:
+    for index, part in enumerate(doomed):
         try:
             async with db.engine.begin() as conn:
                 await _session(conn)
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PARTITION_LOCK})
-                # Counted before the detach, which is what takes the exclusive lock.
-                counted = int(await conn.scalar(text(f'SELECT count(*) FROM "{part.name}"')) or 0)
+                # Another cleanup may have dropped it while this one waited for the lock.
+                if await conn.scalar(text("SELECT to_regclass(:p)"), {"p": part.name}) is None:
+                    continue
+                # Counted (a read, no lock that stops inserts) before the detach, which is
+                # what takes the exclusive lock: an exact figure for the operator.
+                counted = await conn.scalar(text(f'SELECT count(*) FROM "{part.name}"'))
                 await conn.execute(text(f'ALTER TABLE {TABLE} DETACH PARTITION "{part.name}"'))
                 await conn.execute(text(f'DROP TABLE "{part.name}"'))
         except DBAPIError as exc:
             if not _lock_timed_out(exc):
                 raise
-            log.warning("partition not dropped: a lock was not free in time",
+            log.warning("partition not dropped: a lock was not free in time; next run",
                         extra={"partition": part.name})  # fmt: skip
+            spared.extend((p.start, p.end) for p in doomed[index:])
             break
         dropped.append(part.name)
-        rows += counted
-    return Dropped(dropped, rows)
+        rows += int(counted or 0)
+    return Dropped(dropped, rows, _merged(spared))
+
+
+def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ class DriftService:
         end = now or datetime.now(UTC)
         start = end - window
         # Measured on the read replica when there is one; stored on the primary.
-        async with translate_errors("measuring drift"), self.db.read_engine.connect() as conn:
+        async with translate_errors("measuring drift"), self.db.read_connection() as conn:
             repo = DriftRepository(conn)
             reports = [
                 await self._measure(repo, name, version, profile or {}, start, end)

@@ -143,7 +143,7 @@ class PerformanceService:
         # Measured on the read replica when there is one; stored on the primary.
         async with (
             translate_errors("computing performance"),
-            self.db.read_engine.connect() as conn,
+            self.db.read_connection() as conn,
         ):
             repo = PerformanceRepository(conn)
             rows = [

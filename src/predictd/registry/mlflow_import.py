@@ -18,7 +18,7 @@ from typing import Any
 from predictd.errors import ArtifactError
 from predictd.inference.pickle_trust import load_pickle
 from predictd.inference.sklearn_runtime import describe_estimator, load_estimator
-from predictd.registry.mlflow_archive import EXTRA_BYTES, is_archive, unpack
+from predictd.registry.archives import EXTRA_BYTES, is_archive, unpack
 from predictd.registry.mlflow_model import MlflowModel, feature_names, read_bounded
 from predictd.registry.mlflow_model import read_mlflow_model as read_model
 from predictd.registry.mlflow_tracking import download, is_remote, run_data, run_id_of
@@ -52,6 +52,21 @@ def prepare_import(
     """Read, check and convert the model ``source`` names into ``workdir`` (blocking).
     Raises ArtifactError (UntrustedArtifact for a type that is not trusted); nothing is
     stored anywhere but ``workdir``."""
+    try:
+        return _prepare(source, workdir, settings, tracking_uri=tracking_uri, max_bytes=max_bytes)
+    except OSError as exc:  # unreadable file, full disk, store unreachable: not the database
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ArtifactError(f"could not read {source}{where}: {exc.strerror or exc}") from exc
+
+
+def _prepare(
+    source: str,
+    workdir: Path,
+    settings: InferenceSettings,
+    *,
+    tracking_uri: str | None,
+    max_bytes: int,
+) -> MlflowImport:
     notes: list[str] = []
     uri_run = None
     if is_remote(source):

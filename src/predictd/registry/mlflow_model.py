@@ -73,7 +73,7 @@ def read_mlflow_model(root: Path, max_bytes: int) -> MlflowModel:
         raise ArtifactError(f"{MLMODEL}: no flavors")
     sklearn = flavors.get("sklearn")
     if sklearn is None:
-        names = ", ".join(sorted(str(k) for k in flavors))
+        names = ", ".join(sorted(k[:40] for k in flavors if isinstance(k, str))[:10])
         raise ArtifactError(
             f"{MLMODEL} has the flavors {names}; predictd imports MLflow's sklearn flavor only"
         )
@@ -82,19 +82,23 @@ def read_mlflow_model(root: Path, max_bytes: int) -> MlflowModel:
     file_name = sklearn.get("pickled_model")
     if not isinstance(file_name, str):
         raise ArtifactError(f"{MLMODEL}: the sklearn flavor names no pickled_model file")
+    # Every YAML value is checked for its type before it is shown: an aliased structure can
+    # print as gigabytes.
     fmt = sklearn.get("serialization_format", "cloudpickle")
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        shown = repr(fmt[:40]) if isinstance(fmt, str) else f"a {type(fmt).__name__}"
         raise ArtifactError(
-            f"{MLMODEL}: serialization_format {fmt!r} is not one of {', '.join(FORMATS)}"
+            f"{MLMODEL}: serialization_format {shown} is not one of {', '.join(FORMATS)}"
         )
+    version = meta.get("mlflow_version")
     return MlflowModel(
         root=root,
         model_file=member(root, file_name, max_bytes),
-        serialization_format=str(fmt),
+        serialization_format=fmt,
         signature=read_signature(meta.get("signature")),
         run_id=_identifier(meta, "run_id"),
         model_id=_identifier(meta, "model_id") or _identifier(meta, "model_uuid"),
-        mlflow_version=str(meta["mlflow_version"])[:64] if meta.get("mlflow_version") else None,
+        mlflow_version=version[:64] if isinstance(version, str) and version else None,
     )
 
 
@@ -160,7 +164,8 @@ def _identifier(meta: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or RUN_ID.fullmatch(value) is None:
-        raise ArtifactError(f"{MLMODEL}: {key} {str(value)[:80]!r} is not an MLflow id")
+        shown = repr(value[:80]) if isinstance(value, str) else f"(a {type(value).__name__})"
+        raise ArtifactError(f"{MLMODEL}: {key} {shown} is not an MLflow id")
     return value
 
 

@@ -1,4 +1,5 @@
-"""A ``.tar.gz`` or ``.zip`` of an MLflow model directory, unpacked as untrusted input.
+"""A ``.tar.gz`` or ``.zip`` of a model directory (an MLflow model, a transformer export),
+unpacked as untrusted input.
 
 Every member is checked before a byte of it is written: a relative name without ``..``,
 backslashes or a drive; a regular file or a directory (links, devices and FIFOs are
@@ -28,9 +29,9 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
-def unpack(archive: Path, dst: Path, max_bytes: int) -> Path:
-    """Unpack ``archive`` into ``dst``; the directory holding its ``MLmodel`` (the top, or
-    its one top-level directory)."""
+def unpack(archive: Path, dst: Path, max_bytes: int, marker: str = "MLmodel") -> Path:
+    """Unpack ``archive`` into ``dst``; the directory holding its ``marker`` file (the top,
+    or its one top-level directory)."""
     dst.mkdir(parents=True)
     budget = _Budget(archive.name, max_bytes + EXTRA_BYTES)
     try:
@@ -42,13 +43,13 @@ def unpack(archive: Path, dst: Path, max_bytes: int) -> Path:
         raise
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as exc:
         raise ArtifactError(f"{archive.name} is not a readable archive: {exc!r}") from exc
-    if (dst / "MLmodel").is_file():
+    if (dst / marker).is_file():
         return dst
     entries = list(dst.iterdir())
-    if len(entries) == 1 and (entries[0] / "MLmodel").is_file():
+    if len(entries) == 1 and (entries[0] / marker).is_file():
         return entries[0]
     raise ArtifactError(
-        f"{archive.name} has no MLmodel at its top or in its one top-level directory"
+        f"{archive.name} has no {marker} at its top or in its one top-level directory"
     )
 
 
