@@ -46,6 +46,16 @@ _SECRETS = (
         r"\1[redacted]",
     ),
     (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1[redacted]@"),  # user:password@host
+    # A token given as the user name alone (https://ghp_…@host): long, unlike a login.
+    (re.compile(r"(://)[A-Za-z0-9_.~%+-]{20,}@"), r"\1[redacted]@"),
+    # Signed URLs: an Azure SAS, S3 and GCS presigned signatures, OAuth access tokens.
+    (
+        re.compile(
+            r"(?i)([?&](?:sig|x-amz-signature|x-amz-security-token|x-goog-signature|"
+            r"access_token)=)[^&\s\"']+"
+        ),
+        r"\1[redacted]",
+    ),
     (re.compile(r"\bpdk_[A-Za-z0-9_-]{8,}"), "pdk_[redacted]"),  # an API key on its own
 )
 

@@ -92,3 +92,10 @@ def test_credentials_never_reach_a_log_line(formatter: logging.Formatter) -> Non
     assert "[redacted]" in line
     assert redact("a key pdk_0123456789abcdef alone") == "a key pdk_[redacted] alone"
     assert redact("tokens=12 model=sentiment") == "tokens=12 model=sentiment"
+    assert redact("https://ghp_0123456789abcdefghij@github.com/x") == (
+        "https://[redacted]@github.com/x"
+    )
+    assert redact("postgresql://postgres@db:5432/x") == "postgresql://postgres@db:5432/x"
+    sas = "https://a.blob.core.windows.net/c/m?sv=2024-01-01&sig=abc%2Bdef&se=2026"
+    assert redact(sas) == "https://a.blob.core.windows.net/c/m?sv=2024-01-01&sig=[redacted]&se=2026"
+    assert "SECRETSIG" not in redact("s3://b/k?X-Amz-Signature=SECRETSIG&X-Amz-Date=1")

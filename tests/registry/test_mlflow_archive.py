@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from predictd.errors import ArtifactError
-from predictd.registry.archives import unpack
+from predictd.registry.archives import EXTRA_BYTES, unpack
 from tests.registry.mlflow_models import MlflowModels
 
 MiB = 1024 * 1024
@@ -86,6 +86,29 @@ def test_what_inflates_past_the_budget_is_refused(tmp_path: Path) -> None:
     assert archive.stat().st_size < MiB
     with pytest.raises(ArtifactError, match="unpacks to more than"):
         unpack(archive, tmp_path / "out", 1)
+
+
+def test_a_header_that_inflates_past_the_budget_is_refused(tmp_path: Path) -> None:
+    """A PAX header is read whole into memory by tarfile: it counts against the budget too."""
+    archive = tmp_path / "m.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("MLmodel")
+        info.pax_headers = {"comment": "x" * (EXTRA_BYTES + 16 * MiB)}
+        tar.addfile(info, io.BytesIO(b""))
+    assert archive.stat().st_size < MiB
+    with pytest.raises(ArtifactError, match="unpacks to more than"):
+        unpack(archive, tmp_path / "out", 1)
+
+
+def test_an_encrypted_zip_is_refused_in_one_line(tmp_path: Path) -> None:
+    archive = zip_of(tmp_path / "m.zip", {"MLmodel": b"x"})
+    data = bytearray(archive.read_bytes())
+    data[6] |= 1  # general purpose flag, bit 0: encrypted (local header)
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 8] |= 1  # and in the central directory
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="not a readable archive"):
+        unpack(archive, tmp_path / "out", MiB)
 
 
 def test_an_archive_without_mlmodel_or_unreadable_is_refused(tmp_path: Path) -> None:

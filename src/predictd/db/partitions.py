@@ -83,11 +83,17 @@ async def is_partitioned(conn: AsyncConnection) -> bool:
     return bool(kind == "p")
 
 
+async def _printing(conn: AsyncConnection) -> None:
+    """Bounds printed in ISO form and UTC (parsed below), for this transaction."""
+    for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, MDY'"):
+        await conn.execute(text(f"SET LOCAL {setting}"))
+
+
 async def _session(conn: AsyncConnection) -> None:
-    """This transaction's settings: bounds printed in ISO form and UTC (parsed below), no
-    statement limit (moving or counting rows), a short wait for locks."""
-    for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, MDY'", "statement_timeout = 0",
-                    f"lock_timeout = {LOCK_TIMEOUT_MS}"):  # fmt: skip
+    """A partition change's transaction: no statement limit (moving or counting rows), a
+    short wait for locks."""
+    await _printing(conn)
+    for setting in ("statement_timeout = 0", f"lock_timeout = {LOCK_TIMEOUT_MS}"):
         await conn.execute(text(f"SET LOCAL {setting}"))
 
 
@@ -97,7 +103,7 @@ def _lock_timed_out(exc: BaseException) -> bool:
 
 async def range_partitions(conn: AsyncConnection) -> list[Partition]:
     """Every range partition, ours and an operator's, oldest first (not the default)."""
-    await _session(conn)
+    await _printing(conn)
     rows = await conn.execute(
         text(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "

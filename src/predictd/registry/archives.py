@@ -10,6 +10,7 @@ inflates without bound stops at the budget, and the member count is bounded too.
 
 from __future__ import annotations
 
+import gzip
 import stat
 import tarfile
 import zipfile
@@ -41,7 +42,11 @@ def unpack(archive: Path, dst: Path, max_bytes: int, marker: str = "MLmodel") ->
             _untar(archive, dst, budget)
     except ArtifactError:
         raise
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as exc:
+    except (
+        OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError,
+        RuntimeError,  # an encrypted zip member
+        NotImplementedError,  # a compression method zipfile lacks
+    ) as exc:  # fmt: skip
         raise ArtifactError(f"{archive.name} is not a readable archive: {exc!r}") from exc
     if (dst / marker).is_file():
         return dst
@@ -112,24 +117,50 @@ def _unzip(archive: Path, dst: Path, budget: _Budget) -> None:
                     budget.copy(src, target)
 
 
+class _Counted:
+    """The decompressed tar stream, counted as tarfile reads it: header records (a PAX
+    header is read whole into memory) count against the budget as well as member data."""
+
+    def __init__(self, raw: gzip.GzipFile, budget: _Budget) -> None:
+        self.raw, self.budget, self.read_bytes = raw, budget, 0
+        self.limit = budget.limit + 2 * tarfile.BLOCKSIZE * (MAX_MEMBERS + 2)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size >= 0 else CHUNK)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.limit:
+            raise ArtifactError(
+                f"{self.budget.archive} unpacks to more than {self.budget.limit} bytes; refused"
+            )
+        return data
+
+
 def _untar(archive: Path, dst: Path, budget: _Budget) -> None:
-    with tarfile.open(archive, "r:gz") as tar:
-        for info in tar:
-            budget.member()
-            target = _target(dst, info.name, archive.name)
-            if info.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            if not info.isfile():
-                raise ArtifactError(
-                    f"{archive.name} holds {info.name!r}, which is not a regular file "
-                    "(a link or device); refused"
-                )
-            src = tar.extractfile(info)
-            if src is None:  # pragma: no cover - isfile() members always have data
-                raise ArtifactError(f"{archive.name}: cannot read {info.name!r}")
-            with src:
-                budget.copy(src, target)
+    with gzip.open(archive, "rb") as raw:
+        stream = _Counted(raw, budget)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            for info in tar:
+                _untar_member(tar, info, dst, budget, archive.name)
+
+
+def _untar_member(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, dst: Path, budget: _Budget, archive: str
+) -> None:
+    budget.member()
+    target = _target(dst, info.name, archive)
+    if info.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    if not info.isfile():
+        raise ArtifactError(
+            f"{archive} holds {info.name!r}, which is not a regular file "
+            "(a link or device); refused"
+        )
+    src = tar.extractfile(info)
+    if src is None:  # pragma: no cover - isfile() members always have data
+        raise ArtifactError(f"{archive}: cannot read {info.name!r}")
+    with src:
+        budget.copy(src, target)
 
 
 __all__ = ["is_archive", "unpack"]
