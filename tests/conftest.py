@@ -36,6 +36,14 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
 
 
 @pytest.fixture(scope="session")
+def transformer_export(tmp_path_factory: pytest.TempPathFactory) -> DemoModel:
+    """The transformer demo: a directory in the layout `optimum-cli export onnx` writes."""
+    from predictd.demo.transformer import train_transformer
+
+    return train_transformer(tmp_path_factory.mktemp("transformer"))
+
+
+@pytest.fixture(scope="session")
 def mlflow_models(tmp_path_factory: pytest.TempPathFactory) -> MlflowModels:
     """MLflow sklearn models saved and logged by MLflow itself, to a local file store."""
     with pytest.MonkeyPatch.context() as patch:

@@ -55,6 +55,7 @@ VARIABLES = {
     "PREDICTD_ACTION_TTL", "PREDICTD_AGENT_EXECUTE_INTERVAL_S", "PREDICTD_AGENT_LEASE_S",
     # issue 18: scale out
     "PREDICTD_PARTITION_INTERVAL", "PREDICTD_PARTITIONS_AHEAD", "PREDICTD_ANALYTICS_DATABASE_URL",
+    "PREDICTD_ONNX_PROVIDERS",
 }  # fmt: skip
 
 # (variable, as set, group, field, as read): a few from each group.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -430,10 +431,29 @@ class InferenceSettings(_Group):
     """Longest a prediction waits for others to share its model call; only while requests
     arrive together (a lone request is sent at once)."""
 
-    @field_validator("models", mode="before")
+    onnx_providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        validation_alias="PREDICTD_ONNX_PROVIDERS",
+    )
+    """ONNX Runtime execution providers for ONNX and transformer models, comma-separated in
+    order of preference, e.g. `CUDAExecutionProvider,CPUExecutionProvider` (needs
+    `onnxruntime-gpu` and a GPU); one this build lacks is skipped with a warning, the CPU is
+    always the last resort, and `/model-info` shows those in use."""
+
+    @field_validator("models", "onnx_providers", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
         return _split_names(value)
+
+    @field_validator("onnx_providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,63}ExecutionProvider", name):
+                raise ValueError(
+                    f"{name!r} is not an execution provider name (e.g. CUDAExecutionProvider)"
+                )
+        return value
 
 
 class CacheSettings(_Group):

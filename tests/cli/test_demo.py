@@ -15,9 +15,9 @@ async def test_demo_registers_then_reuses(tmp_path: Path) -> None:
     db = Database(settings.database)
     try:
         registry = ModelRegistry(settings.inference, db)
-        assert await prepare_demo(registry, tabular=False) == "sentiment"
-        assert await prepare_demo(registry, tabular=False) == "sentiment"
-        assert await prepare_demo(registry, tabular=True) == "breast_cancer"
+        assert await prepare_demo(registry) == "sentiment"
+        assert await prepare_demo(registry) == "sentiment"
+        assert await prepare_demo(registry, kind="tabular") == "breast_cancer"
         versions = await registry.list_versions()
     finally:
         await db.dispose()

@@ -124,8 +124,8 @@ async def test_stored_data_is_read_back_only_while_its_sha256_matches(
 
 
 async def test_the_demo_models_register_their_data(registry: ModelRegistry) -> None:
-    for tabular in (False, True):
-        name = await prepare_demo(registry, tabular=tabular)
+    for kind in ("sentiment", "tabular"):
+        name = await prepare_demo(registry, kind=kind)
         version = await registry.production(name)
         assert version is not None
         assert version.training_data is not None

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import typer
 
 from predictd.db import migrate
-from predictd.demo.train import train_sentiment, train_tabular
+from predictd.demo.train import DemoModel, train_sentiment, train_tabular
 from predictd.monitoring.profile import validation_profiler
 from predictd.registry.datasets import DatasetFile
 from predictd.registry.service import ModelRegistry
@@ -20,16 +22,29 @@ def _data(path: Path | None) -> DatasetFile | None:
     return None if path is None else DatasetFile(path)
 
 
-async def prepare_demo(registry: ModelRegistry, *, tabular: bool) -> str:
+DemoKind = Literal["sentiment", "tabular", "transformer"]
+
+
+def _trainer(kind: DemoKind) -> tuple[str, Callable[[Path], DemoModel]]:
+    if kind == "tabular":
+        return "breast_cancer", train_tabular
+    if kind == "transformer":
+        from predictd.demo.transformer import NAME, train_transformer
+
+        return NAME, train_transformer
+    return "sentiment", train_sentiment
+
+
+async def prepare_demo(registry: ModelRegistry, *, kind: DemoKind = "sentiment") -> str:
     """Register the demo model as production unless it already is; returns its name."""
-    name = "breast_cancer" if tabular else "sentiment"
+    name, train = _trainer(kind)
     await migrate.upgrade(registry.db)
     existing = await registry.production(name)
     if existing is not None:
         typer.echo(f"demo model {name} v{existing.version} already registered; reusing it")
         return name
     with tempfile.TemporaryDirectory() as tmp:
-        trained = (train_tabular if tabular else train_sentiment)(Path(tmp))
+        trained = train(Path(tmp))
         candidate = registry.inspect(
             trained.path,
             trained.name,

@@ -111,16 +111,27 @@ def demo(
     tabular: Annotated[
         bool, typer.Option("--tabular", help="The RandomForest on breast-cancer data.")
     ] = False,
+    transformer: Annotated[
+        bool,
+        typer.Option(
+            "--transformer",
+            help="A small transformer-style classifier (WordPiece tokenizer + ONNX graph) "
+            "built offline in the Hugging Face export layout; needs predictd[transformers].",
+        ),
+    ] = False,
     host: Host = None,
     port: Port = None,
 ) -> None:
     """Train and register the demo model (reused when already registered), then serve it
     (without API keys unless PREDICTD_AUTH=on is set: the demo binds loopback)."""
-    from predictd.cli.demo import prepare_demo
+    from predictd.cli.demo import DemoKind, prepare_demo
 
+    if tabular and transformer:
+        fail("--tabular and --transformer are two different demos: choose one")
+    kind: DemoKind = "tabular" if tabular else "transformer" if transformer else "sentiment"
     settings = Settings(auth=os.environ.get("PREDICTD_AUTH", "off"))
     name = run_with_services(
-        lambda services: prepare_demo(services.registry, tabular=tabular), settings=settings
+        lambda services: prepare_demo(services.registry, kind=kind), settings=settings
     )
     settings = settings.replace(model_name=name)
     _serve(settings, host, port, workers=1)

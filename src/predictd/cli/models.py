@@ -16,10 +16,11 @@ import typer
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
 from predictd.monitoring.profile import validation_profiler
+from predictd.registry.archives import as_artifact
 from predictd.registry.datasets import DatasetFile
 from predictd.registry.mlflow_import import MlflowImport, prepare_import
 from predictd.registry.models import ModelVersion, Stage
-from predictd.registry.service import ModelRegistry
+from predictd.registry.service import MAX_BUNDLE_BYTES, ModelRegistry
 
 models_app = typer.Typer(help="Register, list, promote and roll back model versions.")
 
@@ -38,7 +39,15 @@ def _line(v: ModelVersion) -> str:
 
 @models_app.command()
 def register(
-    path: Annotated[Path, typer.Argument(help="A skops artifact.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A model file (.skops, .onnx; .pkl/.joblib only with PREDICTD_ALLOW_PICKLE), "
+            "or a transformer export: the directory `optimum-cli export onnx` writes "
+            "(model.onnx, tokenizer.json, config.json), or a .tar.gz/.zip of it.",
+            metavar="FILE_DIR_OR_ARCHIVE",
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Model name.")],
     stage: Annotated[str, typer.Option(help="none, staging or production.")] = "none",
     metrics_json: Annotated[
@@ -89,20 +98,27 @@ def register(
     async def work(registry: ModelRegistry) -> ModelVersion:
         if parent_version is not None:
             await registry.get(name, parent_version)  # a parent that is not there: 404
-        candidate = await asyncio.to_thread(
-            partial(
-                registry.inspect,
-                path,
-                name,
-                metrics=metrics,
-                description=description,
-                tags=tags,
-                parent_version=parent_version,
-                training_data=_dataset(training_data, label_column, "--training-data"),
-                validation_data=_dataset(validation, label_column, "--validation"),
-                profile_validation=partial(validation_profiler, settings=registry.settings),
+        with tempfile.TemporaryDirectory(prefix="predictd-artifact-") as workdir:
+            # A transformer export (directory or archive) is packed into one bundle first.
+            artifact, notes = await asyncio.to_thread(
+                as_artifact, path, Path(workdir), MAX_BUNDLE_BYTES
             )
-        )
+            for note in notes:
+                typer.echo(f"note: {note}", err=True)
+            candidate = await asyncio.to_thread(
+                partial(
+                    registry.inspect,
+                    artifact,
+                    name,
+                    metrics=metrics,
+                    description=description,
+                    tags=tags,
+                    parent_version=parent_version,
+                    training_data=_dataset(training_data, label_column, "--training-data"),
+                    validation_data=_dataset(validation, label_column, "--validation"),
+                    profile_validation=partial(validation_profiler, settings=registry.settings),
+                )
+            )
         return await registry.register(candidate, stage=cast(Stage, stage), reuse=False)
 
     version = _run(work)

@@ -1,5 +1,7 @@
 """Which runtime opens an artifact. The flavor is read off the file suffix at registration
-and stored with the version; loading goes by the stored flavor."""
+and stored with the version; loading goes by the stored flavor. A transformer export (a
+directory, or a .tar.gz/.zip of one) is first packed into one bundle file
+(``registry.archives.as_artifact``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from predictd.errors import ArtifactError
+from predictd.inference import transformer_bundle
 from predictd.inference.onnx_runtime import OnnxRuntime
 from predictd.inference.pickle_runtime import PickleRuntime
 from predictd.inference.runtime import ModelMeta, ModelRuntime, Schema
@@ -28,13 +31,25 @@ def _pickle(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRu
 
 
 def _onnx(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRuntime:
-    return OnnxRuntime(path, meta)
+    return OnnxRuntime(path, meta, providers=settings.onnx_providers)
 
 
-FACTORIES: dict[str, RuntimeFactory] = {"sklearn": _sklearn, "pickle": _pickle, "onnx": _onnx}
+def _transformer(path: Path, meta: ModelMeta, settings: InferenceSettings) -> ModelRuntime:
+    from predictd.inference.transformer_runtime import TransformerRuntime
+
+    return TransformerRuntime(path, meta, providers=settings.onnx_providers)
+
+
+FACTORIES: dict[str, RuntimeFactory] = {
+    "sklearn": _sklearn,
+    "pickle": _pickle,
+    "onnx": _onnx,
+    "transformer": _transformer,
+}
 SUFFIXES: dict[str, str] = {
     ".skops": "sklearn",
     ".onnx": "onnx",
+    transformer_bundle.SUFFIX: "transformer",
     ".joblib": "pickle",
     ".pkl": "pickle",
     ".pickle": "pickle",

@@ -4,6 +4,7 @@ producer), run by onnxruntime on the CPU.
 An ONNX file is a graph of standard operators, not code, so loading one executes nothing from
 the file. What predictd reads from the model:
 
+- execution providers: ``PREDICTD_ONNX_PROVIDERS`` (CPU by default), as available.
 - input: exactly one tensor. ``float``/``double`` of shape ``[N, n_features]`` is tabular;
   ``string`` of shape ``[N]`` or ``[N, 1]`` is text. The batch dimension must be dynamic.
 - feature names: the model's ``metadata_props`` key ``feature_names`` (a JSON list) when
@@ -22,6 +23,7 @@ the file. What predictd reads from the model:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,16 +39,33 @@ from predictd.inference.runtime import (
     ModelMeta,
     ModelRuntime,
     Prediction,
+    RuntimeDetails,
     Schema,
     Task,
     from_probabilities,
     from_values,
 )
 
+log = logging.getLogger("predictd.inference")
+
 INSTALL_HINT = "pip install 'predictd[onnx]'"
+CPU = "CPUExecutionProvider"
 _FLOATS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 _LABEL_TENSORS = {"tensor(int64)", "tensor(string)", "tensor(int32)"}
 _LABEL_ATTRIBUTES = {"classlabels_strings", "classlabels_ints", "classlabels_int64s"}
+
+
+def usable_providers(wanted: Sequence[str], available: Sequence[str]) -> list[str]:
+    """``wanted`` in order (PREDICTD_ONNX_PROVIDERS), less what this onnxruntime build lacks
+    (CUDA without onnxruntime-gpu), with the CPU as the last resort."""
+    chosen = [p for p in wanted if p in available]
+    skipped = [p for p in wanted if p not in available]
+    if skipped:
+        log.warning(
+            "ONNX Runtime execution providers not available here; skipped",
+            extra={"skipped": skipped, "available": list(available)},
+        )
+    return chosen if CPU in chosen else [*chosen, CPU]
 
 
 def _onnxruntime() -> Any:
@@ -112,8 +131,11 @@ def _unwrap_name(graph_name: str) -> str:
 class OnnxRuntime(ModelRuntime):
     flavor = "onnx"
 
-    def __init__(self, path: Path, meta: ModelMeta, threads: int = 1) -> None:
+    def __init__(
+        self, path: Path, meta: ModelMeta, threads: int = 1, providers: Sequence[str] = (CPU,)
+    ) -> None:
         super().__init__(path, meta)
+        self.providers = tuple(providers)
         # Calls already run on several worker threads; one ORT thread each avoids
         # oversubscribing the CPU.
         self.threads = threads
@@ -134,7 +156,9 @@ class OnnxRuntime(ModelRuntime):
         options.log_severity_level = 3  # errors only; failures surface as exceptions anyway
         try:
             session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(self.path),
+                sess_options=options,
+                providers=usable_providers(self.providers, ort.get_available_providers()),
             )
         except Exception as exc:  # onnxruntime's own exception types, not importable stably
             raise ArtifactError(self._load_failure(exc)) from exc
@@ -265,6 +289,10 @@ class OnnxRuntime(ModelRuntime):
                 "column order) to the model"
             )
         return found
+
+    def details(self) -> RuntimeDetails:
+        providers = tuple(self._session.get_providers()) if self._session is not None else ()
+        return RuntimeDetails(execution_providers=providers)
 
     def schema(self) -> Schema:
         if self._schema is None:

@@ -66,6 +66,15 @@ class TextVocabulary:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeDetails:
+    """How a loaded version runs, for /model-info and V2 metadata: the ONNX Runtime execution
+    providers in use, and the tokens a transformer reads (longer texts are truncated)."""
+
+    execution_providers: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
     label: Label
     confidence: float | None = None
@@ -166,6 +175,9 @@ class ModelRuntime(ABC):
     @abstractmethod
     def predict(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         """One vectorised call for all inputs, results in input order."""
+
+    def details(self) -> RuntimeDetails:
+        return RuntimeDetails()
 
     def vocabulary(self) -> TextVocabulary | None:
         """A text model's tokenizer and vocabulary, when the format exposes them (for the

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
 from predictd.errors import ArtifactError
+from predictd.inference import transformer_bundle
 
 SUFFIXES = (".tar.gz", ".tgz", ".zip")
 MAX_MEMBERS = 10_000
@@ -163,4 +164,21 @@ def _untar_member(
         budget.copy(src, target)
 
 
-__all__ = ["is_archive", "unpack"]
+def as_artifact(path: Path, workdir: Path, max_bytes: int) -> tuple[Path, list[str]]:
+    """The one file to register for ``path``: the file itself, or the transformer bundle
+    packed from an export directory or an archive of one (unpacked as untrusted input into
+    ``workdir``); (that file, notes for the operator)."""
+    if path.is_file() and not is_archive(path):
+        return path, []
+    if path.is_file():
+        path = unpack(path, workdir / "unpacked", max_bytes, marker=transformer_bundle.CONFIG)
+    elif not path.is_dir():
+        raise ArtifactError(f"no artifact at {path}")
+    packed, left_out = transformer_bundle.pack(path, workdir / "bundle", max_bytes)
+    notes = (
+        [f"left out of the bundle (not used to serve): {', '.join(left_out)}"] if left_out else []
+    )
+    return packed, notes
+
+
+__all__ = ["as_artifact", "is_archive", "unpack"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from predictd.settings import InferenceSettings
 log = logging.getLogger("predictd.registry")
 
 T = TypeVar("T")
+MAX_BUNDLE_BYTES = 2 * 1024**3  # a transformer's model.onnx, the most one ONNX file holds
 VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
 
 # Measures a new version on the runtime serving will open; what it returns joins the version's
@@ -78,16 +80,33 @@ class ModelRegistry:
         training_run: dict[str, Any] | None = None,
         hyperparameters: dict[str, Any] | None = None,
     ) -> ModelVersion:
-        """Describe the artifact and store it; version 0 until the database assigns one.
+        """Describe the artifact and store it; version 0 until the database assigns one. A
+        directory (or .tar.gz/.zip of one) is a transformer export, stored as one bundle.
         The file is loaded, and any data read and checked against it, before anything is
         stored, so a bad file leaves nothing behind. ``profiler`` adds what it measures on the
         model to the reference profile, else ``profile_validation`` makes one from the
         validation data; ``parent_version``: the version of ``name`` this one was derived
         from. The training data's rows are the ``training_samples`` unless given;
         ``hyperparameters`` (e.g. an MLflow run's params) replace the estimator's own."""
+        from predictd.inference.formats import open_artifact
+        from predictd.registry.archives import as_artifact, is_archive
+
+        if path.is_dir() or (path.is_file() and is_archive(path)):
+            # A transformer export: packed into one bundle file, which is what gets stored.
+            with tempfile.TemporaryDirectory(prefix="predictd-artifact-") as tmp:
+                packed, notes = as_artifact(path, Path(tmp), MAX_BUNDLE_BYTES)
+                for note in notes:
+                    log.info(note, extra={"model": name, "source": str(path)})
+                return self.inspect(
+                    packed, name, metrics=metrics, description=description,
+                    training_samples=training_samples, feature_names=feature_names,
+                    profiler=profiler, reference_profile=reference_profile, tags=tags,
+                    parent_version=parent_version, training_data=training_data,
+                    validation_data=validation_data, profile_validation=profile_validation,
+                    training_run=training_run, hyperparameters=hyperparameters,
+                )  # fmt: skip
         if not path.is_file():
             raise ArtifactError(f"no artifact at {path}")
-        from predictd.inference.formats import open_artifact
 
         flavor, runtime = open_artifact(path, self.settings)
         info = runtime.schema()
@@ -174,6 +193,12 @@ class ModelRegistry:
         """The version's fitted scikit-learn estimator, for retraining: its artifact's sha256
         is verified and its types checked exactly as for serving (blocking). A version in
         another format cannot be refitted: Conflict."""
+        if version.flavor == "transformer":
+            raise Conflict(
+                f"{version.name} v{version.version} is a transformer: predictd train does not "
+                "fine-tune transformers; fine-tune it with your own tooling, export it with "
+                "`optimum-cli export onnx --task text-classification`, and register the result"
+            )
         if version.flavor != "sklearn":
             raise Conflict(
                 f"{version.name} v{version.version} is a {version.flavor} artifact; "

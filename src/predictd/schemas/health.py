@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Liveness(BaseModel):
@@ -49,3 +49,10 @@ class ModelInfo(BaseModel):
     last_load_error: str | None = None
     default: bool
     served_models: list[str]
+    execution_providers: list[str] = Field(
+        default_factory=list,
+        description="ONNX Runtime execution providers in use (ONNX and transformer models)",
+    )
+    max_input_tokens: int | None = Field(
+        default=None, description="transformer models: tokens read per text (longer is truncated)"
+    )

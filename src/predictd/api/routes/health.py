@@ -83,6 +83,7 @@ async def model_info(
     meta = deployment.production.meta
     candidate = deployment.candidate
     settings = services.settings.inference
+    details = deployment.production.details()
     return ModelInfo(
         name=meta.name,
         version=meta.version,
@@ -108,4 +109,6 @@ async def model_info(
         last_load_error=services.loader.errors.get(name),
         default=name == inference.default_name,
         served_models=sorted(inference.deployments),
+        execution_providers=list(details.execution_providers),
+        max_input_tokens=details.max_input_tokens,
     )

@@ -32,7 +32,7 @@ from predictd.api.tensors import (
 )
 from predictd.errors import InvalidInput, ModelNotFound, StorageUnavailable
 from predictd.inference.routing import Deployment, served_versions
-from predictd.inference.runtime import ModelMeta
+from predictd.inference.runtime import ModelRuntime
 from predictd.inference.values import PredictionResult
 from predictd.schemas.v2 import (
     InferRequest,
@@ -96,33 +96,40 @@ async def server_metadata() -> ServerMetadata:
     return ServerMetadata(name="predictd", version=__version__, extensions=EXTENSIONS)
 
 
-def _metadata(deployment: Deployment, meta: ModelMeta) -> ModelMetadata:
+def _metadata(deployment: Deployment, runtime: ModelRuntime) -> ModelMetadata:
+    meta = runtime.meta
     inputs, outputs = metadata_tensors(meta)
+    details = runtime.details()
+    parameters: dict[str, Any] = {
+        "task": meta.task,
+        "feature_names": list(meta.feature_names),
+        "classes": list(meta.classes),
+    }
+    if details.execution_providers:
+        parameters["execution_providers"] = list(details.execution_providers)
+    if details.max_input_tokens is not None:
+        parameters["max_input_tokens"] = details.max_input_tokens
     return ModelMetadata(
         name=meta.name,
         versions=[str(v) for v in served_versions(deployment)],
         platform=meta.flavor,
         inputs=inputs,
         outputs=outputs,
-        parameters={
-            "task": meta.task,
-            "feature_names": list(meta.feature_names),
-            "classes": list(meta.classes),
-        },
+        parameters=parameters,
     )
 
 
-def _version_meta(deployment: Deployment, version: int | None) -> ModelMeta:
+def _version_runtime(deployment: Deployment, version: int | None) -> ModelRuntime:
     if version is None:
-        return deployment.production.meta
-    return deployment.pinned(version)[0].meta
+        return deployment.production
+    return deployment.pinned(version)[0]
 
 
 @router.get("/models/{name}", responses=_READ_ERRORS)
 async def model_metadata(name: str, services: ServicesDep, _: ReadScope) -> ModelMetadata:
     """Inputs, outputs and served versions of a model (production first, then a candidate)."""
     deployment = services.inference.deployment(name)
-    return _metadata(deployment, deployment.production.meta)
+    return _metadata(deployment, deployment.production)
 
 
 @router.get("/models/{name}/versions/{version}", responses=_READ_ERRORS)
@@ -130,7 +137,7 @@ async def model_version_metadata(
     name: str, version: VersionPath, services: ServicesDep, _: ReadScope
 ) -> ModelMetadata:
     deployment = services.inference.deployment(name)
-    return _metadata(deployment, _version_meta(deployment, version))
+    return _metadata(deployment, _version_runtime(deployment, version))
 
 
 def _model_ready(services: Services, name: str, version: int | None) -> JSONResponse:
@@ -169,7 +176,7 @@ async def infer(call: Call) -> Response:
     services, request = call.services, call.request
     name, version = call.params["name"], call.params.get("version")
     inference = services.inference
-    meta = _version_meta(inference.deployment(name), version)
+    meta = _version_runtime(inference.deployment(name), version).meta
     header, binary = split_body(call.body, request.headers.get(HEADER_LENGTH))
     infer = parse_request(header)
     items, locate = to_items(decode_inputs(infer, binary), meta)
