@@ -166,3 +166,17 @@ async def test_drift_on_text_length_and_labels_and_no_retraining(tmp_path: Path)
     assert report["features"]["text_length"]["drifted"] is True
     assert report["outputs"]["label"]["drifted"] is True
     assert report["drift_detected"] is True
+
+
+async def test_serve_model_takes_the_export_directory(
+    tmp_path: Path, transformer_export: DemoModel
+) -> None:
+    """`predictd serve --model export/`: packed and registered at start, named by the
+    directory."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
+                             model_path=transformer_export.path)  # fmt: skip
+    async with running_app(settings) as (_, client):
+        info = (await client.get("/model-info")).json()
+        assert (info["name"], info["flavor"]) == (NAME, "transformer")
+        answer = await client.post("/predict", json={"text": TEXTS[0]})
+        assert answer.status_code == 200, answer.text

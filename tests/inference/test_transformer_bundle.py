@@ -10,14 +10,17 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from predictd.demo.train import DemoModel
 from predictd.errors import ArtifactError
 from predictd.inference import transformer_bundle as bundle
+from predictd.inference import transformer_runtime
 from predictd.inference.formats import open_artifact
 from predictd.registry.archives import as_artifact
+from predictd.registry.service import model_name_of
 from predictd.settings import InferenceSettings
 
 
@@ -101,6 +104,7 @@ def test_links_and_external_weights_are_refused(
         ({"id2label": None}, "needs id2label"),
         ({"id2label": {"0": "a", "2": "b"}}, r"ids must be 0\.\.1"),
         ({"id2label": {"0": "a", "x": "b"}}, "is not an integer"),
+        ({"id2label": {"0": "a", "1": "b", "00": "c"}}, "is not an integer id"),
         ({"id2label": {"0": "a", "1": "a"}}, "names a label twice"),
         ({"problem_type": "multi_label_classification"}, "single-label sequence classifiers"),
     ],
@@ -203,3 +207,128 @@ def test_an_archive_of_an_export_is_packed_like_the_directory(
     assert flavor == "transformer"
     assert runtime.details().max_input_tokens == 128
     assert runtime.details().execution_providers == ("CPUExecutionProvider",)
+
+
+def pack_edited(
+    export: DemoModel, tmp_path: Path, file: str, edit: Any, name: str = "export"
+) -> Path:
+    """The export with one JSON file changed by ``edit`` (dict -> None), packed."""
+    src = copy_export(export, tmp_path / name)
+    data = json.loads((src / file).read_text())
+    edit(data)
+    (src / file).write_text(json.dumps(data))
+    return bundle.pack(src, tmp_path / f"{name}-out")[0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t["normalizer"].update(type="CustomNormalizer"),
+         "normalizer 'CustomNormalizer' is not supported"),
+        (lambda t: t.update(pre_tokenizer={"type": "Split", "behavior": "Isolated",
+                                           "invert": False, "pattern": {"Regex": "(a|aa)+$"}}),
+         "regular expression predictd does not run"),
+        (lambda t: t["model"].update(max_input_chars_per_word=10**9),
+         "max_input_chars_per_word must be 1-200"),
+    ],
+)  # fmt: skip
+def test_a_tokenizer_predictd_does_not_run_is_refused_before_it_is_read(
+    transformer_export: DemoModel, tmp_path: Path, edit: Any, message: str
+) -> None:
+    path = pack_edited(transformer_export, tmp_path, "tokenizer.json", edit)
+    with pytest.raises(ArtifactError, match=message):
+        open_artifact(path, InferenceSettings())
+
+
+def test_a_tokenizer_panic_is_an_error_of_that_input() -> None:
+    class PanicException(BaseException):  # as pyo3 raises a Rust panic: not an Exception
+        pass
+
+    failed = pytest.raises(RuntimeError, match="the tokenizer failed on this input")
+    with failed, transformer_runtime._panics_as_errors():
+        raise PanicException("regex backtrack limit")
+    with pytest.raises(KeyboardInterrupt), transformer_runtime._panics_as_errors():
+        raise KeyboardInterrupt
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_refused_at_registration(
+    transformer_export: DemoModel, tmp_path: Path
+) -> None:
+    path = pack_edited(transformer_export, tmp_path, "config.json",
+                       lambda c: c.update(vocab_size=100))  # fmt: skip
+    with pytest.raises(ArtifactError, match=r"the tokenizer has \d+ tokens"):
+        open_artifact(path, InferenceSettings())
+
+
+def test_a_model_that_fails_on_the_longest_input_is_refused_at_registration(
+    transformer_export: DemoModel, tmp_path: Path
+) -> None:
+    """Tokens added to the tokenizer have ids past the embedding: the probe at load (the
+    longest input, of the last id) finds it before a client does."""
+    from tokenizers import Tokenizer
+
+    src = copy_export(transformer_export, tmp_path / "export")
+    tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
+    tokenizer.add_tokens(["<extra-1>", "<extra-2>"])
+    tokenizer.save(str(src / "tokenizer.json"))
+    config = json.loads((src / "config.json").read_text())
+    del config["vocab_size"]
+    (src / "config.json").write_text(json.dumps(config))
+    path, _ = bundle.pack(src, tmp_path / "out")
+    with pytest.raises(ArtifactError, match=r"model\.onnx fails on 128 tokens"):
+        open_artifact(path, InferenceSettings())
+
+
+def test_non_finite_logits_are_refused(transformer_export: DemoModel, tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    src = copy_export(transformer_export, tmp_path / "export")
+    model = onnx.load(str(src / "model.onnx"))
+    for init in model.graph.initializer:
+        if init.name == "classifier.bias":
+            nan = np.full_like(numpy_helper.to_array(init), np.nan)
+            init.CopyFrom(numpy_helper.from_array(nan, init.name))
+    onnx.save(model, str(src / "model.onnx"))
+    path, _ = bundle.pack(src, tmp_path / "out")
+    with pytest.raises(ArtifactError, match="non-finite logits"):
+        open_artifact(path, InferenceSettings())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id2label": {"0": "a", "0": "b", "1": "c"}}', "given twice"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON predictd reads"),
+    ],
+)
+def test_config_json_that_parses_ambiguously_or_deeply_is_refused(
+    transformer_export: DemoModel, tmp_path: Path, content: bytes, message: str
+) -> None:
+    src = copy_export(transformer_export, tmp_path / "export")
+    (src / "config.json").write_bytes(content)
+    with pytest.raises(ArtifactError, match=message):
+        bundle.pack(src, tmp_path / "out")
+
+
+def test_the_length_is_the_smallest_the_model_and_tokenizer_allow() -> None:
+    where = "m"
+    assert bundle.max_length_of({"max_position_embeddings": 512}, {"model_max_length": 10**400},
+                                where) == 512  # fmt: skip
+    assert bundle.max_length_of({"max_position_embeddings": 256}, {"model_max_length": 512},
+                                where) == 256  # fmt: skip
+    roberta = {"model_type": "roberta", "max_position_embeddings": 514}
+    assert bundle.max_length_of(roberta, {}, where) == 512
+    assert bundle.max_length_of({}, {"model_max_length": 128.0}, where) == 128
+    with pytest.raises(ArtifactError, match="no maximum input length"):
+        bundle.max_length_of({"max_position_embeddings": float("inf")}, {}, where)
+
+
+def test_serve_model_names_a_directory_or_archive_by_its_stem(tmp_path: Path) -> None:
+    (tmp_path / "export").mkdir()
+    (tmp_path / "model.skops").write_bytes(b"")
+    assert model_name_of(tmp_path / "export") == "export"
+    assert model_name_of(tmp_path / "export.tar.gz") == "export"
+    assert model_name_of(tmp_path / "Export.ZIP") == "Export"
+    assert model_name_of(tmp_path / "model.skops") == "model"

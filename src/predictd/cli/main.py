@@ -84,7 +84,10 @@ def serve(
     port: Port = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="Serve this artifact as the default model (registered on startup)."),
+        typer.Option(
+            help="Serve this artifact as the default model (registered on startup): a model "
+            "file, or a transformer export directory or its .tar.gz/.zip."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     insecure_no_auth: Annotated[
@@ -100,7 +103,7 @@ def serve(
     and the artifact given with --model as the default one."""
     settings = Settings()
     if model is not None:
-        if not model.is_file():
+        if not (model.is_file() or model.is_dir()):
             fail(f"no artifact at {model}")
         settings = settings.replace(model_path=model.resolve())
     _serve(settings, host, port, workers, insecure=insecure_no_auth)

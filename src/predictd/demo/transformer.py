@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from predictd.demo.train import DemoModel, load_sentiment_data, write_csv
+from predictd.errors import PredictdError
 from predictd.inference.values import ItemInput
 from predictd.monitoring.calibration import calibration_bins
 
@@ -150,6 +151,7 @@ def write_export(
         "id2label": id2label,
         "label2id": {label: i for i, label in enumerate(labels)},
         "max_position_embeddings": max_length,
+        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
         "problem_type": "single_label_classification",
     }
     special = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
@@ -167,6 +169,14 @@ def write_export(
 
 def train_transformer(out_dir: Path, seed: int = 0) -> DemoModel:
     """The demo sentences' classifier as a transformer export directory (``DemoModel.path``)."""
+    try:
+        import onnx  # noqa: F401
+        import tokenizers  # noqa: F401
+    except ImportError as exc:
+        raise PredictdError(
+            f"the transformer demo needs tokenizers and onnx ({exc.name} is missing): "
+            "pip install 'predictd[transformers]'"
+        ) from None
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,9 +40,15 @@ FILES = REQUIRED + OPTIONAL
 EXTERNAL_DATA = ("model.onnx_data", "model.onnx.data", "model_data")
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own ceiling for one ONNX file
+MAX_BUNDLE_BYTES = MAX_MODEL_BYTES + 5 * MAX_JSON_BYTES
 MAX_LABELS = 10_000
 HUGE = 1_000_000  # transformers writes int(1e30) as model_max_length when it does not know
 FORMAT = 1
+_ID = re.compile(r"0|[1-9][0-9]{0,4}")
+# These models number positions from pad_token_id + 1 (2): two fewer tokens than
+# max_position_embeddings fit.
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2,
+                    "bart": 2, "mbart": 2, "xmod": 2}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,8 @@ class Bundle:
     labels: tuple[str, ...]
     max_length: int
     pad_token: str | None
+    unk_token: str | None = None
+    vocab_size: int | None = None  # config.json's: how many rows the embedding has
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,6 +79,14 @@ def pack(
     """The export directory ``src`` as one tar in ``out_dir``; (its path, the names of the
     files left out). Refused, with nothing written, when a required file is missing, a file
     is a link or too large, the weights are external, or the bundle would not load."""
+    try:
+        return _pack(src, out_dir, max_model_bytes)
+    except OSError as exc:  # unreadable export, full disk: the file's problem, said as such
+        where = exc.filename or src
+        raise ArtifactError(f"could not pack {src}: {where}: {exc.strerror or exc}") from exc
+
+
+def _pack(src: Path, out_dir: Path, max_model_bytes: int) -> tuple[Path, list[str]]:
     present = {p.name: p for p in src.iterdir()} if src.is_dir() else {}
     missing = [name for name in REQUIRED if name not in present]
     if missing:
@@ -119,6 +136,9 @@ def read(path: Path) -> Bundle:
     """The bundle stored at ``path`` (already sha256-verified by the artifact store)."""
     members: dict[str, bytes] = {}
     try:
+        size = path.stat().st_size
+        if size > MAX_BUNDLE_BYTES:  # tar headers are read whole: none may exceed this either
+            raise ArtifactError(f"{path.name} is {size} bytes (at most {MAX_BUNDLE_BYTES})")
         with tarfile.open(path, "r:") as tar:
             for info in tar:
                 name = info.name
@@ -172,17 +192,27 @@ def parse(members: Mapping[str, bytes], where: str) -> Bundle:
         labels=labels_of(config, where),
         max_length=max_length_of(config, tokenizer_config, where),
         pad_token=_token(tokenizer_config.get("pad_token")) or _token(special.get("pad_token")),
+        unk_token=_token(tokenizer_config.get("unk_token")) or _token(special.get("unk_token")),
+        vocab_size=_count(config.get("vocab_size")),
         files=hashes,
     )
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"key {twice[0][:40]!r} given twice")
+    return dict(pairs)
+
+
 def _json(members: Mapping[str, bytes], name: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(members[name])
+        value = json.loads(members[name], object_pairs_hook=_unique_keys)
     except KeyError:
         raise ArtifactError(f"{where}: {name} missing") from None
-    except ValueError as exc:
-        raise ArtifactError(f"{where}: {name} is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
+        raise ArtifactError(f"{where}: {name} is not JSON predictd reads: {exc}") from None
     if not isinstance(value, dict):
         raise ArtifactError(f"{where}: {name} must be a JSON object")
     return value
@@ -208,10 +238,9 @@ def labels_of(config: Mapping[str, Any], where: str) -> tuple[str, ...]:
         raise ArtifactError(f"{where}: config.json needs id2label, with 2 to {MAX_LABELS} labels")
     by_id: dict[int, str] = {}
     for key, label in raw.items():
-        try:
-            index = int(key)
-        except (TypeError, ValueError):
-            raise ArtifactError(f"{where}: id2label key {key!r} is not an integer") from None
+        if not isinstance(key, str) or not _ID.fullmatch(key):  # "00" or "+1" would rename
+            raise ArtifactError(f"{where}: id2label key {key[:20]!r} is not an integer id")
+        index = int(key)
         if not isinstance(label, str) or not label or len(label) > 200:
             raise ArtifactError(f"{where}: id2label[{key}] must be a label of 1-200 characters")
         by_id[index] = label
@@ -223,20 +252,34 @@ def labels_of(config: Mapping[str, Any], where: str) -> tuple[str, ...]:
     return labels
 
 
+def _count(value: object) -> int | None:
+    """A positive whole number below HUGE from JSON (an int, or a float like 512.0), else
+    None: transformers writes int(1e30) where it knows no limit."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 1 <= value < HUGE else None  # compared as given: no overflow
+
+
 def max_length_of(
     config: Mapping[str, Any], tokenizer_config: Mapping[str, Any], where: str
 ) -> int:
-    """Tokens the model reads at most: the tokenizer's ``model_max_length`` when it says one,
-    else the position embeddings of the model."""
-    for source, key in (
-        (tokenizer_config, "model_max_length"),
-        (config, "max_position_embeddings"),
-    ):
-        value = source.get(key)
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if number is not None and math.isfinite(number) and 2 <= number < HUGE:
-            return int(number)
-    raise ArtifactError(
-        f"{where}: no maximum input length (tokenizer_config.json model_max_length or "
-        "config.json max_position_embeddings)"
-    )
+    """Tokens the model reads at most: the smaller of the tokenizer's ``model_max_length``
+    and the positions the model has (``max_position_embeddings``, less the offset of models
+    that number positions after the padding id)."""
+    limits = []
+    told = _count(tokenizer_config.get("model_max_length"))
+    if told is not None:
+        limits.append(told)
+    positions = _count(config.get("max_position_embeddings"))
+    if positions is not None:
+        model_type = config.get("model_type")
+        offset = _POSITION_OFFSET.get(model_type, 0) if isinstance(model_type, str) else 0
+        limits.append(positions - offset)
+    if not limits or min(limits) < 2:
+        raise ArtifactError(
+            f"{where}: no maximum input length (tokenizer_config.json model_max_length or "
+            "config.json max_position_embeddings)"
+        )
+    return min(limits)

@@ -375,7 +375,7 @@ class ModelRegistry:
         s = self.settings
         if s.model_path is None:
             return None
-        name = s.model_name or s.model_path.stem
+        name = s.model_name or model_name_of(s.model_path)
         return await asyncio.to_thread(self.inspect, s.model_path, name)
 
     async def load(self, version: ModelVersion, source: str) -> ModelRuntime:
@@ -396,3 +396,15 @@ def _summary(result: object) -> dict[str, object] | None:
     if isinstance(result, ModelVersion):
         return {"version": result.version, "stage": result.stage, "sha256": result.artifact_sha256}
     return None
+
+
+def model_name_of(path: Path) -> str:
+    """The name ``--model PATH`` serves under: the file or directory name without its
+    suffix (``export.tar.gz`` and ``export/`` are both ``export``)."""
+    from predictd.registry.archives import SUFFIXES
+
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.is_file() else name
