@@ -177,7 +177,13 @@ async def test_the_server_executes_what_was_approved(tmp_path: Path, db_url: str
             )["status"] in ("approved", "running"):
                 assert time.monotonic() < deadline, current
                 await asyncio.sleep(0.05)
-            metrics = (await client.get("/metrics", headers=keys["reader"])).text
+            # The executor refreshes the gauge after the action's outcome has committed.
+            while (
+                'predictd_agent_actions{status="succeeded"} 1.0'
+                not in (metrics := (await client.get("/metrics", headers=keys["reader"])).text)
+                and time.monotonic() < deadline
+            ):
+                await asyncio.sleep(0.05)
     finally:
         await db.dispose()
     assert current["status"] == "succeeded", current
