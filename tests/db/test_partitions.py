@@ -272,3 +272,13 @@ async def test_sqlite_keeps_one_table(tmp_path: Any) -> None:
         assert cleaned == maintenance.Cleaned(1, [])
     finally:
         await db.dispose()
+
+
+async def test_reading_coverage_keeps_the_statement_timeout(pg: Database) -> None:
+    """The series read that asks for coverage keeps its statement timeout (only partition
+    changes lift it)."""
+    async with pg.engine.begin() as conn:
+        before = await conn.scalar(text("SHOW statement_timeout"))
+        assert before != "0"
+        assert await partitions.coverage(conn, NOW) is not None
+        assert await conn.scalar(text("SHOW statement_timeout")) == before

@@ -332,3 +332,54 @@ def test_serve_model_names_a_directory_or_archive_by_its_stem(tmp_path: Path) ->
     assert model_name_of(tmp_path / "export.tar.gz") == "export"
     assert model_name_of(tmp_path / "Export.ZIP") == "Export"
     assert model_name_of(tmp_path / "model.skops") == "model"
+
+
+def test_a_unigram_tokenizer_counts_pieces_it_lacks_as_out_of_vocabulary(
+    transformer_export: DemoModel, tmp_path: Path
+) -> None:
+    """XLM-R and ALBERT tokenizers (Unigram) name no unk_token on the model: a piece the
+    vocabulary lacks is still out of vocabulary for the drift tests, and the unknown token
+    (from the tokenizer's configuration) is not counted as known."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from predictd.demo.train import load_sentiment_data
+
+    texts, _ = load_sentiment_data()
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=500, special_tokens=["[PAD]", "[UNK]"], unk_token="[UNK]"
+    ))  # fmt: skip
+    src = copy_export(transformer_export, tmp_path / "export")
+    tokenizer.save(str(src / "tokenizer.json"))
+    path, _ = bundle.pack(src, tmp_path / "out")
+    _, runtime = open_artifact(path, InferenceSettings())
+    vocabulary = runtime.vocabulary()
+    assert vocabulary is not None
+    pieces = vocabulary.tokens("great 日本")
+    assert "日本" in pieces
+    assert "日本" not in vocabulary.known
+    assert "[UNK]" not in vocabulary.known
+    assert isinstance(runtime, transformer_runtime.TransformerRuntime)
+    assert runtime.bundle.model == b""  # the graph's bytes let go once the session has them
+
+
+def test_an_export_that_cannot_be_packed_says_which_file(
+    transformer_export: DemoModel, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ArtifactError, match=r"could not pack .*a-file"):
+        bundle.pack(transformer_export.path, tmp_path / "a-file" / "out")
+
+
+def test_the_demo_without_its_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from predictd.demo.transformer import train_transformer
+    from predictd.errors import PredictdError
+
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if it were not installed
+    with pytest.raises(PredictdError, match=r"pip install 'predictd\[transformers\]'"):
+        train_transformer(tmp_path)

@@ -4,6 +4,7 @@ database is down and the recorder keeps retrying."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from predictd.db.tls import TlsArgument, split_tls
 from predictd.settings import DatabaseSettings
 
 log = logging.getLogger("predictd.db")
+REPLICA_RETRY_S = 30.0  # an unreachable read replica is skipped this long
 
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -69,6 +71,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._writer_engine: AsyncEngine | None = None
         self._replica: Database | None = None
+        self._replica_down_until = 0.0  # time.monotonic() before which reads skip it
         if settings.analytics_url is not None:
             self._replica = Database(
                 settings.model_copy(update={"url": settings.analytics_url, "analytics_url": None})
@@ -111,7 +114,7 @@ class Database:
         """A connection for analytics, drift and performance reads: the replica's, or the
         primary's while the replica cannot be reached, so that a replica outage never stops
         analytics or the monitor pass (and with it every alert)."""
-        if self._replica is None:
+        if self._replica is None or time.monotonic() < self._replica_down_until:
             async with self.engine.connect() as conn:
                 yield conn
             return
@@ -119,10 +122,14 @@ class Database:
         try:
             await conn.start()
         except (OSError, TimeoutError, DBAPIError) as exc:
+            # Not tried again for a while: a replica that times out would otherwise cost
+            # every read its connect timeout.
+            self._replica_down_until = time.monotonic() + REPLICA_RETRY_S
             log.warning(
                 "read replica unreachable; reading from the primary",
-                extra={"replica": self._replica.display_url, "error": type(exc).__name__},
-            )
+                extra={"replica": self._replica.display_url, "error": type(exc).__name__,
+                       "retry_in_s": REPLICA_RETRY_S},
+            )  # fmt: skip
             async with self.engine.connect() as primary:
                 yield primary
             return
