@@ -36,6 +36,9 @@ PredictdError (500 internal_error)                  also what an unexpected exce
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class PredictdError(Exception):
     status: int = 500
@@ -196,3 +199,15 @@ class UntrustedArtifact(ArtifactError):
             "author: loading it runs its code"
         )
         self.types = types
+
+
+@contextmanager
+def artifact_file_errors(what: str) -> Iterator[None]:
+    """An OSError on a file a user handed in (unreadable, missing, a full disk while copying
+    it) as the ArtifactError it is, naming the file, so that no caller further up takes it
+    for an unreachable database."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ArtifactError(f"{what}{where}: {exc.strerror or exc}") from exc

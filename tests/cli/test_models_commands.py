@@ -14,15 +14,6 @@ from tests.conftest import Artifacts
 runner = CliRunner()
 
 
-@pytest.fixture
-def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("PREDICTD_AUTO_MIGRATE", "true")
-    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(tmp_path / "artifacts"))
-    monkeypatch.chdir(tmp_path)
-    return db_url
-
-
 def invoke(*args: str, code: int = 0) -> str:
     """What a command printed on stdout when it succeeded, on stderr when it failed."""
     result = runner.invoke(app, list(args))

@@ -24,15 +24,6 @@ SCENARIO = Scenario(base_rows=ROWS)
 
 
 @pytest.fixture
-def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("PREDICTD_AUTO_MIGRATE", "true")
-    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(tmp_path / "artifacts"))
-    monkeypatch.chdir(tmp_path)
-    return db_url
-
-
-@pytest.fixture
 def model(tmp_path: Path) -> tuple[Path, Path]:
     """A tabular classifier (features x0..x3, classes 0/1) and its training data as CSV."""
     return write_artifacts(SCENARIO, tmp_path / "model")

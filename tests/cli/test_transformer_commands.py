@@ -9,22 +9,12 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from predictd.cli import app
 from predictd.demo.train import DemoModel
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("PREDICTD_AUTO_MIGRATE", "true")
-    monkeypatch.setenv("PREDICTD_ARTIFACT_DIR", str(tmp_path / "artifacts"))
-    monkeypatch.chdir(tmp_path)
-    return db_url
 
 
 def invoke(*args: str, code: int = 0) -> tuple[str, str]:

@@ -299,7 +299,7 @@ def test_non_finite_logits_are_refused(transformer_export: DemoModel, tmp_path: 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b'{"id2label": {"0": "a", "0": "b", "1": "c"}}', "given twice"),
+        (b'{"id2label": {"0": "a", "0": "b", "1": "c"}}', "appears twice"),
         (b"[" * 100_000 + b"]" * 100_000, "not JSON predictd reads"),
     ],
 )

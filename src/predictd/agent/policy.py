@@ -25,6 +25,7 @@ from predictd.agent.actions import Risk
 from predictd.durations import format_duration, parse_duration, seconds_span
 from predictd.errors import InvalidInput
 from predictd.settings import AgentSettings
+from predictd.strict_json import unique_keys
 
 MAX_BYTES = 64 * 1024
 SUFFIXES = (".json", ".yaml", ".yml")
@@ -181,18 +182,9 @@ def load_policy(path: Path | None) -> Policy:
 
 def _parse_json(path: Path, text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=unique_keys, parse_constant=_no_constant)
     except ValueError as exc:  # json.JSONDecodeError is one
         raise _refused(path, f"not valid policy JSON: {exc}", None) from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"key {key!r} appears twice")
-        found[key] = value
-    return found
 
 
 def _no_constant(name: str) -> Any:

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from predictd.demo.train import DemoModel, load_sentiment_data, write_csv
+from predictd.demo.train import DemoModel, held_out_scores, load_sentiment_data, write_csv
 from predictd.errors import PredictdError
 from predictd.inference.values import ItemInput
-from predictd.monitoring.calibration import calibration_bins
 
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_LENGTH = 128
@@ -178,7 +177,6 @@ def train_transformer(out_dir: Path, seed: int = 0) -> DemoModel:
             "pip install 'predictd[transformers]'"
         ) from None
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
 
     texts, labels = load_sentiment_data()
@@ -195,15 +193,9 @@ def train_transformer(out_dir: Path, seed: int = 0) -> DemoModel:
 
     embeddings, held_out = fit(x_train, y_train)
     features = pooled(tokenizer, embeddings, x_test)
-    predicted = held_out.predict(features)
-    confidence = held_out.predict_proba(features).max(axis=1)
-    calibration = calibration_bins(
-        (float(c), p == y) for c, p, y in zip(confidence, predicted, y_test, strict=True)
+    metrics, calibration = held_out_scores(
+        y_test, held_out.predict(features), held_out.predict_proba(features).max(axis=1)
     )
-    metrics = {
-        "accuracy": float(accuracy_score(y_test, predicted)),
-        "f1_macro": float(f1_score(y_test, predicted, average="macro")),
-    }
     embeddings, final = fit(texts, labels)  # ship the model fitted on everything
     assert list(final.classes_) == names  # sklearn orders classes as sorted() does
     weights, bias = _linear(final, len(names))

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from predictd.errors import ArtifactError
+from predictd.errors import ArtifactError, artifact_file_errors
+from predictd.strict_json import unique_keys
 
 SUFFIX = ".transformer"  # the stored tar's suffix: what formats.flavor_of maps to the runtime
 MODEL = "model.onnx"
@@ -79,11 +80,8 @@ def pack(
     """The export directory ``src`` as one tar in ``out_dir``; (its path, the names of the
     files left out). Refused, with nothing written, when a required file is missing, a file
     is a link or too large, the weights are external, or the bundle would not load."""
-    try:
+    with artifact_file_errors(f"could not pack {src}"):
         return _pack(src, out_dir, max_model_bytes)
-    except OSError as exc:  # unreadable export, full disk: the file's problem, said as such
-        where = exc.filename or src
-        raise ArtifactError(f"could not pack {src}: {where}: {exc.strerror or exc}") from exc
 
 
 def _pack(src: Path, out_dir: Path, max_model_bytes: int) -> tuple[Path, list[str]]:
@@ -198,17 +196,9 @@ def parse(members: Mapping[str, bytes], where: str) -> Bundle:
     )
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        raise ValueError(f"key {twice[0][:40]!r} given twice")
-    return dict(pairs)
-
-
 def _json(members: Mapping[str, bytes], name: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(members[name], object_pairs_hook=_unique_keys)
+        value = json.loads(members[name], object_pairs_hook=unique_keys)
     except KeyError:
         raise ArtifactError(f"{where}: {name} missing") from None
     except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from predictd.errors import ArtifactError
+from predictd.errors import ArtifactError, artifact_file_errors
 from predictd.inference.pickle_trust import load_pickle
 from predictd.inference.sklearn_runtime import describe_estimator, load_estimator
 from predictd.registry.archives import EXTRA_BYTES, is_archive, unpack
@@ -52,21 +52,14 @@ def prepare_import(
     """Read, check and convert the model ``source`` names into ``workdir`` (blocking).
     Raises ArtifactError (UntrustedArtifact for a type that is not trusted); nothing is
     stored anywhere but ``workdir``."""
-    try:
-        return _prepare(source, workdir, settings, tracking_uri=tracking_uri, max_bytes=max_bytes)
-    except OSError as exc:  # unreadable file, full disk, store unreachable: not the database
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise ArtifactError(f"could not read {source}{where}: {exc.strerror or exc}") from exc
+    with artifact_file_errors(f"could not read {source}"):
+        return _prepare(source, workdir, settings, tracking_uri, max_bytes)
 
 
 def _prepare(
-    source: str,
-    workdir: Path,
-    settings: InferenceSettings,
-    *,
-    tracking_uri: str | None,
+    source: str, workdir: Path, settings: InferenceSettings, tracking_uri: str | None,
     max_bytes: int,
-) -> MlflowImport:
+) -> MlflowImport:  # fmt: skip
     notes: list[str] = []
     uri_run = None
     if is_remote(source):
