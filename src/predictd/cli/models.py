@@ -15,12 +15,13 @@ import typer
 
 from predictd.cli.output import fail
 from predictd.cli.runner import run_with_services
+from predictd.inference.transformer_bundle import MAX_MODEL_BYTES
 from predictd.monitoring.profile import validation_profiler
 from predictd.registry.archives import as_artifact
 from predictd.registry.datasets import DatasetFile
 from predictd.registry.mlflow_import import MlflowImport, prepare_import
 from predictd.registry.models import ModelVersion, Stage
-from predictd.registry.service import MAX_BUNDLE_BYTES, ModelRegistry
+from predictd.registry.service import ModelRegistry
 
 models_app = typer.Typer(help="Register, list, promote and roll back model versions.")
 
@@ -101,7 +102,7 @@ def register(
         with tempfile.TemporaryDirectory(prefix="predictd-artifact-") as workdir:
             # A transformer export (directory or archive) is packed into one bundle first.
             artifact, notes = await asyncio.to_thread(
-                as_artifact, path, Path(workdir), MAX_BUNDLE_BYTES
+                as_artifact, path, Path(workdir), MAX_MODEL_BYTES
             )
             for note in notes:
                 typer.echo(f"note: {note}", err=True)

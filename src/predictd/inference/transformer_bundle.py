@@ -66,10 +66,6 @@ class Bundle:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def is_export_dir(path: Path) -> bool:
-    return path.is_dir() and (path / MODEL).is_file() and (path / CONFIG).is_file()
-
-
 def _limit(name: str) -> int:
     return MAX_MODEL_BYTES if name == MODEL else MAX_JSON_BYTES
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,6 @@ from predictd.settings import InferenceSettings
 log = logging.getLogger("predictd.registry")
 
 T = TypeVar("T")
-MAX_BUNDLE_BYTES = 2 * 1024**3  # a transformer's model.onnx, the most one ONNX file holds
 VOCABULARIES_KEPT = 4  # text models' vocabularies held for drift runs
 
 # Measures a new version on the runtime serving will open; what it returns joins the version's
@@ -89,76 +89,75 @@ class ModelRegistry:
         from. The training data's rows are the ``training_samples`` unless given;
         ``hyperparameters`` (e.g. an MLflow run's params) replace the estimator's own."""
         from predictd.inference.formats import open_artifact
+        from predictd.inference.transformer_bundle import MAX_MODEL_BYTES
         from predictd.registry.archives import as_artifact, is_archive
 
-        if path.is_dir() or (path.is_file() and is_archive(path)):
-            # A transformer export: packed into one bundle file, which is what gets stored.
-            with tempfile.TemporaryDirectory(prefix="predictd-artifact-") as tmp:
-                packed, notes = as_artifact(path, Path(tmp), MAX_BUNDLE_BYTES)
+        with ExitStack() as cleanup:
+            if path.is_dir() or (path.is_file() and is_archive(path)):
+                # A transformer export: packed into one bundle file, which is what is stored.
+                tmp = cleanup.enter_context(
+                    tempfile.TemporaryDirectory(prefix="predictd-artifact-")
+                )
+                source = path
+                path, notes = as_artifact(source, Path(tmp), MAX_MODEL_BYTES)
                 for note in notes:
-                    log.info(note, extra={"model": name, "source": str(path)})
-                return self.inspect(
-                    packed, name, metrics=metrics, description=description,
-                    training_samples=training_samples, feature_names=feature_names,
-                    profiler=profiler, reference_profile=reference_profile, tags=tags,
-                    parent_version=parent_version, training_data=training_data,
-                    validation_data=validation_data, profile_validation=profile_validation,
-                    training_run=training_run, hyperparameters=hyperparameters,
-                )  # fmt: skip
-        if not path.is_file():
-            raise ArtifactError(f"no artifact at {path}")
+                    log.info(note, extra={"model": name, "source": str(source)})
+            if not path.is_file():
+                raise ArtifactError(f"no artifact at {path}")
 
-        flavor, runtime = open_artifact(path, self.settings)
-        info = runtime.schema()
-        version = ModelVersion(
-            name=name,
-            version=0,
-            flavor=flavor,
-            task=info.task,
-            input_kind=info.input_kind,
-            artifact_uri="",  # known once stored, below
-            artifact_sha256="",
-            stage="none",
-            created_at=datetime.now(UTC),
-            feature_names=feature_names or info.feature_names,
-            classes=info.classes,
-            algorithm=info.algorithm,
-            metrics=metrics or {},
-            training_samples=training_samples,
-            description=description,
-            reference_profile=dict(reference_profile or {}),
-            hyperparameters=(
-                runtime.hyperparameters() if hyperparameters is None else dict(hyperparameters)
-            ),
-            tags=dict(tags or {}),
-            parent_version=parent_version,
-            training_run=training_run,
-        )
-        spec = dataset_spec(version)
-        train = read_dataset(training_data, spec) if training_data is not None else None
-        valid = read_dataset(validation_data, spec) if validation_data is not None else None
-        if train is not None and training_samples is None:
-            version = replace(version, training_samples=len(train))
-        if profiler is None and valid is not None and profile_validation is not None:
-            profiler = profile_validation(valid.examples())
-        if profiler is not None:
-            # Validation rows name features as the registry will (feature_names may rename
-            # the artifact's positional x0, x1, ...): profile with the runtime serving opens.
-            from predictd.inference.formats import runtime_for
+            flavor, runtime = open_artifact(path, self.settings)
+            info = runtime.schema()
+            version = ModelVersion(
+                name=name,
+                version=0,
+                flavor=flavor,
+                task=info.task,
+                input_kind=info.input_kind,
+                artifact_uri="",  # known once stored, below
+                artifact_sha256="",
+                stage="none",
+                created_at=datetime.now(UTC),
+                feature_names=feature_names or info.feature_names,
+                classes=info.classes,
+                algorithm=info.algorithm,
+                metrics=metrics or {},
+                training_samples=training_samples,
+                description=description,
+                reference_profile=dict(reference_profile or {}),
+                hyperparameters=(
+                    runtime.hyperparameters() if hyperparameters is None else dict(hyperparameters)
+                ),
+                tags=dict(tags or {}),
+                parent_version=parent_version,
+                training_run=training_run,
+            )
+            spec = dataset_spec(version)
+            train = read_dataset(training_data, spec) if training_data is not None else None
+            valid = read_dataset(validation_data, spec) if validation_data is not None else None
+            if train is not None and training_samples is None:
+                version = replace(version, training_samples=len(train))
+            if profiler is None and valid is not None and profile_validation is not None:
+                profiler = profile_validation(valid.examples())
+            if profiler is not None:
+                # Validation rows name features as the registry will (feature_names may rename
+                # the artifact's positional x0, x1, ...): profile with the runtime serving opens.
+                from predictd.inference.formats import runtime_for
 
-            meta = version.meta(source="registry", loaded_at=version.created_at)
-            named = runtime_for(flavor, path, meta, self.settings)
-            named.prepare()
-            profile = profiler(named)
-            version = replace(version, reference_profile={**version.reference_profile, **profile})
-        uri, sha = self.store.put(path)
-        return replace(
-            version,
-            artifact_uri=uri,
-            artifact_sha256=sha,
-            training_data=self._put_dataset(training_data, train),
-            validation_data=self._put_dataset(validation_data, valid),
-        )
+                meta = version.meta(source="registry", loaded_at=version.created_at)
+                named = runtime_for(flavor, path, meta, self.settings)
+                named.prepare()
+                profile = profiler(named)
+                version = replace(
+                    version, reference_profile={**version.reference_profile, **profile}
+                )
+            uri, sha = self.store.put(path)
+            return replace(
+                version,
+                artifact_uri=uri,
+                artifact_sha256=sha,
+                training_data=self._put_dataset(training_data, train),
+                validation_data=self._put_dataset(validation_data, valid),
+            )
 
     def _put_dataset(
         self, source: DatasetFile | None, data: Dataset | None
