@@ -124,12 +124,17 @@ class MonitorSeries(Collector):
         return True
 
     async def _reachable(self) -> bool:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_S), self.db.engine.connect() as conn:
-                await SeriesRepository(conn).ping()
-        except Exception:
-            return False
-        return True
+        """Twice before saying no: one stalled round trip on a busy host, or a pooled
+        connection the server closed, is not a database that is down."""
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S), self.db.engine.connect() as conn:
+                    await SeriesRepository(conn).ping()
+            except Exception as exc:
+                log.debug("database probe failed", extra={"attempt": attempt, "error": repr(exc)})
+                continue
+            return True
+        return False
 
     async def forever(self, interval_s: float) -> None:
         while True:
